@@ -1,0 +1,80 @@
+"""Boundary checks shared by every module: one place, one wording for each kind of bad input."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from collapsekit.errors import DataError, ParameterError
+
+
+def as_2d_finite(name: str, values: object, *, row_offset: int = 0) -> np.ndarray:
+    """Return ``values`` as a 2-D numeric array, or raise :class:`DataError` naming the problem.
+
+    A 1-D array is read as one column. Rows holding NaN or ±inf are reported by their
+    (0-based) index plus ``row_offset``, so chunked callers can name the global row.
+    """
+    try:
+        arr = np.asarray(values)
+    except (TypeError, ValueError) as exc:  # ragged lists and the like
+        raise DataError(f"{name}: cannot be read as a numeric array ({exc})") from None
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise DataError(f"{name}: expected numeric values, got dtype {arr.dtype}")
+    if np.iscomplexobj(arr):
+        raise DataError(f"{name}: complex values are not supported")
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2:
+        raise DataError(f"{name}: expected a 2-D array (examples × features), got shape {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise DataError(f"{name}: empty array of shape {arr.shape}")
+    if np.issubdtype(arr.dtype, np.floating):
+        bad_rows = np.flatnonzero(~np.isfinite(arr).all(axis=1))
+        if bad_rows.size:
+            row = int(bad_rows[0])
+            kind = "NaN" if np.isnan(arr[row]).any() else "an infinite value"
+            more = f" (and {bad_rows.size - 1} more rows)" if bad_rows.size > 1 else ""
+            raise DataError(f"{name}: row {row + row_offset} contains {kind}{more}")
+    return arr
+
+
+def positive(name: str, value: object) -> float:
+    """Return ``value`` as a float if it is finite and > 0, else raise :class:`ParameterError`."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ParameterError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(number) or number <= 0:
+        raise ParameterError(f"{name} must be a finite number > 0, got {value!r}")
+    return number
+
+
+def positive_vector(name: str, values: float | Sequence[float], length: int) -> np.ndarray:
+    """A scalar (broadcast) or a sequence of ``length`` finite positive numbers, as float64."""
+    arr = np.atleast_1d(np.asarray(values, dtype=float))
+    if arr.ndim != 1:
+        raise ParameterError(f"{name} must be a number or a sequence of numbers, got shape {arr.shape}")
+    if arr.size == 1:
+        arr = np.full(length, float(arr[0]))
+    if arr.size != length:
+        raise ParameterError(f"{name} has {arr.size} values but the latent size is {length}")
+    if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise ParameterError(f"{name} must be finite and > 0, got {arr.tolist()}")
+    return arr
+
+
+def latent_size(name: str, value: object, limit: int, what: str) -> int:
+    """A latent size in 1..``limit``; ``what`` says where the limit comes from."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise ParameterError(f"{name} must be an integer, got {value!r}")
+    size = int(value)
+    if size <= 0:
+        raise ParameterError(f"{name} must be ≥ 1, got {size}")
+    if size > limit:
+        raise ParameterError(f"{name} = {size} is larger than the data allows ({what} = {limit})")
+    return size
