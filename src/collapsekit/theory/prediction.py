@@ -1,0 +1,160 @@
+"""The result of a closed-form prediction: what the optimum of a linear model looks like."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+#: Per-dimension fields, in the order the CLI prints them.
+PER_DIMENSION = ("theta", "threshold", "decoder_sv", "encoder_sv", "encoder_std", "inactive",
+                 "collapsed", "kl_per_dim", "critical_beta")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Closed-form optimum of a linear VAE, CVAE or two-level MHVAE.
+
+    Every per-dimension array has one entry per latent dimension (the top level ``z₂`` for the
+    MHVAE), in descending order of the data spectrum: entry *i* is the latent mode paired with
+    the *i*-th largest θ.
+
+    Attributes
+    ----------
+    model : {"vae", "cvae", "mhvae"}
+    theorem : str
+        Which closed form produced it.
+    hyperparameters : dict
+        The settings used (β, η_enc, η_dec, latent sizes, fixed stds).
+    spectrum : ndarray
+        Every θ of the data, descending. VAE and MHVAE: √eig E[xxᵀ] (std-like);
+        CVAE: eig E, the residual second moment (variance-like).
+    theta : ndarray
+        The θ paired with each latent dimension (the first entries of ``spectrum``).
+    threshold : ndarray
+        The encoder mode of a dimension is zero iff θ ≤ threshold (same units as θ);
+        ``-inf`` where it can never be zero.
+    decoder_sv, encoder_sv : ndarray
+        ω (decoder) and λ (whitened encoder) singular values at the optimum.
+    encoder_std : ndarray
+        Posterior standard deviation (σ; s₂ for the MHVAE's z₂).
+    inactive : ndarray of bool
+        Encoder mode is zero: the dimension carries no information about the input.
+    collapsed : ndarray of bool
+        Posterior equals the prior (inactive *and* encoder std = η_enc). With a fixed encoder
+        std ≠ η_enc a dimension can be inactive without being collapsed.
+    kl_per_dim : ndarray
+        KL(q ‖ prior) of each dimension at the optimum, nats per example (without β).
+    critical_beta : ndarray
+        The β (β₂ for the MHVAE) at and above which the dimension collapses, all else fixed;
+        ``inf`` where it never does.
+    inactive_beta : ndarray
+        The β (β₂) at and above which the encoder mode is zero; equals ``critical_beta``
+        when the encoder variance is learnable.
+    n_active, n_collapsed : int
+        Dimensions with a nonzero encoder mode; dimensions whose posterior equals the prior.
+    loss : float
+        Optimal negative β-ELBO, nats per example, every Gaussian constant included.
+    reconstruction : float
+        Its expected negative log-likelihood part, nats per example.
+    kl : float
+        Total KL of the (top-level) latent, nats per example, without β; ``loss`` is
+        ``reconstruction + β·kl`` (MHVAE: ``reconstruction + β₁·level1["kl"] + β₂·kl``).
+    level1 : dict or None
+        MHVAE only: the z₁ level (``encoder_sv`` λ, ``decoder_sv`` of U₁, ``inactive``,
+        ``kl_per_dim`` = E KL(q(z₁|x) ‖ p(z₁|z₂)) per dimension and its sum ``kl``).
+    """
+
+    model: str
+    theorem: str
+    hyperparameters: dict[str, Any]
+    spectrum: np.ndarray
+    theta: np.ndarray
+    threshold: np.ndarray
+    decoder_sv: np.ndarray
+    encoder_sv: np.ndarray
+    encoder_std: np.ndarray
+    inactive: np.ndarray
+    collapsed: np.ndarray
+    kl_per_dim: np.ndarray
+    critical_beta: np.ndarray
+    inactive_beta: np.ndarray
+    loss: float
+    reconstruction: float
+    kl: float
+    level1: dict[str, Any] | None = field(default=None)
+
+    @property
+    def latent_dim(self) -> int:
+        """Number of (top-level) latent dimensions."""
+        return int(self.theta.size)
+
+    @property
+    def n_active(self) -> int:
+        """Dimensions whose encoder mode is nonzero."""
+        return int(np.count_nonzero(~self.inactive))
+
+    @property
+    def n_collapsed(self) -> int:
+        """Dimensions whose posterior equals the prior."""
+        return int(np.count_nonzero(self.collapsed))
+
+    def verdict(self) -> str:
+        """One line a person can act on."""
+        setting = ", ".join(f"{_symbol(k)} = {_fmt(v)}" for k, v in self.hyperparameters.items()
+                            if k not in ("latent_dim", "latent_dims"))
+        level = "z₂ " if self.model == "mhvae" else ""
+        k = self.latent_dim
+        text = f"{self.model.upper()} ({setting}): {self.n_active} of {k} {level}latent dimensions active"
+        if self.n_collapsed:
+            text += f", {self.n_collapsed} collapsed (posterior = prior)"
+        inactive_only = k - self.n_active - self.n_collapsed
+        if inactive_only:
+            text += f", {inactive_only} inactive but not collapsed (fixed encoder std ≠ η_enc)"
+        return text + "."
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict with the same field names; non-finite numbers become ``None``."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            out[f.name] = _jsonable(getattr(self, f.name))
+        out["n_active"] = self.n_active
+        out["n_collapsed"] = self.n_collapsed
+        out["latent_dim"] = self.latent_dim
+        return out
+
+
+_SYMBOLS = {"beta": "β", "beta1": "β₁", "beta2": "β₂", "eta_enc": "η_enc", "eta_dec": "η_dec",
+            "sigma1": "σ₁", "sigma2": "σ₂", "encoder_std": "σ"}
+
+
+def _symbol(name: str) -> str:
+    return _SYMBOLS.get(name, name)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "learnable"
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
