@@ -1,0 +1,281 @@
+"""The ``collapsekit`` command: one program, one verb per stage of the data flow.
+
+Bad input never shows a traceback: every :class:`~collapsekit.errors.CollapsekitError` becomes a
+one-line message on stderr and exit status 2 (argparse uses 2 for usage errors as well).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from collapsekit import __version__
+from collapsekit.errors import CollapsekitError, ParameterError
+
+EXIT_BAD_INPUT = 2
+EXIT_DISAGREES = 1
+
+# Hyper-parameters each model takes, as (API name, default). Lists on the command line form a grid.
+_GRID_PARAMETERS: dict[str, tuple[tuple[str, float | None], ...]] = {
+    "vae": (("beta", 1.0), ("eta_enc", 1.0), ("eta_dec", 1.0)),
+    "cvae": (("beta", 1.0), ("eta_enc", 1.0), ("eta_dec", 1.0)),
+    "mhvae": (("beta1", 1.0), ("beta2", 1.0), ("eta_enc", 1.0), ("eta_dec", 1.0), ("sigma1", 0.5),
+              ("sigma2", None)),
+}
+_FLAG_OF = {"beta": "--beta", "beta1": "--beta1", "beta2": "--beta2", "eta_enc": "--eta-enc",
+            "eta_dec": "--eta-dec", "sigma1": "--sigma1", "sigma2": "--sigma2"}
+
+
+# -- argument types ------------------------------------------------------------------------------
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def _number_list(text: str) -> list[float]:
+    return [_number(part) for part in text.split(",") if part.strip()] or _fail(f"{text!r}: no numbers")
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+
+
+def _sigma2_list(text: str) -> list[float | None]:
+    return [None if part.strip() == "learnable" else _number(part) for part in text.split(",")]
+
+
+def _fail(message: str):
+    raise argparse.ArgumentTypeError(message)
+
+
+# -- parser --------------------------------------------------------------------------------------
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    from collapsekit.data import SPEC_HELP
+
+    group = parser.add_argument_group("data", SPEC_HELP)
+    group.add_argument("--data", default="digits", metavar="SPEC", help="data source (default: digits)")
+    group.add_argument("--split", choices=["quadrants"],
+                       help="CVAE view: x = bottom-left image quadrant, y = the other three")
+    group.add_argument("--condition", choices=["label"], help="CVAE view: x = one-hot label, y = the image")
+    group.add_argument("--digit", type=int, metavar="N", help="keep only examples with label N")
+    group.add_argument("--part", choices=["train", "test"], help="keep one part of a seeded train/test split")
+    group.add_argument("--test-fraction", type=_number, default=0.2, metavar="F",
+                       help="test share of the split (default 0.2)")
+    group.add_argument("--seed", type=int, default=0, help="seed of the split and of random starts (default 0)")
+
+
+def _add_hyper_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("hyper-parameters (comma-separated values form a grid)")
+    group.add_argument("--latent-dim", type=int, metavar="K", help="latent size (VAE, CVAE; default 16)")
+    group.add_argument("--latent-dims", type=_int_list, metavar="D1,D2", help="MHVAE sizes of z1,z2 (default 16,16)")
+    group.add_argument("--beta", type=_number_list, metavar="B", help="KL weight β, the true weight (default 1)")
+    group.add_argument("--beta1", type=_number_list, metavar="B", help="MHVAE weight of the z1 term (default 1)")
+    group.add_argument("--beta2", type=_number_list, metavar="B", help="MHVAE weight of the z2 KL (default 1)")
+    group.add_argument("--eta-enc", type=_number_list, metavar="E", help="prior std η_enc (default 1)")
+    group.add_argument("--eta-dec", type=_number_list, metavar="E", help="decoder std η_dec (default 1)")
+    group.add_argument("--sigma1", type=_number_list, metavar="S", help="MHVAE fixed z1 encoder std (default 0.5)")
+    group.add_argument("--sigma2", type=_sigma2_list, metavar="S",
+                       help="MHVAE z2 encoder std: 'learnable' (default) or a fixed value")
+    group.add_argument("--encoder-std", type=_number_list, metavar="S1,S2,...",
+                       help="VAE: fixed encoder stds (one value, or one per latent dimension); default learnable")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (exposed for documentation and tests)."""
+    parser = argparse.ArgumentParser(
+        prog="collapsekit",
+        description="Detect, predict and explain posterior collapse in VAEs, CVAEs and hierarchical VAEs.")
+    parser.add_argument("--version", action="version", version=f"collapsekit {__version__}")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    predict = verbs.add_parser("predict", help="predict collapse from the data before training (closed forms)",
+                               description="Closed-form optimum of the linear model on your data: which latent "
+                                           "dimensions collapse, their KL (nats) and critical β.")
+    predict.add_argument("model", choices=sorted(_GRID_PARAMETERS))
+    _add_data_options(predict)
+    _add_hyper_options(predict)
+    out = predict.add_argument_group("output")
+    out.add_argument("--json", action="store_true", help="print the prediction(s) as JSON instead of tables")
+    out.add_argument("--plot", metavar="FILE.png", help="draw the spectrum against the collapse threshold")
+    out.add_argument("--recommend", type=int, metavar="K",
+                     help="also print the largest β (β2 for the MHVAE) that keeps K dimensions active")
+    predict.set_defaults(handler=_run_predict)
+
+    verify = verbs.add_parser("verify", help="check the closed form by minimising the full loss numerically",
+                              description="Minimise the linear model's full loss (float64, multi-start L-BFGS) "
+                                          "and compare with the closed form. Exit 0 if they agree, 1 if not.")
+    verify.add_argument("model", choices=sorted(_GRID_PARAMETERS))
+    _add_data_options(verify)
+    _add_hyper_options(verify)
+    verify.add_argument("--starts", type=int, default=8, help="random starts of L-BFGS (default 8)")
+    verify.add_argument("--rtol", type=_number, default=1e-6, help="relative loss tolerance (default 1e-6)")
+    verify.add_argument("--json", action="store_true", help="print the result(s) as JSON")
+    verify.set_defaults(handler=_run_verify)
+
+    demo = verbs.add_parser("demo", help="the main job on the embedded digits data: CVAE collapse across β",
+                            description="Predict CVAE collapse on scikit-learn's digits (quadrant split) for "
+                                        "a β grid, print the tables and write the plot.")
+    demo.add_argument("--out", default="demo-output", metavar="DIR", help="output folder (default demo-output)")
+    demo.set_defaults(handler=_run_demo)
+    return parser
+
+
+# -- shared steps ---------------------------------------------------------------------------------
+def _load_moments(args: argparse.Namespace):
+    from collapsekit.data import apply_views, load
+    from collapsekit.theory import Moments
+
+    if args.model != "cvae" and (args.split or args.condition):
+        raise ParameterError(f"--split and --condition make (x, y) pairs for the CVAE; the {args.model} "
+                             "models the data alone")
+    dataset = apply_views(load(args.data), split=args.split, condition=args.condition, digit=args.digit,
+                          part=args.part, test_fraction=args.test_fraction, seed=args.seed)
+    if args.model == "cvae":
+        if dataset.y is None:
+            raise ParameterError("the CVAE needs (x, y) pairs: add --split quadrants or --condition label, "
+                                 "or give data with a y array")
+        return dataset, Moments.from_data(dataset.x, dataset.y)
+    return dataset, Moments.from_data(dataset.x)
+
+
+def _settings(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every combination of the hyper-parameter values given (a grid), as keyword arguments."""
+    names = _GRID_PARAMETERS[args.model]
+    for flag, value in (("--latent-dims", args.latent_dims), ("--latent-dim", args.latent_dim)):
+        wanted = "--latent-dims" if args.model == "mhvae" else "--latent-dim"
+        if value is not None and flag != wanted:
+            raise ParameterError(f"{flag} does not apply to the {args.model}; use {wanted}")
+    allowed = {name for name, _ in names}
+    for name, flag in _FLAG_OF.items():
+        if name not in allowed and getattr(args, name) is not None:
+            raise ParameterError(f"{flag} does not apply to the {args.model}")
+    if args.encoder_std is not None and args.model != "vae":
+        raise ParameterError("--encoder-std applies to the VAE only (use --sigma1/--sigma2 for the MHVAE)")
+    grids = [[(name, value) for value in (getattr(args, name) or [default])] for name, default in names]
+    fixed: dict[str, Any]
+    if args.model == "mhvae":
+        dims = args.latent_dims or [16, 16]
+        if len(dims) != 2:
+            raise ParameterError(f"--latent-dims takes two sizes D1,D2, got {len(dims)}")
+        fixed = {"latent_dims": tuple(dims)}
+    else:
+        fixed = {"latent_dim": 16 if args.latent_dim is None else args.latent_dim}
+        if args.model == "vae":
+            fixed["encoder_std"] = args.encoder_std
+    return [fixed | dict(combo) for combo in itertools.product(*grids)]
+
+
+# -- predict --------------------------------------------------------------------------------------
+def _run_predict(args: argparse.Namespace) -> int:
+    from collapsekit.theory import predict, recommend_beta
+
+    dataset, moments = _load_moments(args)
+    settings = _settings(args)
+    predictions = [predict(args.model, moments, **kwargs) for kwargs in settings]
+    recommendation = None
+    if args.recommend is not None:
+        kwargs = dict(settings[0])
+        recommendation = recommend_beta(moments, args.model, target_active=args.recommend, **kwargs)
+    if args.plot:
+        from collapsekit.viz import plot_spectrum
+
+        plot_spectrum(predictions, args.plot, title=f"{args.model.upper()} on {dataset.name}: "
+                                                    "θ against the collapse threshold")
+    if args.json:
+        payload: Any = [p.to_dict() for p in predictions]
+        payload = payload[0] if len(payload) == 1 else payload
+        if recommendation is not None:
+            payload = {"predictions": payload, "recommended_beta": None if math.isinf(recommendation)
+                       else recommendation, "target_active": args.recommend}
+        print(json.dumps(payload, indent=2, allow_nan=False))
+        return 0
+    from collapsekit import terminal
+
+    terminal.print_predictions(predictions, data_name=f"{dataset.name} ({dataset.n} examples)")
+    if recommendation is not None:
+        terminal.print_recommendation(args.model, args.recommend, recommendation, settings[0])
+    if args.plot:
+        terminal.console().print(f"plot written to [bold]{args.plot}[/bold]")
+    return 0
+
+
+# -- verify ---------------------------------------------------------------------------------------
+def _run_verify(args: argparse.Namespace) -> int:
+    from collapsekit.theory.verify import verify
+
+    if args.starts < 1:
+        raise ParameterError(f"--starts must be ≥ 1, got {args.starts}")
+    _, moments = _load_moments(args)
+    results = []
+    from collapsekit import terminal
+
+    with terminal.progress(len(_settings(args)), "minimising", quiet=args.json) as advance:
+        for kwargs in _settings(args):
+            results.append(verify(args.model, moments, starts=args.starts, seed=args.seed, rtol=args.rtol, **kwargs))
+            advance()
+    if args.json:
+        payload = [r.to_dict() for r in results]
+        print(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2, allow_nan=False))
+    else:
+        terminal.print_verifications(results)
+    return 0 if all(r.agrees for r in results) else EXIT_DISAGREES
+
+
+# -- demo -----------------------------------------------------------------------------------------
+DEMO_BETAS = "0.01,0.03,0.1,0.3,1"
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    plot = out / "cvae-digits-beta-grid.png"
+    predict_args = ["predict", "cvae", "--data", "digits", "--split", "quadrants", "--latent-dim", "16",
+                    "--beta", DEMO_BETAS, "--plot", str(plot)]
+    from collapsekit import terminal
+
+    terminal.console().rule("collapsekit demo: CVAE on scikit-learn digits (x = bottom-left quadrant, y = the rest)")
+    terminal.console().print("$ collapsekit " + " ".join(predict_args))
+    status = main(predict_args)
+    if status == 0:
+        json_path = out / "cvae-digits-beta-grid.json"
+        status = main([*predict_args[:-2], "--json"], stdout_path=json_path)
+        terminal.console().print(f"predictions written to [bold]{json_path}[/bold]")
+    return status
+
+
+# -- entry point ----------------------------------------------------------------------------------
+def main(argv: Sequence[str] | None = None, *, stdout_path: Path | None = None) -> int:
+    """Run the CLI; returns the exit status (0 ok, 1 verification disagrees, 2 bad input)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if stdout_path is None:
+            return int(args.handler(args))
+        from collapsekit.terminal import redirect_stdout_atomically
+
+        with redirect_stdout_atomically(stdout_path):
+            return int(args.handler(args))
+    except CollapsekitError as exc:
+        print(f"collapsekit: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("collapsekit: interrupted", file=sys.stderr)
+        return 130
+
+
+def entry_point() -> None:
+    """Console-script entry: exit with :func:`main`'s status."""
+    sys.exit(main())
