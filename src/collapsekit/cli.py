@@ -199,15 +199,14 @@ def _run_predict(args: argparse.Namespace) -> int:
         payload: Any = [p.to_dict() for p in predictions]
         payload = payload[0] if len(payload) == 1 else payload
         if recommendation is not None:
-            payload = {"predictions": payload, "recommended_beta": None if math.isinf(recommendation)
-                       else recommendation, "target_active": args.recommend}
+            payload = {"predictions": payload, "recommended_beta": recommendation, "target_active": args.recommend}
         print(json.dumps(payload, indent=2, allow_nan=False))
         return 0
     from collapsekit import terminal
 
     terminal.print_predictions(predictions, data_name=f"{dataset.name} ({dataset.n} examples)")
     if recommendation is not None:
-        terminal.print_recommendation(args.model, args.recommend, recommendation, settings[0])
+        terminal.print_recommendation(args.model, args.recommend, recommendation)
     if args.plot:
         terminal.console().print(f"plot written to [bold]{args.plot}[/bold]")
     return 0
@@ -279,3 +278,7 @@ def main(argv: Sequence[str] | None = None, *, stdout_path: Path | None = None) 
 def entry_point() -> None:
     """Console-script entry: exit with :func:`main`'s status."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry_point()

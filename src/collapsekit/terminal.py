@@ -91,14 +91,11 @@ def print_predictions(predictions: Sequence[Prediction], *, data_name: str) -> N
         out.print(f"[bold]verdict:[/bold] {p.verdict()}", soft_wrap=True)
 
 
-def print_recommendation(model: str, target: int, beta: float, setting: dict[str, Any]) -> None:
+def print_recommendation(model: str, target: int, beta: float) -> None:
     """The largest β (β₂) keeping ``target`` dimensions active."""
     name = "β₂" if model == "mhvae" else "β"
-    if math.isinf(beta):
-        text = f"every {name} keeps {target} dimensions active (fixed encoder std ≠ η_enc)"
-    else:
-        text = f"{name} < {beta:.6g} keeps at least {target} dimensions active (at {name} = {beta:.6g} one more may collapse)"
-    console().print(f"[bold]recommendation:[/bold] {text}")
+    console().print(f"[bold]recommendation:[/bold] {name} = {beta:.6g} is the largest that keeps at least "
+                    f"{target} dimensions active", soft_wrap=True)
 
 
 def print_verifications(results: Sequence[Any]) -> None:

@@ -279,8 +279,9 @@ def recommend_beta(moments: Moments, model: str = "cvae", *, target_active: int,
 
     Dimension i is active for every β strictly below its ``inactive_beta``; at equality it is
     zero (boundary convention). The answer is therefore the largest float below the
-    ``target_active``-th largest ``inactive_beta``; ``inf`` if any β does. Other
-    hyper-parameters are held at the given values (β itself does not enter).
+    ``target_active``-th largest ``inactive_beta``. Other hyper-parameters are held at the
+    given values (β itself does not enter). "Active" means a nonzero encoder mode: with a
+    fixed encoder std ≠ η_enc a mode can be zeroed without the posterior equalling the prior.
 
     Raises
     ------
@@ -294,4 +295,4 @@ def recommend_beta(moments: Moments, model: str = "cvae", *, target_active: int,
     if critical <= 0:
         supported = int(np.count_nonzero(prediction.inactive_beta > 0))
         raise ParameterError(f"no β > 0 keeps {k} dimensions active: the data support at most {supported}")
-    return float(np.nextafter(critical, 0.0)) if np.isfinite(critical) else float("inf")
+    return float(np.nextafter(critical, 0.0))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from collapsekit._validation import as_2d_finite
-from collapsekit.errors import DataError
+from collapsekit.errors import DataError, ParameterError
 
 #: Rows converted to float64 at a time by :meth:`Moments.from_data` (≈ 25 MB at d = 784).
 DEFAULT_CHUNK_ROWS = 4096
@@ -33,16 +33,28 @@ def _checked_square(name: str, matrix: object) -> np.ndarray:
     return arr
 
 
+def _noise_floor(scale: float, dim: int) -> float:
+    """Eigenvalues at or below d·eps·scale are rounding noise of a d×d matrix of that scale."""
+    return float(scale) * dim * np.finfo(np.float64).eps
+
+
 def _psd_pinv(matrix: np.ndarray) -> np.ndarray:
-    """Pseudo-inverse of a symmetric PSD matrix; eigenvalues below d·eps·max count as zero."""
+    """Pseudo-inverse of a symmetric PSD matrix; eigenvalues at the noise floor count as zero."""
     phi, basis = np.linalg.eigh(matrix)
-    keep = phi > phi.max(initial=0.0) * matrix.shape[0] * np.finfo(np.float64).eps
+    keep = phi > _noise_floor(phi.max(initial=0.0), matrix.shape[0])
     return (basis[:, keep] / phi[keep]) @ basis[:, keep].T
 
 
-def _descending_eigvals(matrix: np.ndarray) -> np.ndarray:
-    """Eigenvalues of a symmetric PSD matrix, descending, rounding noise below 0 clipped."""
-    return np.clip(np.linalg.eigvalsh(matrix)[::-1], 0.0, None)
+def _descending_eigvals(matrix: np.ndarray, scale: float | None = None) -> np.ndarray:
+    """Eigenvalues of a symmetric PSD matrix, descending; those at the noise floor set to 0.
+
+    ``scale`` is the magnitude the matrix was computed from (default: its largest eigenvalue):
+    a rank-2 data set must report exactly two nonzero eigenvalues, not 2 plus noise, or a
+    tiny β would call noise an active dimension.
+    """
+    values = np.linalg.eigvalsh(matrix)[::-1]
+    floor = _noise_floor(values[0] if scale is None else scale, matrix.shape[0])
+    return np.where(values > floor, values, 0.0)
 
 
 @dataclass(frozen=True)
@@ -100,6 +112,8 @@ class Moments:
             On NaN or infinite values (naming the first bad row), non-numeric data,
             or mismatched row counts.
         """
+        if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
+            raise ParameterError(f"chunk_rows must be an integer ≥ 1, got {chunk_rows!r}")
         x_arr = np.asarray(x)
         if x_arr.ndim == 1:
             x_arr = x_arr[:, None]
@@ -167,7 +181,9 @@ class Moments:
 
     def cvae_spectrum(self) -> np.ndarray:
         """θ of the CVAE: eigenvalues of the residual matrix E (variance-like), descending."""
-        return _descending_eigvals(self.residual())
+        # E = yy − (explained part) loses precision relative to yy, not to E itself.
+        assert self.yy is not None
+        return _descending_eigvals(self.residual(), scale=float(np.linalg.eigvalsh(self.yy)[-1]))
 
     def regression(self) -> np.ndarray:
         """U₂* = E[yxᵀ] E[xxᵀ]⁺: the least-squares map from x to y that the optimal CVAE decoder learns."""

@@ -1,0 +1,137 @@
+"""The command line: outputs agree with the API, bad input exits 2 with one line, files are written."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from collapsekit.cli import main
+from collapsekit.data import apply_views, load
+from collapsekit.theory import Moments, predict_cvae, predict_mhvae, recommend_beta
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    status = main(list(argv))
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_predict_json_matches_api(capsys):
+    status, out, _ = run(capsys, "predict", "cvae", "--data", "digits", "--split", "quadrants",
+                         "--latent-dim", "8", "--beta", "0.1", "--eta-dec", "0.9", "--json")
+    assert status == 0
+    got = json.loads(out)
+    ds = apply_views(load("digits"), split="quadrants")
+    want = predict_cvae(Moments.from_data(ds.x, ds.y), latent_dim=8, beta=0.1, eta_dec=0.9)
+    assert got["n_active"] == want.n_active
+    np.testing.assert_allclose(got["kl_per_dim"], want.kl_per_dim, rtol=1e-12)
+    np.testing.assert_allclose(got["loss"], want.loss, rtol=1e-12)
+    assert set(got) >= {"decoder_sv", "encoder_sv", "encoder_std", "collapsed", "kl_per_dim",
+                        "critical_beta", "n_active", "spectrum", "loss"}
+
+
+def test_grid_gives_one_prediction_per_setting_and_collapse_grows_with_beta(capsys):
+    status, out, _ = run(capsys, "predict", "cvae", "--split", "quadrants", "--beta", "0.01,0.1,1", "--json")
+    assert status == 0
+    actives = [p["n_active"] for p in json.loads(out)]
+    assert [p for p in actives] == sorted(actives, reverse=True) and actives[0] > actives[-1]
+
+
+def test_mhvae_grid_over_two_flags_is_a_product(capsys):
+    status, out, _ = run(capsys, "predict", "mhvae", "--data", "gaussian:eigs=9:4:1:0.25,n=500,exact=1",
+                         "--latent-dims", "3,2", "--beta1", "0.5,1", "--beta2", "0.5,1,2", "--sigma2", "learnable,0.8",
+                         "--json")
+    assert status == 0
+    preds = json.loads(out)
+    assert len(preds) == 2 * 3 * 2
+    m = Moments(xx=np.diag([9.0, 4.0, 1.0, 0.25]))
+    for p in preds:
+        h = p["hyperparameters"]
+        want = predict_mhvae(m, (3, 2), beta1=h["beta1"], beta2=h["beta2"], sigma2=h["sigma2"])
+        assert p["n_active"] == want.n_active
+        np.testing.assert_allclose(p["loss"], want.loss, rtol=1e-9)
+
+
+def test_table_output_has_verdict_and_recommendation(capsys):
+    status, out, _ = run(capsys, "predict", "cvae", "--split", "quadrants", "--latent-dim", "8", "--recommend", "3")
+    assert status == 0
+    assert "verdict:" in out and "recommendation:" in out
+    ds = apply_views(load("digits"), split="quadrants")
+    beta = recommend_beta(Moments.from_data(ds.x, ds.y), "cvae", target_active=3, latent_dim=8)
+    assert f"{beta:.6g}" in out
+
+
+def test_plot_is_written(tmp_path, capsys):
+    target = tmp_path / "sub" / "spectrum.png"
+    status, _, _ = run(capsys, "predict", "vae", "--beta", "0.01,0.1", "--plot", str(target))
+    assert status == 0
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["predict", "vae", "--beta", "0"], "beta must be"),
+    (["predict", "vae", "--eta-dec", "-1"], "eta_dec must be"),
+    (["predict", "vae", "--latent-dim", "0"], "latent_dim must be"),
+    (["predict", "vae", "--latent-dim", "65"], "larger than the data allows"),
+    (["predict", "mhvae", "--latent-dims", "4,5"], "larger than the data allows"),
+    (["predict", "cvae"], "needs (x, y) pairs"),
+    (["predict", "vae", "--split", "quadrants"], "for the CVAE"),
+    (["predict", "vae", "--beta2", "2"], "--beta2 does not apply"),
+    (["predict", "cvae", "--split", "quadrants", "--latent-dims", "3,3"], "--latent-dims does not apply"),
+    (["predict", "vae", "--data", "missing.npy"], "not found"),
+    (["predict", "vae", "--data", "nonsense:spec"], "unknown data spec"),
+    (["predict", "vae", "--encoder-std", "1,2,3", "--latent-dim", "2"], "encoder_std has 3 values"),
+    (["verify", "vae", "--starts", "0"], "--starts must be"),
+])
+def test_bad_input_is_one_line_and_exit_2(capsys, argv, fragment):
+    status, out, err = run(capsys, *argv)
+    assert status == 2
+    assert fragment in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_bad_data_files_exit_2(tmp_path, capsys):
+    nan = tmp_path / "nan.npy"
+    values = np.ones((10, 3))
+    values[6, 1] = np.nan
+    np.save(nan, values)
+    status, _, err = run(capsys, "predict", "vae", "--data", str(nan), "--latent-dim", "2")
+    assert status == 2 and "row 6" in err
+    text = tmp_path / "words.csv"
+    text.write_text("1,2\n3,abc\n")
+    status, _, err = run(capsys, "predict", "vae", "--data", str(text), "--latent-dim", "1")
+    assert status == 2 and "abc" in err
+    pairs = tmp_path / "pairs.npz"
+    np.savez(pairs, x=np.ones((5, 2)), y=np.ones((4, 2)))
+    status, _, err = run(capsys, "predict", "cvae", "--data", str(pairs), "--latent-dim", "1")
+    assert status == 2 and "5" in err and "4" in err
+
+
+def test_argparse_errors_exit_2_without_traceback():
+    result = subprocess.run([sys.executable, "-m", "collapsekit.cli", "predict", "vae", "--beta", "abc"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "not a number" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_verify_agrees_and_reports(capsys):
+    status, out, _ = run(capsys, "verify", "vae", "--data", "gaussian:eigs=4:1:0.25,n=300,exact=1",
+                         "--latent-dim", "2", "--beta", "0.5", "--starts", "2", "--json")
+    assert status == 0
+    result = json.loads(out)
+    assert result["agrees"] and result["relative_gap"] <= 1e-6
+
+
+def test_demo_writes_plot_and_json(tmp_path, capsys):
+    status, out, _ = run(capsys, "demo", "--out", str(tmp_path))
+    assert status == 0
+    predictions = json.loads((tmp_path / "cvae-digits-beta-grid.json").read_text())
+    actives = [p["n_active"] for p in predictions]
+    assert actives == sorted(actives, reverse=True) and actives[0] > actives[-1]
+    assert (tmp_path / "cvae-digits-beta-grid.png").stat().st_size > 10_000
+    assert "verdict:" in out
