@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -94,8 +95,14 @@ def print_predictions(predictions: Sequence[Prediction], *, data_name: str) -> N
 def print_recommendation(model: str, target: int, beta: float) -> None:
     """The largest β (β₂) keeping ``target`` dimensions active."""
     name = "β₂" if model == "mhvae" else "β"
-    console().print(f"[bold]recommendation:[/bold] {name} = {beta:.6g} is the largest that keeps at least "
-                    f"{target} dimensions active", soft_wrap=True)
+    critical = float(np.nextafter(beta, np.inf))   # recommend_beta returns the largest float below it
+    console().print(f"[bold]recommendation:[/bold] keep {name} < {critical:.6g} for at least {target} active "
+                    f"dimensions (at {name} = {critical:.6g} the {_ordinal(target)} one collapses)", soft_wrap=True)
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def print_verifications(results: Sequence[Any]) -> None:
