@@ -361,3 +361,24 @@ def test_mhvae_thm5_official_threshold_bug_not_reproduced():
     found = numerical(v, "decoder_sv")
     assert n_nonzero(found) == 2                        # the official threshold would give 1
     assert np.sort(found)[::-1][1] == pytest.approx(p.decoder_sv[1], abs=SV_ATOL)
+
+
+# -- the whitened parameterisation hides nothing -------------------------------------------------
+@pytest.mark.parametrize("model, settings", [
+    ("vae", {"latent_dim": 3, "beta": 0.7, "eta_dec": 0.8}),
+    ("vae", {"latent_dim": 3, "beta": 0.7, "encoder_std": [0.4, 1.0, 1.6]}),
+    ("cvae", {"latent_dim": 2, "beta": 0.5, "eta_enc": 1.3}),
+    ("mhvae", {"latent_dims": (3, 2), "beta1": 0.7, "beta2": 1.5, "sigma1": 0.6}),
+    ("mhvae", {"latent_dims": (3, 3), "beta2": 2.0, "sigma1": 0.6, "sigma2": 0.9}),
+])
+def test_raw_and_whitened_parameterisations_reach_the_same_optimum(model, settings):
+    """verify() whitens encoder inputs by default; minimising over the raw matrices W instead
+    must reach the same loss (and the closed form), on data with a singular, badly scaled E[xxᵀ]."""
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(80, 5)) * np.array([3.0, 1.0, 0.3, 0.05, 0.0])   # last column constant zero
+    y = x[:, :3] @ rng.normal(size=(3, 4)) + 0.4 * rng.normal(size=(80, 4))
+    m = Moments.from_data(x, y) if model == "cvae" else Moments.from_data(x)
+    whitened = verify(model, m, starts=3, whiten=True, **settings)
+    raw = verify(model, m, starts=3, whiten=False, **settings)
+    assert whitened.agrees and raw.agrees
+    assert abs(whitened.numerical_loss - raw.numerical_loss) <= 1e-8 * abs(raw.numerical_loss)

@@ -11,7 +11,7 @@ Conventions: θ is descending; at equality with a threshold the optimum is the c
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -42,7 +42,7 @@ def _require_moments(moments: object) -> Moments:
     return moments
 
 
-def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+def _safe_div(num: np.ndarray | float, den: np.ndarray) -> np.ndarray:
     """num / den where den > 0, else 0 (zero modes have zero singular values)."""
     den = np.asarray(den, dtype=float)
     return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
@@ -158,7 +158,8 @@ def predict_cvae(moments: Moments, latent_dim: int, beta: float = 1.0, eta_enc: 
     beta, eta_enc, eta_dec = positive("beta", beta), positive("eta_enc", eta_enc), positive("eta_dec", eta_dec)
     if not moments.conditional:
         raise ParameterError("the CVAE needs paired moments of (x, y): use Moments.from_data(x, y)")
-    k = latent_size("latent_dim", latent_dim, int(moments.d_y), "dimension of y")
+    assert moments.d_y is not None
+    k = latent_size("latent_dim", latent_dim, moments.d_y, "dimension of y")
     spectrum = moments.cvae_spectrum()
     theta = spectrum[:k]
     # The residual problem is the learnable-Σ VAE on data whose std-like θ is √eig(E).
@@ -261,7 +262,7 @@ def predict_mhvae(moments: Moments, latent_dims: Sequence[int] = (5, 5), beta1: 
 
 
 # -- recommendations ---------------------------------------------------------------------------
-PREDICTORS = {"vae": predict_vae, "cvae": predict_cvae, "mhvae": predict_mhvae}
+PREDICTORS: dict[str, Callable[..., Prediction]] = {"vae": predict_vae, "cvae": predict_cvae, "mhvae": predict_mhvae}
 
 
 def predict(model: str, moments: Moments, **hyperparameters: Any) -> Prediction:

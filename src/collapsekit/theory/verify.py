@@ -145,7 +145,7 @@ def _vae_problem(m: Moments, latent_dim: int, beta: float, eta_enc: float, eta_d
     trace, d, k, r = float(np.trace(m.xx)), m.d_x, latent_dim, T.shape[1]
     fixed = None if encoder_std is None else torch.as_tensor(
         np.log(np.broadcast_to(np.asarray(encoder_std, float), (k,))).copy())
-    shapes = {"U": (d, k), "V": (k, r)} | ({"log_std": (k,)} if fixed is None else {})
+    shapes: dict[str, tuple[int, ...]] = {"U": (d, k), "V": (k, r)} | ({"log_std": (k,)} if fixed is None else {})
 
     def loss(p):
         log_std = p["log_std"] if fixed is None else fixed
@@ -170,12 +170,12 @@ def _cvae_problem(m: Moments, latent_dim: int, beta: float, eta_enc: float, eta_
     torch = _torch()
     assert m.xy is not None and m.yy is not None
     tx, ty = _whitener(m.xx, whiten), _whitener(m.yy, whiten)
-    rx, ry, dy, k = tx.shape[1], ty.shape[1], int(m.d_y), latent_dim
+    rx, ry, dy, k = tx.shape[1], ty.shape[1], m.yy.shape[0], latent_dim
     # Encoder input u = [Txᵀx; Tyᵀy]; the target is y; the decoder adds G·(Txᵀx) (U₂ = G·Txᵀ).
     joint = np.block([[tx.T @ m.xx @ tx, tx.T @ m.xy @ ty], [ty.T @ m.xy.T @ tx, ty.T @ m.yy @ ty]])
     inputs, cross = torch.as_tensor(joint), torch.as_tensor(np.vstack([tx.T @ m.xy, ty.T @ m.yy]))
     trace = float(np.trace(m.yy))
-    shapes = {"V": (k, rx + ry), "U1": (dy, k), "G": (dy, rx), "log_std": (k,)}
+    shapes: dict[str, tuple[int, ...]] = {"V": (k, rx + ry), "U1": (dy, k), "G": (dy, rx), "log_std": (k,)}
 
     def loss(p):
         V, U1, G = p["V"], p["U1"], p["G"]
@@ -205,7 +205,7 @@ def _mhvae_problem(m: Moments, latent_dims: Sequence[int], beta1: float, beta2: 
     inputs, cross = (torch.as_tensor(a) for a in (T.T @ m.xx @ T, T.T @ m.xx))
     trace, d0, (d1, d2), r = float(np.trace(m.xx)), m.d_x, latent_dims, T.shape[1]
     fixed = None if sigma2 is None else torch.full((d2,), math.log(sigma2), dtype=torch.float64)
-    shapes = {"V1": (d1, r), "U1": (d0, d1), "W2": (d2, d1), "U2": (d1, d2)} | \
+    shapes: dict[str, tuple[int, ...]] = {"V1": (d1, r), "U1": (d0, d1), "W2": (d2, d1), "U2": (d1, d2)} | \
         ({"log_std": (d2,)} if fixed is None else {})
     eye = torch.eye(d1, dtype=torch.float64)
 
@@ -233,7 +233,7 @@ def _mhvae_problem(m: Moments, latent_dims: Sequence[int], beta1: float, beta2: 
     return _Problem(shapes, loss, measured)
 
 
-_PROBLEMS = {"vae": _vae_problem, "cvae": _cvae_problem, "mhvae": _mhvae_problem}
+_PROBLEMS: dict[str, Callable[..., _Problem]] = {"vae": _vae_problem, "cvae": _cvae_problem, "mhvae": _mhvae_problem}
 
 
 def _closed_form_values(prediction: Prediction, names: Sequence[str]) -> dict[str, np.ndarray]:
