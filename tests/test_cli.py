@@ -65,11 +65,13 @@ def test_table_output_has_verdict_and_recommendation(capsys):
     assert f"< {np.nextafter(beta, np.inf):.6g}" in out
 
 
-def test_plot_is_written(tmp_path, capsys):
+def test_plot_and_saved_json_are_written(tmp_path, capsys):
     target = tmp_path / "sub" / "spectrum.png"
-    status, _, _ = run(capsys, "predict", "vae", "--beta", "0.01,0.1", "--plot", str(target))
-    assert status == 0
+    saved = tmp_path / "sub" / "predictions.json"
+    status, out, _ = run(capsys, "predict", "vae", "--beta", "0.01,0.1", "--plot", str(target), "--save", str(saved))
+    assert status == 0 and "verdict:" in out
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p["hyperparameters"]["beta"] for p in json.loads(saved.read_text())] == [0.01, 0.1]
     assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]  # no temporary left
 
 

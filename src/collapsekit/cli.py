@@ -111,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     out = predict.add_argument_group("output")
     out.add_argument("--json", action="store_true", help="print the prediction(s) as JSON instead of tables")
     out.add_argument("--plot", metavar="FILE.png", help="draw the spectrum against the collapse threshold")
+    out.add_argument("--save", metavar="FILE.json", help="also write the JSON to this file (atomically)")
     out.add_argument("--recommend", type=int, metavar="K",
                      help="also print the largest β (β2 for the MHVAE) that keeps K dimensions active")
     predict.set_defaults(handler=_run_predict)
@@ -195,20 +196,27 @@ def _run_predict(args: argparse.Namespace) -> int:
 
         plot_spectrum(predictions, args.plot, title=f"{args.model.upper()} on {dataset.name}: "
                                                     "θ against the collapse threshold")
+    payload: Any = [p.to_dict() for p in predictions]
+    payload = payload[0] if len(payload) == 1 else payload
+    if recommendation is not None:
+        payload = {"predictions": payload, "recommended_beta": recommendation, "target_active": args.recommend}
+    text = json.dumps(payload, indent=2, allow_nan=False)
+    if args.save:
+        from collapsekit._io import atomic_path
+
+        with atomic_path(args.save) as temporary:
+            temporary.write_text(text + "\n", encoding="utf-8")
     if args.json:
-        payload: Any = [p.to_dict() for p in predictions]
-        payload = payload[0] if len(payload) == 1 else payload
-        if recommendation is not None:
-            payload = {"predictions": payload, "recommended_beta": recommendation, "target_active": args.recommend}
-        print(json.dumps(payload, indent=2, allow_nan=False))
+        print(text)
         return 0
     from collapsekit import terminal
 
     terminal.print_predictions(predictions, data_name=f"{dataset.name} ({dataset.n} examples)")
     if recommendation is not None:
         terminal.print_recommendation(args.model, args.recommend, recommendation)
-    if args.plot:
-        terminal.console().print(f"plot written to [bold]{args.plot}[/bold]")
+    for kind, path in (("plot", args.plot), ("predictions", args.save)):
+        if path:
+            terminal.console().print(f"{kind} written to [bold]{path}[/bold]")
     return 0
 
 
@@ -240,33 +248,23 @@ DEMO_BETAS = "0.01,0.03,0.1,0.3,1"
 
 def _run_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    plot = out / "cvae-digits-beta-grid.png"
     predict_args = ["predict", "cvae", "--data", "digits", "--split", "quadrants", "--latent-dim", "16",
-                    "--beta", DEMO_BETAS, "--plot", str(plot)]
+                    "--beta", DEMO_BETAS, "--plot", str(out / "cvae-digits-beta-grid.png"),
+                    "--save", str(out / "cvae-digits-beta-grid.json")]
     from collapsekit import terminal
 
     terminal.console().rule("collapsekit demo: CVAE on scikit-learn digits (x = bottom-left quadrant, y = the rest)")
     terminal.console().print("$ collapsekit " + " ".join(predict_args))
-    status = main(predict_args)
-    if status == 0:
-        json_path = out / "cvae-digits-beta-grid.json"
-        status = main([*predict_args[:-2], "--json"], stdout_path=json_path)
-        terminal.console().print(f"predictions written to [bold]{json_path}[/bold]")
-    return status
+    return main(predict_args)
 
 
 # -- entry point ----------------------------------------------------------------------------------
-def main(argv: Sequence[str] | None = None, *, stdout_path: Path | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 1 verification disagrees, 2 bad input)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if stdout_path is None:
-            return int(args.handler(args))
-        from collapsekit.terminal import redirect_stdout_atomically
-
-        with redirect_stdout_atomically(stdout_path):
-            return int(args.handler(args))
+        return int(args.handler(args))
     except CollapsekitError as exc:
         print(f"collapsekit: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -6,7 +6,6 @@ import contextlib
 import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,7 +13,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from collapsekit._io import atomic_path
 from collapsekit.theory.prediction import Prediction, _fmt, _symbol
 
 
@@ -127,11 +125,3 @@ def progress(total: int, description: str, *, quiet: bool = False) -> Iterator[C
     with Progress(*columns, console=Console(file=sys.stderr), transient=True) as bar:
         task = bar.add_task(description, total=total)
         yield lambda: bar.advance(task)
-
-
-@contextlib.contextmanager
-def redirect_stdout_atomically(path: Path) -> Iterator[None]:
-    """Send stdout to ``path``, written atomically: a crash leaves the previous file untouched."""
-    with atomic_path(path) as temporary, open(temporary, "w", encoding="utf-8") as stream, \
-            contextlib.redirect_stdout(stream):
-        yield
