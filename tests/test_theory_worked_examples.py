@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from collapsekit.theory import Moments, predict_cvae, predict_mhvae, predict_vae
+from theory_reference import mhvae_fixed, mhvae_learnable_sigma2
 
 DEC = 4  # THEORY.md §4 quotes 4 decimals
 ATOL = 0.5 * 10.0**-DEC
@@ -108,24 +109,6 @@ def test_cvae_example_from_data_matches():
 
 
 # -- MHVAE: the §2.x numpy reference (verbatim) is the oracle -----------------------------------
-def mhvae_learnable_sigma2(theta, s1, b1, b2, ee, ed, d1):
-    th = np.asarray(theta, float)[:d1]; bp = b2/b1; tau = bp*ed**2
-    tA = th**2*s1**2/(b2*ed**2); tB = th*s1/np.sqrt(b1)
-    t = np.where(tA >= tau, np.maximum(tA, s1**2), np.maximum(tB, s1**2))
-    lam = np.sqrt(t - s1**2); omega = np.sqrt(np.clip(t - tau, 0, None))/ee
-    s2 = np.where(t >= tau, np.sqrt(bp)*ee*ed/np.sqrt(t), ee)
-    return lam, omega, s2                              # z2 dim i collapsed <=> omega_i == 0
-
-
-def mhvae_fixed(theta, s1, s2, b1, b2, ee, ed, d1):
-    c = ed/ee; th = np.asarray(theta, float)[:d1]; bp = b2/b1; tau = bp*c**2*s2**2
-    tA = (th**2*s1**2/(np.sqrt(b1*b2)*c*s2))**(2/3); tB = th*s1/np.sqrt(b1)
-    t = np.where(tA >= tau, np.maximum(tA, s1**2), np.maximum(tB, s1**2))
-    lam = np.sqrt(t - s1**2)
-    omega = np.sqrt(np.clip(np.sqrt(bp)*c*(np.sqrt(t) - np.sqrt(bp)*c*s2)/s2, 0, None))
-    return lam, omega
-
-
 def _random_mhvae_instance(rng, fixed_sigma2: bool):
     d = int(rng.integers(2, 8))
     theta = np.sort(rng.uniform(0.0, 4.0, size=d))[::-1]
