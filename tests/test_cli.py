@@ -115,7 +115,7 @@ def test_bad_data_files_exit_2(tmp_path, capsys):
 
 
 def test_argparse_errors_exit_2_without_traceback():
-    result = subprocess.run([sys.executable, "-m", "collapsekit.cli", "predict", "vae", "--beta", "abc"],
+    result = subprocess.run([sys.executable, "-m", "collapsekit", "predict", "vae", "--beta", "abc"],
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert "not a number" in result.stderr and "Traceback" not in result.stderr

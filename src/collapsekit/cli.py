@@ -7,6 +7,7 @@ one-line message on stderr and exit status 2 (argparse uses 2 for usage errors a
 from __future__ import annotations
 
 import argparse
+import inspect
 import itertools
 import json
 import math
@@ -21,15 +22,23 @@ from collapsekit.errors import CollapsekitError, ParameterError
 EXIT_BAD_INPUT = 2
 EXIT_DISAGREES = 1
 
-# Hyper-parameters each model takes, as (API name, default). Lists on the command line form a grid.
-_GRID_PARAMETERS: dict[str, tuple[tuple[str, float | None], ...]] = {
-    "vae": (("beta", 1.0), ("eta_enc", 1.0), ("eta_dec", 1.0)),
-    "cvae": (("beta", 1.0), ("eta_enc", 1.0), ("eta_dec", 1.0)),
-    "mhvae": (("beta1", 1.0), ("beta2", 1.0), ("eta_enc", 1.0), ("eta_dec", 1.0), ("sigma1", 0.5),
-              ("sigma2", None)),
+# Hyper-parameters a grid can vary, per model; their defaults are read from the predict_* signatures.
+_GRID_PARAMETERS: dict[str, tuple[str, ...]] = {
+    "vae": ("beta", "eta_enc", "eta_dec"),
+    "cvae": ("beta", "eta_enc", "eta_dec"),
+    "mhvae": ("beta1", "beta2", "eta_enc", "eta_dec", "sigma1", "sigma2"),
 }
-_FLAG_OF = {"beta": "--beta", "beta1": "--beta1", "beta2": "--beta2", "eta_enc": "--eta-enc",
-            "eta_dec": "--eta-dec", "sigma1": "--sigma1", "sigma2": "--sigma2"}
+_ALL_GRID_PARAMETERS = ("beta", "beta1", "beta2", "eta_enc", "eta_dec", "sigma1", "sigma2")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _default(model: str, name: str) -> Any:
+    from collapsekit.theory import PREDICTORS
+
+    return inspect.signature(PREDICTORS[model]).parameters[name].default
 
 
 # -- argument types ------------------------------------------------------------------------------
@@ -44,7 +53,10 @@ def _number(text: str) -> float:
 
 
 def _number_list(text: str) -> list[float]:
-    return [_number(part) for part in text.split(",") if part.strip()] or _fail(f"{text!r}: no numbers")
+    values = [_number(part) for part in text.split(",") if part.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError(f"{text!r} holds no numbers")
+    return values
 
 
 def _int_list(text: str) -> list[int]:
@@ -56,10 +68,6 @@ def _int_list(text: str) -> list[int]:
 
 def _sigma2_list(text: str) -> list[float | None]:
     return [None if part.strip() == "learnable" else _number(part) for part in text.split(",")]
-
-
-def _fail(message: str):
-    raise argparse.ArgumentTypeError(message)
 
 
 # -- parser --------------------------------------------------------------------------------------
@@ -160,13 +168,12 @@ def _settings(args: argparse.Namespace) -> list[dict[str, Any]]:
         wanted = "--latent-dims" if args.model == "mhvae" else "--latent-dim"
         if value is not None and flag != wanted:
             raise ParameterError(f"{flag} does not apply to the {args.model}; use {wanted}")
-    allowed = {name for name, _ in names}
-    for name, flag in _FLAG_OF.items():
-        if name not in allowed and getattr(args, name) is not None:
-            raise ParameterError(f"{flag} does not apply to the {args.model}")
+    for name in _ALL_GRID_PARAMETERS:
+        if name not in names and getattr(args, name) is not None:
+            raise ParameterError(f"{_flag(name)} does not apply to the {args.model}")
     if args.encoder_std is not None and args.model != "vae":
         raise ParameterError("--encoder-std applies to the VAE only (use --sigma1/--sigma2 for the MHVAE)")
-    grids = [[(name, value) for value in (getattr(args, name) or [default])] for name, default in names]
+    grids = [[(name, value) for value in (getattr(args, name) or [_default(args.model, name)])] for name in names]
     fixed: dict[str, Any]
     if args.model == "mhvae":
         dims = args.latent_dims or [16, 16]
@@ -184,8 +191,8 @@ def _settings(args: argparse.Namespace) -> list[dict[str, Any]]:
 def _run_predict(args: argparse.Namespace) -> int:
     from collapsekit.theory import predict, recommend_beta
 
-    dataset, moments = _load_moments(args)
     settings = _settings(args)
+    dataset, moments = _load_moments(args)
     predictions = [predict(args.model, moments, **kwargs) for kwargs in settings]
     recommendation = None
     if args.recommend is not None:
@@ -224,16 +231,17 @@ def _run_predict(args: argparse.Namespace) -> int:
 def _run_verify(args: argparse.Namespace) -> int:
     from collapsekit.theory.verify import verify
 
-    if args.starts < 1:
-        raise ParameterError(f"--starts must be ≥ 1, got {args.starts}")
-    _, moments = _load_moments(args)
-    results = []
     from collapsekit import terminal
 
-    with terminal.progress(len(_settings(args)), "minimising", quiet=args.json) as advance:
-        for kwargs in _settings(args):
-            results.append(verify(args.model, moments, starts=args.starts, seed=args.seed, rtol=args.rtol, **kwargs))
-            advance()
+    if args.starts < 1:
+        raise ParameterError(f"--starts must be ≥ 1, got {args.starts}")
+    settings = _settings(args)
+    _, moments = _load_moments(args)
+    results = []
+    with terminal.progress(len(settings) * args.starts, "L-BFGS starts", quiet=args.json) as advance:
+        for kwargs in settings:
+            results.append(verify(args.model, moments, starts=args.starts, seed=args.seed, rtol=args.rtol,
+                                  on_start_done=advance, **kwargs))
     if args.json:
         payload = [r.to_dict() for r in results]
         print(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2, allow_nan=False))

@@ -245,9 +245,12 @@ def _closed_form_values(prediction: Prediction, names: Sequence[str]) -> dict[st
 
 
 # -- the minimiser ------------------------------------------------------------------------------
-def minimise(problem: _Problem, *, starts: int, seed: int, eta_enc: float,
-             max_iterations: int = 20000) -> tuple[float, dict[str, np.ndarray]]:
-    """Best (loss, parameters) over ``starts`` L-BFGS runs from random initial points."""
+def minimise(problem: _Problem, *, starts: int, seed: int, eta_enc: float, max_iterations: int = 20000,
+             on_start_done: Callable[[], None] | None = None) -> tuple[float, dict[str, np.ndarray]]:
+    """Best (loss, parameters) over ``starts`` L-BFGS runs from random initial points.
+
+    ``on_start_done`` is called after each run (for progress bars).
+    """
     torch = _torch()
     names = list(problem.shapes)
     sizes = [int(np.prod(problem.shapes[n])) for n in names]
@@ -277,6 +280,8 @@ def minimise(problem: _Problem, *, starts: int, seed: int, eta_enc: float,
                                        "maxcor": 30, "ftol": 1e-16, "gtol": 1e-11})
             if result.fun < best_value:
                 best_value, best_flat = float(result.fun), result.x
+            if on_start_done is not None:
+                on_start_done()
     assert best_flat is not None
     return best_value, unpack(best_flat)
 
@@ -295,7 +300,8 @@ def _single_threaded(torch) -> Iterator[None]:
 
 
 def verify(model: str, moments: Moments, *, starts: int = 8, seed: int = 0, rtol: float = 1e-6,
-           whiten: bool = True, **hyperparameters: Any) -> Verification:
+           whiten: bool = True, on_start_done: Callable[[], None] | None = None,
+           **hyperparameters: Any) -> Verification:
     """Minimise the full loss of ``model`` numerically and compare with the closed form.
 
     Parameters
@@ -311,6 +317,8 @@ def verify(model: str, moments: Moments, *, starts: int = 8, seed: int = 0, rtol
     whiten : bool
         Parameterise encoders in whitened input coordinates (exact, and well conditioned on
         real data); ``False`` minimises over the raw matrices W, as the model is written.
+    on_start_done : callable, optional
+        Called after each L-BFGS start (progress reporting).
     **hyperparameters
         As for the matching ``predict_*`` function.
     """
@@ -322,7 +330,8 @@ def verify(model: str, moments: Moments, *, starts: int = 8, seed: int = 0, rtol
     settings = dict(prediction.hyperparameters)
     settings.setdefault("encoder_std", None)
     problem = _PROBLEMS[model](moments, whiten=whiten, **settings)
-    value, params = minimise(problem, starts=int(starts), seed=seed, eta_enc=settings["eta_enc"])
+    value, params = minimise(problem, starts=int(starts), seed=seed, eta_enc=settings["eta_enc"],
+                             on_start_done=on_start_done)
     measured = problem.measured(params)
     closed = _closed_form_values(prediction, list(measured))
     singular_values = {name: (closed[name], np.asarray(measured[name])[: closed[name].size]) for name in measured}
