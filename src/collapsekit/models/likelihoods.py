@@ -1,0 +1,77 @@
+"""Likelihoods p(target | decoder output): modules that turn a decoder's output into a distribution.
+
+Each returns a ``torch.distributions`` object with event dimension 1, so that
+``distribution.log_prob(target)`` is one value per (sample, example), in nats, with every
+normalising constant — the convention of DESIGN.md (β is the true weight on KL only when the
+reconstruction term is the full log-density).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Bernoulli, Distribution, Independent, Normal
+
+from collapsekit.models._checks import positive_float
+
+
+class GaussianLikelihood(nn.Module):
+    """p(target | mean) = N(mean, η_dec² I).
+
+    ``log_prob(t) = −‖t − mean‖²/(2η_dec²) − (D/2)·log(2π η_dec²)``.
+
+    Parameters
+    ----------
+    eta_dec : float
+        Decoder standard deviation η_dec > 0 (a std, not a variance).
+    learn : bool
+        Train η_dec, as a log-parameter ``log_eta_dec`` (so it stays positive); otherwise a buffer
+        of the same name, which keeps checkpoints interchangeable.
+    """
+
+    def __init__(self, eta_dec: float = 1.0, learn: bool = False) -> None:
+        super().__init__()
+        start = torch.tensor(math.log(positive_float("eta_dec", eta_dec)), dtype=torch.get_default_dtype())
+        if learn:
+            self.log_eta_dec: Tensor = nn.Parameter(start)
+        else:
+            self.register_buffer("log_eta_dec", start)
+
+    @property
+    def learnable(self) -> bool:
+        """True when η_dec is trained."""
+        return isinstance(self.log_eta_dec, nn.Parameter)
+
+    @property
+    def scale(self) -> Tensor:
+        """η_dec as a 0-d tensor that carries gradients to ``log_eta_dec`` when learnable."""
+        return self.log_eta_dec.exp()
+
+    @property
+    def eta_dec(self) -> float:
+        """The current η_dec, as a float (for reports and configs)."""
+        return float(self.log_eta_dec.detach().exp())
+
+    def forward(self, mean: Tensor) -> Distribution:
+        """N(mean, η_dec² I) with batch shape ``mean.shape[:-1]`` and event shape (D,)."""
+        return Independent(Normal(mean, self.scale.to(mean.dtype).expand_as(mean)), 1)
+
+    def extra_repr(self) -> str:
+        return f"eta_dec={self.eta_dec:g}, learn={self.learnable}"
+
+
+class BernoulliLikelihood(nn.Module):
+    """p(target | logits) = Π_j Bernoulli(sigmoid(logits_j)).
+
+    Targets in [0, 1] are accepted, not only {0, 1}: ``log_prob(t) = Σ_j t_j log p_j + (1 − t_j) log(1 − p_j)``,
+    the negative binary cross-entropy. For grey-level pixels this is the usual non-binarised
+    approximation: it is not a normalised density of t (the continuous Bernoulli would be), so
+    its values are not comparable with a Gaussian likelihood's. Argument validation is off to allow it.
+    The decoder must output logits (no sigmoid).
+    """
+
+    def forward(self, logits: Tensor) -> Distribution:
+        """Bernoulli(logits) with batch shape ``logits.shape[:-1]`` and event shape (D,)."""
+        return Independent(Bernoulli(logits=logits, validate_args=False), 1, validate_args=False)
