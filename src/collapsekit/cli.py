@@ -135,12 +135,117 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--json", action="store_true", help="print the result(s) as JSON")
     verify.set_defaults(handler=_run_verify)
 
+    train = verbs.add_parser("train", help="train a VAE, CVAE or hierarchical VAE into a run directory",
+                             description="Train a model; writes config.yaml, metrics.jsonl (per epoch, nats) and "
+                                         "checkpoints/ (safetensors + JSON) to --out. Every flag has a config key "
+                                         "(shown in brackets); flags override --config.")
+    _add_train_options(train)
+    train.set_defaults(handler=_run_train)
+
     demo = verbs.add_parser("demo", help="the main job on the embedded digits data: CVAE collapse across β",
                             description="Predict CVAE collapse on scikit-learn's digits (quadrant split) for "
                                         "a β grid, print the tables and write the plot.")
     demo.add_argument("--out", default="demo-output", metavar="DIR", help="output folder (default demo-output)")
     demo.set_defaults(handler=_run_demo)
     return parser
+
+
+# Flags of `train`: (flag, config key, argparse keyword arguments).
+_TRAIN_FLAGS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("--data", "data.spec", {"metavar": "SPEC", "help": "data source (default digits)"}),
+    ("--split", "data.split", {"choices": ["quadrants"], "help": "CVAE view: quadrant split"}),
+    ("--condition", "data.condition", {"choices": ["label"], "help": "CVAE view: one-hot label as x"}),
+    ("--digit", "data.digit", {"type": int, "metavar": "N", "help": "keep only label N"}),
+    ("--part", "data.part", {"choices": ["train", "test"], "help": "one part of a seeded train/test split"}),
+    ("--test-fraction", "data.test_fraction", {"type": _number, "metavar": "F"}),
+    ("--model", "model.kind", {"choices": ["vae", "cvae", "hvae"]}),
+    ("--arch", "model.arch", {"choices": ["linear", "mlp", "conv"]}),
+    ("--latent-dims", "model.latent_dims", {"type": _int_list, "metavar": "D[,D2,...]",
+                                            "help": "latent size, one per level (hvae: ≥ 2)"}),
+    ("--hidden", "model.hidden", {"type": _int_list, "metavar": "H[,H2,...]", "help": "MLP hidden sizes"}),
+    ("--activation", "model.activation", {"choices": ["relu", "tanh"]}),
+    ("--likelihood", "model.likelihood", {"choices": ["gaussian", "bernoulli"]}),
+    ("--eta-enc", "model.eta_enc", {"type": _number, "metavar": "E", "help": "prior std"}),
+    ("--eta-dec", "model.eta_dec", {"type": _number, "metavar": "E", "help": "decoder std"}),
+    ("--learn-eta-dec", "model.learn_eta_dec", {"action": "store_const", "const": True}),
+    ("--encoder-std", "model.encoder_std", {"metavar": "S", "help": "'data', 'learnable' or a fixed std"}),
+    ("--sigma1", "model.sigma1", {"type": _number, "metavar": "S", "help": "hvae: fixed z1 encoder std"}),
+    ("--sigma2", "model.sigma2", {"metavar": "S", "help": "hvae: 'learnable' or a fixed upper-level std"}),
+    ("--objective", "objective.name", {"choices": ["elbo", "iwae", "infovae"]}),
+    ("--beta", "objective.beta", {"type": _number_list, "metavar": "B[,B2,...]",
+                                  "help": "true KL weight, one for all levels or one per level"}),
+    ("--free-bits", "objective.free_bits", {"type": _number, "metavar": "λ", "help": "nats per dimension"}),
+    ("--k", "objective.k", {"type": int, "help": "IWAE samples"}),
+    ("--alpha", "objective.alpha", {"type": _number, "help": "InfoVAE α"}),
+    ("--lambda", "objective.lambda", {"type": _number, "help": "InfoVAE λ"}),
+    ("--schedule", "schedule.name", {"choices": ["constant", "linear", "sigmoid", "cyclical", "capacity"],
+                                     "help": "schedule of the factor on β"}),
+    ("--schedule-set", "schedule.settings", {"metavar": "KEY=VALUE,...", "type": lambda t: _key_values(t),
+                                             "help": "schedule settings, e.g. warmup_steps=1000"}),
+    ("--optimizer", "optim.name", {"choices": ["adam", "sgd"]}),
+    ("--lr", "optim.lr", {"type": _number}),
+    ("--momentum", "optim.momentum", {"type": _number}),
+    ("--weight-decay", "optim.weight_decay", {"type": _number}),
+    ("--grad-clip", "optim.grad_clip", {"type": _number, "metavar": "NORM"}),
+    ("--epochs", "train.epochs", {"type": int, "metavar": "N"}),
+    ("--batch-size", "train.batch_size", {"type": int, "metavar": "B"}),
+    ("--seed", "train.seed", {"type": int}),
+    ("--accelerator", "train.accelerator", {"help": "cpu, gpu, auto, ... (Lightning Fabric)"}),
+    ("--devices", "train.devices", {"help": "number of devices, or 'auto'"}),
+    ("--num-nodes", "train.num_nodes", {"type": int}),
+    ("--strategy", "train.strategy", {"help": "auto, ddp, ddp_spawn, ... (Lightning Fabric)"}),
+    ("--logger", "train.loggers", {"action": "append", "choices": ["csv", "tensorboard"]}),
+    ("--no-progress", "train.progress", {"action": "store_const", "const": False}),
+)
+
+
+def _key_values(text: str) -> dict[str, Any]:
+    settings: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise argparse.ArgumentTypeError(f"{item!r} is not KEY=VALUE")
+        settings[key.strip()] = _parse_scalar(value.strip())
+    return settings
+
+
+def _parse_scalar(text: str) -> Any:
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _add_train_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="RUN.yaml", help="a run configuration (YAML); flags override it")
+    parser.add_argument("--out", required=True, metavar="RUN_DIR", help="the run directory")
+    parser.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its last checkpoint")
+    for flag, key, options in _TRAIN_FLAGS:
+        options = dict(options)
+        options["help"] = (options.get("help", "") + f" [{key}]").strip()
+        if "choices" not in options and "action" not in options:
+            options.setdefault("metavar", flag.lstrip("-").replace("-", "_").upper())
+        parser.add_argument(flag, dest=key.replace(".", "__"), default=None, **options)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from collapsekit import terminal
+    from collapsekit.training import RunConfig, train
+
+    config = RunConfig.load(args.config) if args.config else RunConfig()
+    overrides = {key: getattr(args, key.replace(".", "__")) for _, key, _ in _TRAIN_FLAGS}
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    for key in ("model.sigma2", "model.encoder_std"):   # a number or a word
+        if key in overrides:
+            overrides[key] = _parse_scalar(overrides[key])
+    if isinstance(overrides.get("objective.beta"), list) and len(overrides["objective.beta"]) == 1:
+        overrides["objective.beta"] = overrides["objective.beta"][0]
+    config = config.with_overrides(overrides)
+    result = train(config, args.out, resume=args.resume)
+    terminal.print_training_summary(result)
+    return 0
 
 
 # -- shared steps ---------------------------------------------------------------------------------

@@ -125,3 +125,56 @@ def progress(total: int, description: str, *, quiet: bool = False) -> Iterator[C
     with Progress(*columns, console=Console(file=sys.stderr), transient=True) as bar:
         task = bar.add_task(description, total=total)
         yield lambda: bar.advance(task)
+
+
+class _TrainingBar:
+    """Advances a rich progress bar per step; shows the loss terms every ``every`` steps."""
+
+    def __init__(self, bar: Progress | None, task: Any, every: int = 10) -> None:
+        self._bar, self._task, self._every, self._count = bar, task, every, 0
+
+    def advance(self, terms: Any) -> None:
+        if self._bar is None:
+            return
+        self._count += 1
+        if self._count % self._every == 0:
+            self._bar.update(self._task, advance=self._every,
+                             terms=f"loss {float(terms.loss.detach()):.4g}  "
+                                   f"rec {float(terms.reconstruction.detach()):.4g}  "
+                                   f"KL {float(terms.kl.detach().sum()):.4g} nats")
+
+
+@contextlib.contextmanager
+def training_progress(epochs: int, steps_per_epoch: int, *, enabled: bool,
+                      start_epoch: int = 0) -> Iterator[_TrainingBar]:
+    """A progress bar over all training steps on stderr (nothing when ``enabled`` is false)."""
+    if not enabled:
+        yield _TrainingBar(None, None)
+        return
+    columns = (TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[terms]}"))
+    with Progress(*columns, console=Console(file=sys.stderr), transient=True) as bar:
+        task = bar.add_task("training", total=epochs * steps_per_epoch, completed=start_epoch * steps_per_epoch,
+                            terms="")
+        yield _TrainingBar(bar, task)
+
+
+def print_training_summary(result: Any) -> None:
+    """Final losses and the per-dimension KL of the last epoch, sorted, per level (nats per example)."""
+    out = console()
+    if not result.metrics:
+        out.print(f"nothing to train: {result.run_dir} already holds all {result.config.train.epochs} epochs")
+        return
+    last = result.metrics[-1]
+    out.print(f"epoch {last['epoch']}: loss {last['loss']:.6g}, reconstruction {last['reconstruction']:.6g}, "
+              f"KL {last['kl']:.6g} (nats per example)", soft_wrap=True)
+    for level, values in enumerate(last["kl_per_dim"]):
+        name = "z" if len(last["kl_per_dim"]) == 1 else f"z{level + 1}"
+        table = Table(title=f"{name}: KL per dimension", title_justify="left")
+        for column in ("rank", "dimension", "KL (nats/example)", "share"):
+            table.add_column(column, justify="right")
+        total = sum(values) or 1.0
+        for rank, (dim, value) in enumerate(sorted(enumerate(values), key=lambda item: -item[1]), start=1):
+            table.add_row(str(rank), str(dim), f"{value:.4g}", f"{value / total:.1%}")
+        out.print(table)
+    out.print(f"run directory: [bold]{result.run_dir}[/bold] (config.yaml, metrics.jsonl, checkpoints/)")

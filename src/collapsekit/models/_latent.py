@@ -20,13 +20,13 @@ def posterior(encoded: object, latent_dim: int, level: str) -> Normal:
     if mu.shape[-1] != latent_dim or log_var.shape != mu.shape:
         raise ParameterError(f"encoder of {level} returned mu {tuple(mu.shape)} and log_var "
                              f"{tuple(log_var.shape)}; expected both (..., {latent_dim})")
-    return Normal(mu, torch.exp(0.5 * log_var))
+    return Normal(mu, torch.exp(0.5 * log_var), validate_args=False)
 
 
 def centred_prior(dim: int, std: float, like: Tensor) -> Normal:
     """N(0, std² I) over ``dim`` dimensions, batch shape (d,): it broadcasts to any (S, B, d)."""
     zeros = like.new_zeros(dim)
-    return Normal(zeros, zeros + std)
+    return Normal(zeros, zeros + std, validate_args=False)
 
 
 def check_output(mean: Tensor, target: Tensor) -> None:

@@ -142,7 +142,7 @@ class HierarchicalVAE(nn.Module):
         for level in range(1, self.n_levels):
             loc = self.decoders[level](samples[level])
             check_output(loc, samples[level - 1])
-            prior = Normal(loc, self.latent_scale(level).to(loc.dtype).expand_as(loc))
+            prior = Normal(loc, self.latent_scale(level).to(loc.dtype).expand_as(loc), validate_args=False)
             levels.append(LatentLevel(f"z{level}", posteriors[level - 1], prior, samples[level - 1]))
         top = samples[-1]
         levels.append(LatentLevel(f"z{self.n_levels}", posteriors[-1],

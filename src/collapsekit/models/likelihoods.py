@@ -56,7 +56,8 @@ class GaussianLikelihood(nn.Module):
 
     def forward(self, mean: Tensor) -> Distribution:
         """N(mean, η_dec² I) with batch shape ``mean.shape[:-1]`` and event shape (D,)."""
-        return Independent(Normal(mean, self.scale.to(mean.dtype).expand_as(mean)), 1)
+        return Independent(Normal(mean, self.scale.to(mean.dtype).expand_as(mean), validate_args=False), 1,
+                           validate_args=False)
 
     def extra_repr(self) -> str:
         return f"eta_dec={self.eta_dec:g}, learn={self.learnable}"

@@ -1,0 +1,182 @@
+"""The typed, validated configuration of a training run (YAML file, CLI flags, or Python).
+
+Every CLI flag of ``collapsekit train`` has a key here; the resolved configuration is saved in
+the run directory as ``config.yaml`` so a run can be reproduced and resumed from it alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from collapsekit.errors import ParameterError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    """Where the examples come from: a data spec (see ``collapsekit.data.SPEC_HELP``) and views."""
+
+    spec: str = "digits"
+    split: Literal["quadrants"] | None = None
+    condition: Literal["label"] | None = None
+    digit: int | None = Field(default=None, ge=0)
+    part: Literal["train", "test"] | None = None
+    test_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+
+
+class ModelConfig(_Section):
+    """Which model: kind, architecture family and the hyper-parameters of its distributions."""
+
+    kind: Literal["vae", "cvae", "hvae"] = "vae"
+    arch: Literal["linear", "mlp", "conv"] = "mlp"
+    latent_dims: list[int] = Field(default_factory=lambda: [16])
+    hidden: list[int] = Field(default_factory=lambda: [256])
+    activation: Literal["relu", "tanh"] = "relu"
+    likelihood: Literal["gaussian", "bernoulli"] = "gaussian"
+    eta_enc: float = Field(default=1.0, gt=0.0)
+    eta_dec: float = Field(default=1.0, gt=0.0)
+    learn_eta_dec: bool = False
+    # "auto": data-dependent (a head) for mlp/conv, learnable data-independent for linear (the theory's).
+    encoder_std: Literal["auto", "learnable", "data"] | float = "auto"
+    sigma1: float = Field(default=0.5, gt=0.0)
+    sigma2: Literal["learnable"] | float = "learnable"
+
+    @field_validator("latent_dims", "hidden")
+    @classmethod
+    def _positive_sizes(cls, sizes: list[int]) -> list[int]:
+        if any(size <= 0 for size in sizes):
+            raise ValueError("sizes must be ≥ 1")
+        return sizes
+
+    @field_validator("encoder_std", "sigma2")
+    @classmethod
+    def _positive_std(cls, value: Any) -> Any:
+        if isinstance(value, float) and value <= 0:
+            raise ValueError("a fixed std must be > 0")
+        return value
+
+    @model_validator(mode="after")
+    def _levels_match_kind(self) -> "ModelConfig":
+        levels = len(self.latent_dims)
+        if self.kind == "hvae" and levels < 2:
+            raise ValueError(f"latent_dims: a hierarchical VAE needs ≥ 2 levels, got {self.latent_dims}")
+        if self.kind != "hvae" and levels != 1:
+            raise ValueError(f"latent_dims: a {self.kind} has one latent level, got {self.latent_dims}")
+        return self
+
+
+class ObjectiveConfig(_Section):
+    """The training objective; ``beta`` is the true KL weight (one per level, or one for all)."""
+
+    name: Literal["elbo", "iwae", "infovae"] = "elbo"
+    beta: float | list[float] = 1.0
+    free_bits: float | None = Field(default=None, ge=0.0)
+    k: int = Field(default=1, ge=1)
+    alpha: float = 0.0
+    lambda_: float = Field(default=1000.0, alias="lambda")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @field_validator("beta")
+    @classmethod
+    def _non_negative(cls, beta: float | list[float]) -> float | list[float]:
+        values = beta if isinstance(beta, list) else [beta]
+        if not values or any(b < 0 for b in values):
+            raise ValueError("β must be ≥ 0")
+        return beta
+
+
+class ScheduleConfig(_Section):
+    """A schedule of the factor that multiplies β (``name`` plus its settings)."""
+
+    name: Literal["constant", "linear", "sigmoid", "cyclical", "capacity"] = "constant"
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class OptimConfig(_Section):
+    """Optimiser: Adam or SGD with momentum, optional gradient-norm clipping."""
+
+    name: Literal["adam", "sgd"] = "adam"
+    lr: float = Field(default=1e-3, gt=0.0)
+    momentum: float = Field(default=0.0, ge=0.0, lt=1.0)
+    weight_decay: float = Field(default=0.0, ge=0.0)
+    grad_clip: float | None = Field(default=None, gt=0.0)
+
+
+class TrainConfig(_Section):
+    """The loop: epochs, batches, seed, devices (Lightning Fabric), outputs."""
+
+    epochs: int = Field(default=10, ge=1)
+    batch_size: int = Field(default=128, ge=1)
+    seed: int = Field(default=0, ge=0)
+    accelerator: str = "cpu"
+    devices: int | str = 1
+    num_nodes: int = Field(default=1, ge=1)
+    strategy: str = "auto"
+    loggers: list[Literal["csv", "tensorboard"]] = Field(default_factory=list)
+    progress: bool = True
+
+
+class RunConfig(_Section):
+    """Everything a run needs. ``RunConfig.load(path)`` reads YAML; sections default sensibly."""
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @classmethod
+    def parse(cls, values: dict[str, Any]) -> "RunConfig":
+        """Validate a nested dict; errors become one-line ParameterErrors naming the field."""
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise ParameterError(_one_line(exc)) from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunConfig":
+        """Read a YAML file."""
+        path = Path(path)
+        if not path.is_file():
+            from collapsekit.errors import DataFileNotFoundError
+
+            raise DataFileNotFoundError(f"config file not found: {path}")
+        try:
+            values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ParameterError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        if not isinstance(values, dict):
+            raise ParameterError(f"{path}: expected a mapping of sections at the top level")
+        return cls.parse(values)
+
+    def with_overrides(self, overrides: dict[str, Any]) -> "RunConfig":
+        """A copy with dotted keys replaced, e.g. ``{"objective.beta": 2.0}``; validated."""
+        values = self.model_dump(by_alias=True)
+        for dotted, value in overrides.items():
+            section, _, key = dotted.partition(".")
+            if section not in values or not key:
+                raise ParameterError(f"unknown configuration key {dotted!r}")
+            values[section][key] = value
+        return self.parse(values)
+
+    def to_yaml(self) -> str:
+        """The resolved configuration as YAML (what is saved in the run directory)."""
+        return yaml.safe_dump(self.model_dump(by_alias=True, mode="json"), sort_keys=False)
+
+
+def _one_line(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "config"
+    message = first["msg"].removeprefix("Value error, ")
+    more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
+    given = first.get("input")
+    shown = "" if isinstance(given, dict) else f", got {given!r}"
+    return f"config {where}: {message}{shown}{more}"

@@ -1,0 +1,384 @@
+"""The training loop, on Lightning Fabric: one loop for every model and objective.
+
+Design choices that keep runs exact and cheap:
+- data live in memory as tensors on the device; an epoch is a seeded permutation sharded across
+  ranks (no DataLoader: the per-step overhead is an index and a slice);
+- the sampling noise is reseeded from (seed, rank, epoch) at each epoch start, so an epoch's
+  randomness does not depend on what ran before it: resuming from an epoch checkpoint reproduces
+  an uninterrupted run exactly, on every rank, without saving generator states;
+- per-example sums are accumulated on the device and reduced across ranks once per epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from collapsekit._io import atomic_path
+from collapsekit.errors import CollapsekitError, ParameterError
+from collapsekit.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from collapsekit.training.config import RunConfig
+
+METRICS_FILE = "metrics.jsonl"
+CONFIG_FILE = "config.yaml"
+CHECKPOINT_DIR = "checkpoints"
+
+
+class TrainingDiverged(CollapsekitError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class Callback(Protocol):
+    """Anything with ``on_epoch_end(epoch, metrics)``; called on rank 0 after each epoch."""
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class TrainingData:
+    """Tensors a model consumes: ``x`` (input; the condition for a CVAE) and optional ``y``."""
+
+    x: torch.Tensor
+    y: torch.Tensor | None = None
+    image_side: int | None = None
+    name: str = "data"
+
+    @property
+    def n(self) -> int:
+        return int(self.x.shape[0])
+
+
+@dataclass
+class RunResult:
+    """What ``train`` returns: the trained model, its per-epoch metrics and where they are."""
+
+    model: nn.Module | None
+    metrics: list[dict[str, Any]]
+    run_dir: Path
+    config: RunConfig
+    resumed_from: int | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+# -- building blocks from a config ----------------------------------------------------------------
+def load_training_data(config: RunConfig) -> TrainingData:
+    """Load the data spec with its views, as float32 tensors (the model's dtype)."""
+    from collapsekit.data import apply_views, load
+
+    cfg = config.data
+    base = load(cfg.spec)
+    dataset = apply_views(base, split=cfg.split, condition=cfg.condition, digit=cfg.digit, part=cfg.part,
+                          test_fraction=cfg.test_fraction, seed=config.train.seed)
+    if config.model.kind == "cvae" and dataset.y is None:
+        raise ParameterError("the CVAE needs (x, y) pairs: set data.split: quadrants or data.condition: label "
+                             "(--split / --condition), or give data with a y array")
+    if config.model.kind != "cvae" and dataset.y is not None:
+        raise ParameterError(f"data.split and data.condition make (x, y) pairs for the CVAE; the "
+                             f"{config.model.kind} models x alone")
+    side = base.image_shape[0] if base.image_shape and base.image_shape[0] == base.image_shape[1] else None
+    as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
+    return TrainingData(x=as_tensor(dataset.x), y=None if dataset.y is None else as_tensor(dataset.y),
+                        image_side=side, name=dataset.name)
+
+
+def build_model_from_config(config: RunConfig, data: TrainingData) -> nn.Module:
+    """The model a config describes, sized for ``data``."""
+    from collapsekit.models import build_model
+
+    m = config.model
+    encoder_std = m.encoder_std
+    if encoder_std == "auto":
+        encoder_std = "learnable" if m.arch == "linear" else "data"
+    return build_model(m.kind, m.arch, x_dim=data.x.shape[1], y_dim=None if data.y is None else data.y.shape[1],
+                       image_side=data.image_side, latent_dims=m.latent_dims, hidden=m.hidden,
+                       activation=m.activation, likelihood=m.likelihood, eta_enc=m.eta_enc, eta_dec=m.eta_dec,
+                       learn_eta_dec=m.learn_eta_dec, encoder_std=encoder_std, sigma1=m.sigma1,
+                       sigma2=m.sigma2)
+
+
+def build_objective_from_config(config: RunConfig) -> tuple[Any, Any]:
+    """The objective and the schedule that drives it, checked as a pair before training."""
+    from collapsekit.objectives import bind_schedule, build_objective, build_schedule
+
+    o = config.objective
+    by_name: dict[str, dict[str, Any]] = {"elbo": {"beta": o.beta, "free_bits": o.free_bits},
+                                          "iwae": {"k": o.k},
+                                          "infovae": {"alpha": o.alpha, "lambda_": o.lambda_}}
+    settings = by_name[o.name]
+    schedule = build_schedule(config.schedule.name, **config.schedule.settings)
+    return bind_schedule(build_objective(o.name, **settings), schedule), schedule
+
+
+def _optimizer(config: RunConfig, parameters: Sequence[nn.Parameter]) -> torch.optim.Optimizer:
+    o = config.optim
+    if o.name == "sgd":
+        return torch.optim.SGD(parameters, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    return torch.optim.Adam(parameters, lr=o.lr, weight_decay=o.weight_decay)
+
+
+def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """(start, stop) of each batch of an epoch of ``n`` examples. A last batch of a single example
+    joins the one before it: batch statistics (MMD, the batch-averaged KL of free bits) need two."""
+    bounds = [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+        bounds[-2:] = [(bounds[-2][0], n)]
+    return bounds
+
+
+def _epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    return (seed * 1_000_003 + epoch * 7919 + rank * 104_729) % (2**63 - 1)
+
+
+# -- the loop -------------------------------------------------------------------------------------
+class Trainer:
+    """Trains a model described by a :class:`RunConfig` into a run directory.
+
+    The run directory holds ``config.yaml`` (resolved), ``metrics.jsonl`` (one JSON object per
+    epoch: ``epoch``, ``step``, ``loss``, ``reconstruction``, ``kl``, ``kl_per_level``, ``kl_per_dim``,
+    the last scheduled value (``beta_scale``, or ``capacity`` in nats), ``seconds``; losses in nats per example) and ``checkpoints/``.
+    """
+
+    def __init__(self, config: RunConfig, run_dir: str | Path, *, resume: bool = False,
+                 callbacks: Sequence[Callback] = (), data: TrainingData | None = None,
+                 model: nn.Module | None = None) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.resume = resume
+        self.callbacks = list(callbacks)
+        self._data = data
+        self._model = model
+
+    # The work happens in ``fit`` so that Fabric can launch it in several processes.
+    def fit(self) -> RunResult:
+        from lightning_fabric import Fabric
+
+        cfg = self.config.train
+        fabric = Fabric(accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
+                        strategy=cfg.strategy, loggers=self._loggers())
+        # launch(fn) serves every strategy: in-process, subprocess ("ddp") and spawn ("ddp_spawn").
+        result = fabric.launch(self._fit)
+        if result.model is None:   # from spawned processes: rebuild the trained model from its checkpoint
+            data = self._data if self._data is not None else load_training_data(self.config)
+            model = self._model if self._model is not None else build_model_from_config(self.config, data)
+            checkpoint = latest_checkpoint(self.run_dir / CHECKPOINT_DIR)
+            assert checkpoint is not None
+            model.load_state_dict(load_checkpoint(checkpoint).model)
+            result.model = model
+        return result
+
+    def _loggers(self) -> list[Any]:
+        loggers: list[Any] = []
+        for name in self.config.train.loggers:
+            if name == "csv":
+                from lightning_fabric.loggers import CSVLogger
+
+                loggers.append(CSVLogger(str(self.run_dir), name="logs"))
+            else:
+                try:
+                    from lightning_fabric.loggers import TensorBoardLogger
+
+                    loggers.append(TensorBoardLogger(str(self.run_dir), name="tensorboard"))
+                except (ImportError, ModuleNotFoundError) as exc:  # tensorboard is an optional extra
+                    raise ParameterError(f"train.loggers: tensorboard needs `pip install tensorboard` ({exc})") \
+                        from None
+        return loggers
+
+    def _prepare_run_dir(self, fabric: Any) -> int:
+        """Check the run directory; return the epoch to start from (0, or the checkpoint's)."""
+        config_path = self.run_dir / CONFIG_FILE
+        checkpoint = latest_checkpoint(self.run_dir / CHECKPOINT_DIR)
+        if not self.resume:
+            if checkpoint is not None or (self.run_dir / METRICS_FILE).exists():
+                raise ParameterError(f"{self.run_dir} already holds a run: add --resume to continue it, "
+                                     "or choose another --out (nothing was overwritten)")
+            if fabric.global_rank == 0:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                with atomic_path(config_path) as temporary:
+                    temporary.write_text(self.config.to_yaml())
+            return 0
+        if config_path.exists():
+            saved = RunConfig.load(config_path)
+            mine = self.config.model_dump(exclude={"train": {"epochs", "progress", "loggers"}})
+            theirs = saved.model_dump(exclude={"train": {"epochs", "progress", "loggers"}})
+            if mine != theirs:
+                raise ParameterError(f"--resume: {self.run_dir} was trained with a different configuration; "
+                                     "resume with the same settings (only train.epochs may grow)")
+        elif fabric.global_rank == 0:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        if fabric.global_rank == 0:
+            with atomic_path(config_path) as temporary:
+                temporary.write_text(self.config.to_yaml())
+        return 0 if checkpoint is None else int(load_checkpoint(checkpoint).state["epoch"])
+
+    def _fit(self, fabric: Any) -> RunResult:
+        cfg = self.config
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.manual_seed(cfg.train.seed)                     # the initial weights
+        data = self._data if self._data is not None else load_training_data(cfg)
+        model = self._model if self._model is not None else build_model_from_config(cfg, data)
+        objective, schedule = build_objective_from_config(cfg)
+        world = fabric.world_size
+        per_epoch = len(batch_bounds(data.n // world, cfg.train.batch_size))
+        if data.n // world == 0:
+            raise ParameterError(f"{data.n} examples cannot be shared by {world} processes")
+        schedule.validate(per_epoch * cfg.train.epochs)
+        start_epoch = self._prepare_run_dir(fabric)
+        optimizer = _optimizer(cfg, list(model.parameters()))
+        metrics_path = self.run_dir / METRICS_FILE
+        history: list[dict[str, Any]] = []
+        if start_epoch:
+            checkpoint = load_checkpoint(latest_checkpoint(self.run_dir / CHECKPOINT_DIR))  # type: ignore[arg-type]
+            model.load_state_dict(checkpoint.model)
+            optimizer.load_state_dict(checkpoint.optimizer)
+            history = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+            history = [h for h in history if h["epoch"] <= start_epoch]
+            if fabric.global_rank == 0:
+                with atomic_path(metrics_path) as temporary:   # drop epochs after the checkpoint
+                    temporary.write_text("".join(json.dumps(h) + "\n" for h in history))
+        raw_model, raw_optimizer = model, optimizer
+        model, optimizer = fabric.setup(model, optimizer)
+        x = fabric.to_device(data.x)
+        y = None if data.y is None else fabric.to_device(data.y)
+        n_samples = cfg.objective.k if cfg.objective.name == "iwae" else 1
+        show = cfg.train.progress and fabric.global_rank == 0
+        from collapsekit import terminal
+
+        with terminal.training_progress(cfg.train.epochs, per_epoch, enabled=show,
+                                        start_epoch=start_epoch) as progress:
+            for epoch in range(start_epoch + 1, cfg.train.epochs + 1):
+                started = time.perf_counter()
+                sums = self._run_epoch(fabric, model, optimizer, objective, schedule, x, y, epoch, per_epoch,
+                                       n_samples, progress)
+                record = self._epoch_record(fabric, sums, epoch, epoch * per_epoch, time.perf_counter() - started,
+                                            schedule.controls, schedule.value(epoch * per_epoch - 1))
+                if not math.isfinite(record["loss"]):
+                    raise TrainingDiverged(
+                        f"the loss became {record['loss']} during epoch {epoch}; training stopped and the last good "
+                        f"checkpoint (epoch {epoch - 1}) is kept in {self.run_dir / CHECKPOINT_DIR}. "
+                        "Lower the learning rate or add optim.grad_clip")
+                history.append(record)
+                if fabric.global_rank == 0:
+                    self._write_epoch(metrics_path, record, raw_model, raw_optimizer)
+                    for callback in self.callbacks:
+                        callback.on_epoch_end(epoch, record)
+                fabric.log_dict({k: v for k, v in record.items() if isinstance(v, float)}, step=epoch)
+                fabric.barrier()
+        extras = {"rank_weight_mismatch": _rank_weight_mismatch(fabric, raw_model)} if world > 1 else {}
+        # Several processes hand their result back through a pipe that cannot carry tensors safely
+        # once the worker exits; the parent reloads the weights from the final checkpoint instead.
+        return RunResult(model=raw_model if world == 1 else None, metrics=history, run_dir=self.run_dir,
+                         config=cfg, resumed_from=start_epoch or None, extras=extras)
+
+    def _run_epoch(self, fabric: Any, model: Any, optimizer: Any, objective: Any, schedule: Any,
+                   x: torch.Tensor, y: torch.Tensor | None, epoch: int, per_epoch: int, n_samples: int,
+                   progress: Any) -> dict[str, Any]:
+        cfg = self.config.train
+        world, rank = fabric.world_size, fabric.global_rank
+        order = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch)))
+        shard = order[: (x.shape[0] // world) * world][rank::world].to(x.device)
+        torch.manual_seed(_epoch_seed(cfg.seed, epoch, rank + 1))   # this epoch's sampling noise
+        clip = self.config.optim.grad_clip
+        sums: dict[str, Any] = {}
+        first_step = (epoch - 1) * per_epoch
+        for index, (start, stop) in enumerate(batch_bounds(shard.numel(), cfg.batch_size)):
+            batch = shard[start:stop]
+            output = model(x[batch], None if y is None else y[batch], n_samples=n_samples)
+            # the schedule drives β's factor, or the capacity C(t) of a capacity objective
+            terms = objective(output, **{schedule.controls: schedule.value(first_step + index)})
+            optimizer.zero_grad(set_to_none=True)
+            fabric.backward(terms.loss)
+            if clip is not None:
+                fabric.clip_gradients(model, optimizer, max_norm=clip)
+            optimizer.step()
+            _accumulate(sums, terms, len(batch))
+            if world == 1 and not torch.isfinite(terms.loss):
+                break                                         # no peers to keep in step with
+            progress.advance(terms)
+        return sums
+
+    def _epoch_record(self, fabric: Any, sums: dict[str, Any], epoch: int, step: int, seconds: float,
+                      scheduled: str, scheduled_value: float) -> dict[str, Any]:
+        count = fabric.all_reduce(sums["count"], reduce_op="sum")
+        mean = lambda key: fabric.all_reduce(sums[key], reduce_op="sum") / count  # noqa: E731
+        kl_levels = mean("kl")
+        per_dim = [mean(f"kl_dim{i}") for i in range(len(kl_levels))]
+        return {"epoch": epoch, "step": step, "examples": int(count), "loss": float(mean("loss")),
+                "reconstruction": float(mean("reconstruction")), "kl": float(kl_levels.sum()),
+                "kl_per_level": [float(v) for v in kl_levels],
+                "kl_per_dim": [[float(v) for v in level] for level in per_dim],
+                scheduled: float(scheduled_value), "seconds": round(seconds, 4)}
+
+    def _write_epoch(self, metrics_path: Path, record: dict[str, Any], model: nn.Module,
+                     optimizer: torch.optim.Optimizer) -> None:
+        with open(metrics_path, "a", encoding="utf-8") as stream:
+            stream.write(json.dumps(record) + "\n")
+            stream.flush()
+            os.fsync(stream.fileno())
+        save_checkpoint(self.run_dir / CHECKPOINT_DIR, epoch=record["epoch"], model=model.state_dict(),
+                        optimizer=optimizer.state_dict(), state={"step": record["step"]})
+
+
+def _rank_weight_mismatch(fabric: Any, model: nn.Module) -> float:
+    """Largest difference between ranks of (Σθ, Σθ²) over all parameters: 0 when DDP kept them in step."""
+    flat = torch.cat([p.detach().reshape(-1).double() for p in model.parameters()])
+    summary = torch.stack([flat.sum(), (flat**2).sum()])
+    gathered = fabric.all_gather(summary)                 # (world, 2)
+    mismatch = float((gathered - gathered[0]).abs().max())
+    if mismatch > 0 and fabric.global_rank == 0:
+        import warnings
+
+        warnings.warn(f"DDP ranks ended with different weights (checksum difference {mismatch:.3g})", stacklevel=2)
+    return mismatch
+
+
+def _accumulate(sums: dict[str, Any], terms: Any, batch_size: int) -> None:
+    """Add per-example sums (weighted by batch size) on the device; no host sync per step."""
+    weight = float(batch_size)
+    values = {"loss": terms.loss.detach(), "reconstruction": terms.reconstruction.detach(),
+              "kl": terms.kl.detach()}
+    values |= {f"kl_dim{i}": level.detach() for i, level in enumerate(terms.kl_per_dim)}
+    for key, value in values.items():
+        sums[key] = sums.get(key, 0) + value * weight
+    sums["count"] = sums.get("count", 0) + weight
+    if not isinstance(sums["count"], torch.Tensor):
+        sums["count"] = torch.tensor(sums["count"], device=terms.loss.device)
+
+
+def train(config: RunConfig, run_dir: str | Path, *, resume: bool = False,
+          callbacks: Sequence[Callback] = ()) -> RunResult:
+    """Train the model a config describes into ``run_dir`` (see :class:`Trainer`)."""
+    return Trainer(config, run_dir, resume=resume, callbacks=callbacks).fit()
+
+
+def evaluate(model: nn.Module, objective: Callable[..., Any], data: TrainingData, *, n_samples: int = 1,
+             batch_size: int = 1024, seed: int = 0) -> dict[str, Any]:
+    """Average loss terms of ``model`` over all of ``data`` (no gradients), nats per example.
+
+    With ``n_samples`` > 1 each example's Monte Carlo terms average over that many latent samples.
+    """
+    generator_state = torch.get_rng_state()
+    torch.manual_seed(seed)
+    sums: dict[str, Any] = {}
+    try:
+        with torch.no_grad():
+            for start in range(0, data.n, batch_size):
+                stop = min(start + batch_size, data.n)
+                output = model(data.x[start:stop], None if data.y is None else data.y[start:stop],
+                               n_samples=n_samples)
+                _accumulate(sums, objective(output), stop - start)
+    finally:
+        torch.set_rng_state(generator_state)
+    count = sums["count"]
+    kl_levels = sums["kl"] / count
+    return {"loss": float(sums["loss"] / count), "reconstruction": float(sums["reconstruction"] / count),
+            "kl": float(kl_levels.sum()), "kl_per_level": kl_levels.tolist(),
+            "kl_per_dim": [(sums[f"kl_dim{i}"] / count).tolist() for i in range(len(kl_levels))]}
