@@ -187,6 +187,7 @@ _TRAIN_FLAGS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("--momentum", "optim.momentum", {"type": _number}),
     ("--weight-decay", "optim.weight_decay", {"type": _number}),
     ("--grad-clip", "optim.grad_clip", {"type": _number, "metavar": "NORM"}),
+    ("--lr-schedule", "optim.lr_schedule", {"choices": ["constant", "cosine"]}),
     ("--epochs", "train.epochs", {"type": int, "metavar": "N"}),
     ("--batch-size", "train.batch_size", {"type": int, "metavar": "B"}),
     ("--seed", "train.seed", {"type": int}),

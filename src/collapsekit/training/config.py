@@ -100,13 +100,15 @@ class ScheduleConfig(_Section):
 
 
 class OptimConfig(_Section):
-    """Optimiser: Adam or SGD with momentum, optional gradient-norm clipping."""
+    """Optimiser: Adam or SGD with momentum, optional gradient-norm clipping and cosine decay."""
 
     name: Literal["adam", "sgd"] = "adam"
     lr: float = Field(default=1e-3, gt=0.0)
     momentum: float = Field(default=0.0, ge=0.0, lt=1.0)
     weight_decay: float = Field(default=0.0, ge=0.0)
     grad_clip: float | None = Field(default=None, gt=0.0)
+    # "cosine": lr·½(1 + cos(π·step/total)) — decays to 0 so the last epochs settle at the optimum.
+    lr_schedule: Literal["constant", "cosine"] = "constant"
 
 
 class TrainConfig(_Section):

@@ -291,6 +291,10 @@ class Trainer:
         first_step = (epoch - 1) * per_epoch
         for index, (start, stop) in enumerate(batch_bounds(shard.numel(), cfg.batch_size)):
             batch = shard[start:stop]
+            if self.config.optim.lr_schedule == "cosine":   # a function of the step: resume needs no state
+                total = per_epoch * cfg.epochs
+                for group in optimizer.param_groups:
+                    group["lr"] = self.config.optim.lr * 0.5 * (1 + math.cos(math.pi * (first_step + index) / total))
             output = model(x[batch], None if y is None else y[batch], n_samples=n_samples)
             # the schedule drives β's factor, or the capacity C(t) of a capacity objective
             terms = objective(output, **{schedule.controls: schedule.value(first_step + index)})
