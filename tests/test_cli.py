@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -137,3 +138,45 @@ def test_demo_writes_plot_and_json(tmp_path, capsys):
     assert actives == sorted(actives, reverse=True) and actives[0] > actives[-1]
     assert (tmp_path / "cvae-digits-beta-grid.png").stat().st_size > 10_000
     assert "verdict:" in out
+
+
+MNIST10K = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist10k"
+
+
+@pytest.mark.skipif(not MNIST10K.is_dir(), reason="../shared/data/mnist10k is not beside the project")
+def test_train_relu_cvae_on_mnist10k_quadrants(tmp_path, capsys):
+    status, out, _ = run(capsys, "train", "--model", "cvae", "--arch", "mlp", "--split", "quadrants",
+                         "--latent-dims", "4", "--hidden", "32", "--data", f"mnist:{MNIST10K}", "--epochs", "1",
+                         "--batch-size", "256", "--out", str(tmp_path / "run"), "--no-progress")
+    assert status == 0 and "KL per dimension" in out
+    record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert record["examples"] == 10_000 and len(record["kl_per_dim"][0]) == 4
+    # a Gaussian likelihood over 588 pixels with η_dec = 1 costs at least its constant, (588/2)·log 2π nats
+    assert record["reconstruction"] > 294 * np.log(2 * np.pi)
+
+
+def test_train_config_file_and_flags(tmp_path, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text("model:\n  kind: vae\n  arch: linear\n  latent_dims: [2]\ntrain:\n  epochs: 3\n"
+                      "data:\n  spec: gaussian:eigs=4:1:0.25,n=200,exact=1\n")
+    status, _, _ = run(capsys, "train", "--config", str(config), "--epochs", "2", "--beta", "0.5",
+                       "--out", str(tmp_path / "run"), "--no-progress")
+    assert status == 0
+    from collapsekit.training import RunConfig
+
+    saved = RunConfig.load(tmp_path / "run" / "config.yaml")
+    assert saved.train.epochs == 2 and saved.objective.beta == 0.5 and saved.model.arch == "linear"
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--model", "hvae", "--latent-dims", "4"], "model"),
+    (["--beta", "-1"], "objective.beta"),
+    (["--epochs", "0"], "train.epochs"),
+    (["--arch", "linear", "--encoder-std", "data"], "encoder_std"),
+    (["--model", "cvae"], "needs (x, y) pairs"),
+    (["--schedule", "linear", "--schedule-set", "warmup_steps=100000", "--epochs", "1"], "longer than the run"),
+])
+def test_train_bad_configuration_exits_2(tmp_path, capsys, argv, fragment):
+    status, _, err = run(capsys, "train", *argv, "--out", str(tmp_path / "run"), "--no-progress")
+    assert status == 2 and fragment in err, err
+    assert len(err.strip().splitlines()) == 1
