@@ -14,7 +14,7 @@ import math
 
 import pytest
 import torch
-from torch.distributions import Independent, MultivariateNormal, Normal, kl_divergence
+from torch.distributions import Independent, MultivariateNormal, Normal
 
 from collapsekit.errors import ParameterError
 from collapsekit.models.output import LatentLevel, ModelOutput

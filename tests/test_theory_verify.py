@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from collapsekit.theory import Moments, predict_cvae, predict_mhvae, predict_vae
+from collapsekit.theory import Moments, predict_vae
 from collapsekit.theory.verify import verify
 
 LOSS_RTOL = 1e-6

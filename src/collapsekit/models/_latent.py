@@ -7,6 +7,7 @@ from torch import Tensor, nn
 from torch.distributions import Normal
 
 from collapsekit.errors import DataError, ParameterError
+from collapsekit.models._checks import latent_dim_of, positive_float
 
 
 def posterior(encoded: object, latent_dim: int, level: str) -> Normal:
@@ -41,3 +42,20 @@ def reference_tensor(module: nn.Module) -> Tensor:
         if tensor.is_floating_point():
             return tensor
     return torch.zeros(())
+
+
+class OneLevelModel(nn.Module):
+    """What the VAE and the CVAE share: an encoder, a decoder, a likelihood and one latent level
+    with prior N(0, η_enc² I)."""
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, likelihood: nn.Module, eta_enc: float = 1.0,
+                 latent_dim: int | None = None) -> None:
+        super().__init__()
+        self.encoder, self.decoder, self.likelihood = encoder, decoder, likelihood
+        self.eta_enc = positive_float("eta_enc", eta_enc)
+        self.latent_dim = latent_dim_of("latent_dim", encoder, latent_dim)
+
+    @property
+    def latent_dims(self) -> tuple[int, ...]:
+        """Latent sizes, bottom to top: (d,)."""
+        return (self.latent_dim,)

@@ -18,9 +18,8 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from collapsekit.errors import DataError, ParameterError
-from collapsekit.models._checks import (batch, count, latent_dim_of, n_samples as _n_samples, output_activation,
-                                        positive_float)
-from collapsekit.models._latent import centred_prior, check_output, posterior, reference_tensor
+from collapsekit.models._checks import (batch, count, n_samples as _n_samples, output_activation)
+from collapsekit.models._latent import OneLevelModel, centred_prior, check_output, posterior, reference_tensor
 from collapsekit.models.blocks import SharedStd, StdSpec
 from collapsekit.models.output import LatentLevel, ModelOutput
 
@@ -110,7 +109,7 @@ class AdditiveDecoder(nn.Module):
         return self.out_activation(self.x_branch(x) + self.z_branch(z))
 
 
-class CVAE(nn.Module):
+class CVAE(OneLevelModel):
     """Conditional VAE: q(z|x,y) Gaussian, p(z) = N(0, η_enc² I) (independent of x), p(y|x,z); target y.
 
     Parameters
@@ -127,18 +126,6 @@ class CVAE(nn.Module):
     latent_dim : int, optional
         Read from ``encoder.latent_dim`` when omitted.
     """
-
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, likelihood: nn.Module, eta_enc: float = 1.0,
-                 latent_dim: int | None = None) -> None:
-        super().__init__()
-        self.encoder, self.decoder, self.likelihood = encoder, decoder, likelihood
-        self.eta_enc = positive_float("eta_enc", eta_enc)
-        self.latent_dim = latent_dim_of("latent_dim", encoder, latent_dim)
-
-    @property
-    def latent_dims(self) -> tuple[int, ...]:
-        """Latent sizes, bottom to top: (d,)."""
-        return (self.latent_dim,)
 
     def forward(self, x: Tensor, y: Tensor | None = None, *, n_samples: int = 1) -> ModelOutput:
         """Encode (x, y), draw ``n_samples`` reparameterised z per example, decode y from (x, z).

@@ -7,16 +7,16 @@ loss (β-ELBO, IWAE, free bits, ...) belongs to ``collapsekit.objectives``.
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.distributions import Distribution
 
 from collapsekit.errors import DataError
-from collapsekit.models._checks import batch, count, latent_dim_of, n_samples as _n_samples, positive_float
-from collapsekit.models._latent import centred_prior, check_output, posterior, reference_tensor
+from collapsekit.models._checks import batch, count, n_samples as _n_samples
+from collapsekit.models._latent import OneLevelModel, centred_prior, check_output, posterior, reference_tensor
 from collapsekit.models.output import LatentLevel, ModelOutput
 
 
-class VAE(nn.Module):
+class VAE(OneLevelModel):
     """Variational autoencoder with a Gaussian posterior and an isotropic Gaussian prior.
 
     Parameters
@@ -43,18 +43,6 @@ class VAE(nn.Module):
     >>> out.levels[0].sample.shape, out.likelihood.log_prob(out.target).shape
     (torch.Size([10, 4, 3]), torch.Size([10, 4]))
     """
-
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, likelihood: nn.Module, eta_enc: float = 1.0,
-                 latent_dim: int | None = None) -> None:
-        super().__init__()
-        self.encoder, self.decoder, self.likelihood = encoder, decoder, likelihood
-        self.eta_enc = positive_float("eta_enc", eta_enc)
-        self.latent_dim = latent_dim_of("latent_dim", encoder, latent_dim)
-
-    @property
-    def latent_dims(self) -> tuple[int, ...]:
-        """Latent sizes, bottom to top: (d,)."""
-        return (self.latent_dim,)
 
     def forward(self, x: Tensor, y: Tensor | None = None, *, n_samples: int = 1) -> ModelOutput:
         """Encode x, draw ``n_samples`` reparameterised z per example, decode.
