@@ -178,3 +178,18 @@ def print_training_summary(result: Any) -> None:
             table.add_row(str(rank), str(dim), f"{value:.4g}", f"{value / total:.1%}")
         out.print(table)
     out.print(f"run directory: [bold]{result.run_dir}[/bold] (config.yaml, metrics.jsonl, checkpoints/)")
+
+
+def print_measured_against_predicted(measured: dict[str, Any], prediction: Prediction, run_dir: Any) -> None:
+    """Per-dimension KL of a trained model (sorted) beside the closed-form optimum's, nats per example."""
+    kl = sorted(measured["kl_per_dim"][-1], reverse=True)
+    table = Table(title="KL per dimension (nats/example)", title_justify="left")
+    for column in ("rank", "measured", "predicted", "predicted state"):
+        table.add_column(column, justify="right")
+    for rank, (got, want, collapsed) in enumerate(zip(kl, prediction.kl_per_dim, prediction.collapsed), start=1):
+        table.add_row(str(rank), f"{got:.4f}", f"{want:.4f}", "collapsed" if collapsed else "active")
+    out = console()
+    out.print(table)
+    gap = (measured["loss"] - prediction.loss) / abs(prediction.loss)
+    out.print(f"loss: trained {measured['loss']:.5f}, closed-form optimum {prediction.loss:.5f} nats per example "
+              f"({gap:+.2%}); run directory: [bold]{run_dir}[/bold]", soft_wrap=True)
