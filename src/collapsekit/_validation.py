@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from numbers import Real
 
 import numpy as np
 
@@ -40,13 +41,28 @@ def as_2d_finite(name: str, values: object, *, row_offset: int = 0) -> np.ndarra
     return arr
 
 
+def real(name: str, value: object) -> float:
+    """``value`` as a finite float; bools and strings are refused (``True`` is not a β)."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise ParameterError(f"{name} must be a number, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ParameterError(f"{name} must be a finite number, got {value!r}")
+    return number
+
+
+def non_negative(name: str, value: object) -> float:
+    """A finite float ≥ 0, or a :class:`ParameterError`."""
+    number = real(name, value)
+    if number < 0:
+        raise ParameterError(f"{name} must be ≥ 0, got {value!r}")
+    return number
+
+
 def positive(name: str, value: object) -> float:
-    """Return ``value`` as a float if it is finite and > 0, else raise :class:`ParameterError`."""
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ParameterError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(number) or number <= 0:
+    """A finite float > 0, or a :class:`ParameterError`."""
+    number = real(name, value)
+    if number <= 0:
         raise ParameterError(f"{name} must be a finite number > 0, got {value!r}")
     return number
 

@@ -397,6 +397,7 @@ def _demo_train(run_dir: Path) -> int:
     shutil.rmtree(run_dir, ignore_errors=True)       # the demo's own scratch run, rebuilt each time
     result = train(config, run_dir)
     data = load_training_data(config)
+    assert result.model is not None and data.y is not None   # one process; a CVAE's pairs
     objective, _ = build_objective_from_config(config)
     measured = evaluate(result.model, objective, data, n_samples=64)
     prediction = predict_cvae(Moments.from_data(data.x.double().numpy(), data.y.double().numpy()),

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from torch import Tensor, nn
 
-from collapsekit._validation import positive, positive_vector
+from collapsekit._validation import positive_vector
 from collapsekit.errors import DataError, ParameterError
 
 #: Hidden-layer nonlinearities by name.
@@ -63,13 +63,6 @@ def output_activation(field: str, name: object) -> nn.Module:
     if not isinstance(name, str) or name not in OUTPUT_ACTIVATIONS:
         raise ParameterError(f"{field} must be None or one of {list(OUTPUT_ACTIVATIONS)}, got {name!r}")
     return ACTIVATIONS[name]()
-
-
-def positive_float(field: str, value: object) -> float:
-    """A finite float > 0."""
-    if isinstance(value, bool):
-        raise ParameterError(f"{field} must be a number, got {value!r}")
-    return positive(field, value)
 
 
 def std_values(field: str, value: object, dim: int) -> np.ndarray:

@@ -7,7 +7,8 @@ from torch import Tensor, nn
 from torch.distributions import Normal
 
 from collapsekit.errors import DataError, ParameterError
-from collapsekit.models._checks import latent_dim_of, positive_float
+from collapsekit._validation import positive
+from collapsekit.models._checks import latent_dim_of
 
 
 def posterior(encoded: object, latent_dim: int, level: str) -> Normal:
@@ -52,7 +53,7 @@ class OneLevelModel(nn.Module):
                  latent_dim: int | None = None) -> None:
         super().__init__()
         self.encoder, self.decoder, self.likelihood = encoder, decoder, likelihood
-        self.eta_enc = positive_float("eta_enc", eta_enc)
+        self.eta_enc = positive("eta_enc", eta_enc)
         self.latent_dim = latent_dim_of("latent_dim", encoder, latent_dim)
 
     @property

@@ -28,7 +28,8 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, Normal
 
 from collapsekit.errors import DataError, ParameterError
-from collapsekit.models._checks import batch, count, latent_dim_of, n_samples as _n_samples, positive_float, std_values
+from collapsekit._validation import positive
+from collapsekit.models._checks import batch, count, latent_dim_of, n_samples as _n_samples, std_values
 from collapsekit.models._latent import centred_prior, check_output, posterior, reference_tensor
 from collapsekit.models.output import LatentLevel, ModelOutput
 
@@ -76,7 +77,7 @@ class HierarchicalVAE(nn.Module):
         if len(decoders) != len(encoders):
             raise ParameterError(f"decoders: expected one per level ({len(encoders)}), got {len(decoders)}")
         self.encoders, self.decoders, self.likelihood = nn.ModuleList(encoders), nn.ModuleList(decoders), likelihood
-        self.eta_enc = positive_float("eta_enc", eta_enc)
+        self.eta_enc = positive("eta_enc", eta_enc)
         if latent_dims is not None and len(latent_dims) != len(encoders):
             raise ParameterError(f"latent_dims has {len(latent_dims)} sizes for {len(encoders)} levels")
         given = [None] * len(encoders) if latent_dims is None else list(latent_dims)

@@ -14,7 +14,8 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Bernoulli, Distribution, Independent, Normal
 
-from collapsekit.models._checks import positive_float
+from collapsekit._validation import positive
+
 
 
 class GaussianLikelihood(nn.Module):
@@ -33,7 +34,7 @@ class GaussianLikelihood(nn.Module):
 
     def __init__(self, eta_dec: float = 1.0, learn: bool = False) -> None:
         super().__init__()
-        start = torch.tensor(math.log(positive_float("eta_dec", eta_dec)), dtype=torch.get_default_dtype())
+        start = torch.tensor(math.log(positive("eta_dec", eta_dec)), dtype=torch.get_default_dtype())
         if learn:
             self.log_eta_dec: Tensor = nn.Parameter(start)
         else:

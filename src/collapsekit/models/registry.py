@@ -27,7 +27,8 @@ import numpy as np
 from torch import nn
 
 from collapsekit.errors import ParameterError
-from collapsekit.models._checks import ACTIVATIONS, count, counts, positive_float, square_side, std_values
+from collapsekit._validation import positive
+from collapsekit.models._checks import ACTIVATIONS, count, counts, square_side, std_values
 from collapsekit.models.blocks import (ConvDecoder, ConvEncoder, ImageUpsampleDecoder, KeepColumns, LinearDecoder,
                                        LinearEncoder, MLPDecoder, MLPEncoder, QuadrantCanvas, StdSpec,
                                        quadrant_columns)
@@ -365,9 +366,9 @@ def build_model(kind: str, arch: str, *, x_dim: int, y_dim: int | None = None, i
         latent_dims=dims, hidden=counts("hidden", hidden, allow_empty=True), channels=counts("channels", channels),
         activation=_choice("activation", activation, tuple(ACTIVATIONS)),
         mean_activation=_optional_activation("mean_activation", mean_activation, arch), out_activation=out,
-        likelihood=likelihood, eta_enc=positive_float("eta_enc", eta_enc), eta_dec=positive_float("eta_dec", eta_dec),
+        likelihood=likelihood, eta_enc=positive("eta_enc", eta_enc), eta_dec=positive("eta_dec", eta_dec),
         learn_eta_dec=learn_eta_dec, encoder_std=_std_spec("encoder_std", encoder_std, arch, dims[:1]),
-        init_std=positive_float("init_std", init_std),
+        init_std=positive("init_std", init_std),
         sigma1=_std_spec("sigma1", sigma1, arch, dims[:1]),
         sigma2=_std_spec("sigma2", sigma2, LATENT_ARCH[arch], dims[1:]),
         eta_dec_latent=eta_dec_latent)

@@ -2,36 +2,12 @@
 
 from __future__ import annotations
 
-import math
-from numbers import Integral, Real
+from numbers import Integral
 
+from collapsekit._validation import non_negative, positive, real
 from collapsekit.errors import ParameterError
 
-
-def real(name: str, value: object) -> float:
-    """``value`` as a finite float, or a :class:`ParameterError`."""
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise ParameterError(f"{name} must be a number, got {value!r}")
-    number = float(value)
-    if not math.isfinite(number):
-        raise ParameterError(f"{name} must be finite, got {value!r}")
-    return number
-
-
-def non_negative(name: str, value: object) -> float:
-    """A finite float ≥ 0."""
-    number = real(name, value)
-    if number < 0:
-        raise ParameterError(f"{name} must be ≥ 0, got {value!r}")
-    return number
-
-
-def positive(name: str, value: object) -> float:
-    """A finite float > 0."""
-    number = real(name, value)
-    if number <= 0:
-        raise ParameterError(f"{name} must be > 0, got {value!r}")
-    return number
+__all__ = ["integer", "non_negative", "positive", "real"]
 
 
 def integer(name: str, value: object, minimum: int) -> int:
