@@ -1,0 +1,33 @@
+"""Diagnostics: measure posterior collapse in a trained (or training) model.
+
+One pass over the evaluation data collects, per latent level, the posterior mean, variance, one
+sample and the KL to the prior of every example (:mod:`.posterior`); every metric reuses those
+arrays (:mod:`.metrics`, :mod:`.mutual_info`); the importance-sampled log-likelihood and ELBO run
+the decoder (:mod:`.likelihood`); :mod:`.diagnose` puts it all into a :class:`CollapseReport`.
+All values are in nats.
+
+>>> report = diagnose_model(model, x_test)                        # doctest: +SKIP
+>>> report.kl_per_dim, report.active_units, report.mutual_info   # doctest: +SKIP
+>>> report = diagnose(my_encoder, x_test, decoder=my_decoder)    # any Gaussian encoder  # doctest: +SKIP
+"""
+
+from collapsekit.diagnostics.diagnose import EPSILONS, diagnose, diagnose_model, measure_level
+from collapsekit.diagnostics.gaussian import LOG_2PI, kl_to_prior, log_normal, neg_entropy
+from collapsekit.diagnostics.likelihood import (importance_sampled_log_likelihood,
+                                                importance_sampled_log_likelihood_from)
+from collapsekit.diagnostics.metrics import (VARIABLE_TYPES, active_fraction, active_units, collapse_fractions,
+                                             eps_delta_collapse, kl_per_dim, mean_sampled_correlation, variable_types)
+from collapsekit.diagnostics.mutual_info import log_aggregate_posterior, mutual_info, mutual_info_minibatch
+from collapsekit.diagnostics.posterior import LevelStats, PosteriorStats, collect_from_encoder, collect_posterior
+from collapsekit.diagnostics.report import CollapseReport, LevelReport, TheoryComparison
+from collapsekit.diagnostics.run import RunDiagnosis, diagnose_run
+from collapsekit.diagnostics.theory_compare import TheorySetting, compare_with_theory
+
+__all__ = [
+    "EPSILONS", "LOG_2PI", "VARIABLE_TYPES", "CollapseReport", "LevelReport", "LevelStats", "PosteriorStats",
+    "RunDiagnosis", "TheoryComparison", "TheorySetting", "compare_with_theory", "diagnose_run", "active_fraction", "active_units", "collapse_fractions", "collect_from_encoder",
+    "collect_posterior", "diagnose", "diagnose_model", "eps_delta_collapse", "importance_sampled_log_likelihood",
+    "importance_sampled_log_likelihood_from", "kl_per_dim", "kl_to_prior", "log_aggregate_posterior", "log_normal",
+    "mean_sampled_correlation", "measure_level", "mutual_info", "mutual_info_minibatch", "neg_entropy",
+    "variable_types",
+]

@@ -1,0 +1,161 @@
+"""Diagnose a training run: the model from its checkpoint, the data from its config, the theory
+on the same data and hyper-parameters, the epoch history, and the explanations.
+
+A *run* is what ``collapsekit train`` writes (``config.yaml``, ``metrics.jsonl``,
+``checkpoints/epoch-NNNNNN/``); a path to one checkpoint of a run selects that epoch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from collapsekit.diagnostics.report import CollapseReport
+from collapsekit.errors import DataFileNotFoundError, ParameterError
+
+
+@dataclass
+class RunDiagnosis:
+    """A diagnosed run: the report, and what the renderers need to draw reconstructions."""
+
+    report: CollapseReport
+    model: nn.Module
+    data: Any                     # collapsekit.training.TrainingData
+    image_shape: tuple[int, ...] | None
+    merge: Callable[..., Any] | None
+    run_dir: Path
+    checkpoint: Path
+
+
+def resolve_run(path: str | Path) -> tuple[Path, Path]:
+    """(run directory, checkpoint directory) for a run directory or one of its checkpoints."""
+    from collapsekit.training.checkpoint import latest_checkpoint
+    from collapsekit.training.trainer import CHECKPOINT_DIR, CONFIG_FILE
+
+    path = Path(path)
+    if not path.exists():
+        raise DataFileNotFoundError(f"no run directory or checkpoint at {path}")
+    if (path / CONFIG_FILE).is_file():
+        checkpoint = latest_checkpoint(path / CHECKPOINT_DIR)
+        if checkpoint is None:
+            raise ParameterError(f"{path} holds no checkpoint yet: train it first (collapsekit train ... --out {path})")
+        return path, checkpoint
+    if path.parent.name == CHECKPOINT_DIR and (path.parent.parent / CONFIG_FILE).is_file():
+        return path.parent.parent, path
+    raise ParameterError(f"{path} is neither a run directory (with {CONFIG_FILE}) nor one of its checkpoints")
+
+
+def read_history(run_dir: Path) -> list[dict[str, Any]]:
+    """The per-epoch records of ``metrics.jsonl`` (empty when absent)."""
+    from collapsekit.training.trainer import METRICS_FILE
+
+    path = run_dir / METRICS_FILE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def diagnose_run(path: str | Path, *, part: str | None = None, n_samples: int = 1000, batch_size: int = 1024,
+                 seed: int = 0, theory: bool = True) -> RunDiagnosis:
+    """Diagnose a run directory (its latest checkpoint) or one checkpoint of it.
+
+    Parameters
+    ----------
+    path : str or Path
+        A run directory written by ``collapsekit train``, or ``RUN/checkpoints/epoch-NNNNNN``.
+    part : {"train", "test"} or None
+        Evaluate on that part of the run's train/test split (same seed and fraction as training);
+        ``None`` uses the data the run trained on.
+    n_samples : int
+        S, importance samples per example for the log-likelihood.
+    theory : bool
+        Set the linear theory's prediction beside the measurement where it applies.
+
+    Returns
+    -------
+    RunDiagnosis
+        The :class:`CollapseReport` (with ``history`` and ``explanations``) and the loaded model.
+    """
+    from collapsekit.data import load, quadrant_merge
+    from collapsekit.diagnostics.diagnose import diagnose_model
+    from collapsekit.diagnostics.theory_compare import TheorySetting, compare_with_theory, moments_for
+    from collapsekit.training import RunConfig, load_training_data
+    from collapsekit.training.checkpoint import load_checkpoint
+    from collapsekit.training.trainer import CONFIG_FILE, build_model_from_config
+
+    run_dir, checkpoint_dir = resolve_run(path)
+    config = RunConfig.load(run_dir / CONFIG_FILE)
+    trained_on = config.data.part
+    if part is not None:
+        config = config.with_overrides({"data.part": part})
+    data = load_training_data(config)
+    model = build_model_from_config(config, data)
+    checkpoint = load_checkpoint(checkpoint_dir)
+    model.load_state_dict(checkpoint.model)
+    model.eval()
+
+    report = diagnose_model(model, data.x, data.y, n_samples=n_samples, batch_size=batch_size, seed=seed)
+    history = read_history(run_dir)
+    epoch = int(checkpoint.state.get("epoch", len(history)))
+    report.history = [h for h in history if h.get("epoch", 0) <= epoch]
+    eta_dec = _eta_dec(model)
+    report.model = {"kind": config.model.kind, "arch": config.model.arch, "latent_dims": config.model.latent_dims,
+                    "likelihood": config.model.likelihood, "eta_enc": config.model.eta_enc, "eta_dec": eta_dec,
+                    "beta": config.objective.beta, "objective": config.objective.name,
+                    "schedule": config.schedule.name, "data": config.data.spec, "part": config.data.part,
+                    "run_dir": str(run_dir), "checkpoint": str(checkpoint_dir), "epoch": epoch}
+    if part is None or part == trained_on:
+        report.notes.append("evaluated on the data the model was trained on"
+                            + ("" if config.data.part is None else f" (the {config.data.part} part)"))
+
+    last = report.history[-1] if report.history else {}
+    setting = TheorySetting.from_config(config, eta_dec=eta_dec, beta_scale=float(last.get("beta_scale", 1.0)))
+    moments = moments_for(setting, data.x, data.y) if theory else None
+    if moments is not None:
+        compare_with_theory(report, setting, moments)
+    report.explanations = _explanations(report, setting, moments, config, last)
+
+    base = load(config.data.spec)
+    image_shape = base.image_shape
+    merge = None
+    if config.data.split == "quadrants" and image_shape is not None:
+        merge = quadrant_merge
+    elif data.x.shape[1] != (image_shape[0] * image_shape[1] if image_shape else -1):
+        image_shape = None
+    return RunDiagnosis(report=report, model=model, data=data, image_shape=image_shape, merge=merge,
+                        run_dir=run_dir, checkpoint=checkpoint_dir)
+
+
+def _eta_dec(model: nn.Module) -> float | None:
+    likelihood = getattr(model, "likelihood", None)
+    value = getattr(likelihood, "eta_dec", None)
+    return None if value is None else float(value)
+
+
+def _explanations(report: CollapseReport, setting: Any, moments: Any, config: Any,
+                  last: dict[str, Any]) -> list[dict[str, Any]]:
+    """Causes and prescriptions for every level with collapsed dimensions."""
+    from collapsekit.diagnostics.explain import explain_collapse
+
+    from collapsekit.diagnostics.explain import ScheduleInfo
+    from collapsekit.objectives import build_schedule
+
+    steps = last.get("step")
+    total = None if steps is None else int(steps) * config.train.epochs // max(int(last.get("epoch", 1)), 1)
+    schedule = ScheduleInfo.from_schedule(build_schedule(config.schedule.name, **config.schedule.settings),
+                                          total_steps=total, step=None if steps is None else int(steps))
+    out: list[dict[str, Any]] = []
+    for level in report.levels:
+        collapsed = [i for i, c in enumerate(level.collapsed) if c]
+        if not collapsed:
+            continue
+        explanations = explain_collapse(collapsed, level.latent_dim, model_kind=setting.kind, moments=moments,
+                                        hyper=setting.hyper, level=level.name, schedule=schedule,
+                                        linear=setting.linear)
+        out.extend(e.to_dict() for e in explanations)
+    return out

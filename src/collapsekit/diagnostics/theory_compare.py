@@ -1,0 +1,168 @@
+"""Theory beside measurement: the linear closed form on the same data and hyper-parameters.
+
+For a VAE, a CVAE or a two-level hierarchy trained with the β-ELBO and a Gaussian likelihood,
+THEORY.md's optimum says which dimensions collapse and the KL each keeps. For a linear model the
+numbers are exact (at the optimum); for MLP/conv models they are a *linear-theory estimate* and
+every report labels them so. Latent dimensions are identified only up to permutation, so the
+prediction is set beside the measurement sorted by KL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from collapsekit.diagnostics.report import CollapseReport, TheoryComparison
+from collapsekit.theory import Moments, Prediction, predict_cvae, predict_mhvae, predict_vae
+
+EXACT, ESTIMATE = "exact", "linear-theory estimate"
+
+
+@dataclass
+class TheorySetting:
+    """What the linear theory needs to know about a trained model.
+
+    Attributes
+    ----------
+    kind : {"vae", "cvae", "hvae"}
+    linear : bool
+        The model is the theory's linear model (numbers are exact, not an estimate).
+    latent_dims : list of int
+        Bottom to top.
+    beta : list of float
+        True KL weight per level (bottom to top), after any schedule.
+    eta_enc, eta_dec : float
+        Prior std; decoder std (the learned value when η_dec was learned).
+    encoder_std : "learnable", "data" or float
+        One-level models: learnable or data-dependent stds use the learnable-Σ closed form; a
+        fixed number uses Theorem 1.
+    sigma1, sigma2 : float; float or None
+        Hierarchy: fixed std of z₁; fixed std of z₂, or None when learnable.
+    likelihood, objective : str
+        The theory covers a Gaussian likelihood and the β-ELBO; anything else gets no prediction.
+    """
+
+    kind: str
+    linear: bool
+    latent_dims: list[int]
+    beta: list[float]
+    eta_enc: float = 1.0
+    eta_dec: float = 1.0
+    encoder_std: str | float = "learnable"
+    sigma1: float = 0.5
+    sigma2: float | None = None
+    likelihood: str = "gaussian"
+    objective: str = "elbo"
+    notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_config(cls, config: Any, *, eta_dec: float | None = None, beta_scale: float = 1.0) -> "TheorySetting":
+        """From a :class:`~collapsekit.training.RunConfig`; ``eta_dec`` overrides a learned η_dec,
+        ``beta_scale`` is the schedule's factor at the end of training."""
+        m, o = config.model, config.objective
+        levels = len(m.latent_dims)
+        betas = list(o.beta) if isinstance(o.beta, list) else [float(o.beta)] * levels
+        if len(betas) == 1:
+            betas = betas * levels
+        std = m.encoder_std if m.encoder_std != "auto" else ("learnable" if m.arch == "linear" else "data")
+        notes = []
+        if config.schedule.name == "capacity":
+            notes.append("a capacity objective targets a KL, not a β: the theory's β-ELBO optimum does not apply")
+        if o.free_bits:
+            notes.append(f"free bits ({o.free_bits:g} nats) change the objective below the floor: "
+                         "the prediction is for the plain β-ELBO")
+        return cls(kind=m.kind, linear=m.arch == "linear", latent_dims=list(m.latent_dims),
+                   beta=[b * beta_scale for b in betas], eta_enc=m.eta_enc,
+                   eta_dec=m.eta_dec if eta_dec is None else eta_dec, encoder_std=std, sigma1=m.sigma1,
+                   sigma2=None if m.sigma2 == "learnable" else float(m.sigma2), likelihood=m.likelihood,
+                   objective=o.name if config.schedule.name != "capacity" else "capacity", notes=notes)
+
+    @property
+    def hyper(self) -> dict[str, Any]:
+        """The hyper-parameters as the explanation engine and reports name them."""
+        return {"beta": self.beta if len(self.beta) > 1 else self.beta[0], "eta_enc": self.eta_enc,
+                "eta_dec": self.eta_dec, "latent_dims": self.latent_dims, "encoder_std": self.encoder_std,
+                "sigma1": self.sigma1, "sigma2": self.sigma2}
+
+
+def unsupported_reason(setting: TheorySetting) -> str | None:
+    """Why the closed forms do not describe this model, or None when they do."""
+    if setting.likelihood != "gaussian":
+        return f"the closed forms assume a Gaussian likelihood; this model's is {setting.likelihood}"
+    if setting.objective != "elbo":
+        return f"the closed forms describe the β-ELBO optimum; this model was trained with {setting.objective}"
+    if setting.kind == "hvae" and len(setting.latent_dims) != 2:
+        return f"the closed forms cover two-level hierarchies; this one has {len(setting.latent_dims)} levels"
+    if setting.kind == "hvae" and setting.latent_dims[1] > setting.latent_dims[0]:
+        return "the MHVAE closed form needs d₂ ≤ d₁"
+    return None
+
+
+def predict_for(setting: TheorySetting, moments: Moments) -> dict[str, tuple[Prediction, np.ndarray]]:
+    """The prediction for each latent level: {level name: (prediction, predicted KL per dim)}."""
+    if setting.kind == "cvae":
+        p = predict_cvae(moments, latent_dim=setting.latent_dims[0], beta=setting.beta[0], eta_enc=setting.eta_enc,
+                         eta_dec=setting.eta_dec)
+        return {"z": (p, p.kl_per_dim)}
+    if setting.kind == "vae":
+        std = setting.encoder_std if isinstance(setting.encoder_std, float) else None
+        p = predict_vae(moments, latent_dim=setting.latent_dims[0], beta=setting.beta[0], eta_enc=setting.eta_enc,
+                        eta_dec=setting.eta_dec, encoder_std=std)
+        return {"z": (p, p.kl_per_dim)}
+    p = predict_mhvae(moments, latent_dims=setting.latent_dims, beta1=setting.beta[0], beta2=setting.beta[1],
+                      eta_enc=setting.eta_enc, eta_dec=setting.eta_dec, sigma1=setting.sigma1, sigma2=setting.sigma2)
+    assert p.level1 is not None
+    return {"z1": (p, np.asarray(p.level1["kl_per_dim"])), "z2": (p, p.kl_per_dim)}
+
+
+def moments_for(setting: TheorySetting, x: Any, y: Any | None = None) -> Moments:
+    """Second moments of the data the model saw: of x, or of (x, y) for a CVAE."""
+    as_array = lambda a: a.detach().cpu().double().numpy() if hasattr(a, "detach") else np.asarray(a, float)  # noqa: E731
+    return Moments.from_data(as_array(x), None if setting.kind != "cvae" or y is None else as_array(y))
+
+
+def compare_with_theory(report: CollapseReport, setting: TheorySetting, moments: Moments) -> CollapseReport:
+    """Attach a :class:`TheoryComparison` to each level the theory describes (in place; returns it).
+
+    Where the theory does not apply the reason is added to ``report.notes`` and nothing is attached.
+    """
+    reason = unsupported_reason(setting)
+    if reason is not None:
+        report.notes.append(f"no theory prediction: {reason}")
+        return report
+    report.notes.extend(setting.notes)
+    exact = setting.linear and not setting.notes
+    for name, (prediction, kl_predicted) in predict_for(setting, moments).items():
+        try:
+            level = report.level(name)
+        except KeyError:
+            continue
+        predicted_sorted = np.sort(np.asarray(kl_predicted, float))[::-1]
+        critical = prediction.critical_beta if name != "z1" else np.full(predicted_sorted.size, np.nan)
+        order = np.argsort(-np.asarray(kl_predicted, float), kind="stable")
+        # z₁ (fixed σ₁) has no collapse condition of its own: count its dims the theory gives < ε nats.
+        n_collapsed_predicted = (int(np.count_nonzero(prediction.collapsed)) if name != "z1"
+                                 else int(np.count_nonzero(predicted_sorted < level.epsilon)))
+        level.theory = TheoryComparison(
+            model=prediction.model, theorem=prediction.theorem, exact=exact, label=EXACT if exact else ESTIMATE,
+            kl_per_dim=[float(v) for v in predicted_sorted],
+            measured_sorted=[float(v) for v in np.sort(np.asarray(level.kl_per_dim))[::-1]],
+            n_active_predicted=level.latent_dim - n_collapsed_predicted,
+            n_active_measured=level.latent_dim - level.n_collapsed,
+            critical_beta=[float(v) for v in np.asarray(critical, float)[order]],
+            hyperparameters=_plain(prediction.hyperparameters))
+    return report
+
+
+def _plain(values: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, np.ndarray):
+            value = value.tolist()
+        elif isinstance(value, Sequence) and not isinstance(value, str):
+            value = [float(v) if v is not None else None for v in value]
+        out[key] = value
+    return out
