@@ -2,11 +2,29 @@
 
 The public entry points live in sub-packages that follow the data flow:
 ``collapsekit.data`` (sources and views), ``collapsekit.theory`` (closed-form optima,
-predictions and their numerical verification) and ``collapsekit.cli`` (the command line).
+predictions and their numerical verification), ``collapsekit.models`` and ``collapsekit.objectives``,
+``collapsekit.training`` (the trainer and the CollapseMonitor), ``collapsekit.diagnostics``
+(metrics and reports), ``collapsekit.experiments`` (sweeps, presets) and ``collapsekit.cli``.
+The most used names are also here: ``collapsekit.diagnose``, ``CollapseReport``, ``CollapseMonitor``.
 """
+
+from typing import Any
 
 from collapsekit.errors import CollapsekitError, DataError, ParameterError
 
 __version__ = "0.1.0"
 
-__all__ = ["CollapsekitError", "DataError", "ParameterError", "__version__"]
+__all__ = ["CollapseMonitor", "CollapseReport", "CollapsekitError", "DataError", "ParameterError", "__version__",
+           "diagnose"]
+
+# Imported on first use: `import collapsekit` (and every CLI call) stays free of torch.
+_LAZY = {"diagnose": "collapsekit.diagnostics", "CollapseReport": "collapsekit.diagnostics",
+         "CollapseMonitor": "collapsekit.training.monitor"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'collapsekit' has no attribute {name!r}")

@@ -2,9 +2,10 @@
 
 from collapsekit.training.config import (DataConfig, ModelConfig, ObjectiveConfig, OptimConfig, RunConfig,
                                          ScheduleConfig, TrainConfig)
+from collapsekit.training.monitor import CollapseMonitor, CollapseWarning, lightning_callback
 from collapsekit.training.trainer import (RunResult, Trainer, TrainingData, TrainingDiverged, evaluate,
                                           load_training_data, train)
 
-__all__ = ["DataConfig", "ModelConfig", "ObjectiveConfig", "OptimConfig", "RunConfig", "RunResult",
+__all__ = ["CollapseMonitor", "CollapseWarning", "DataConfig", "ModelConfig", "ObjectiveConfig", "OptimConfig", "RunConfig", "RunResult",
            "ScheduleConfig", "TrainConfig", "Trainer", "TrainingData", "TrainingDiverged", "evaluate",
-           "load_training_data", "train"]
+           "lightning_callback", "load_training_data", "train"]

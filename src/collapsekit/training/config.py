@@ -123,6 +123,8 @@ class TrainConfig(_Section):
     strategy: str = "auto"
     loggers: list[Literal["csv", "tensorboard"]] = Field(default_factory=list)
     progress: bool = True
+    #: The CollapseMonitor: per-epoch active units, minibatch MI and collapse warnings with their causes.
+    monitor: bool = True
 
 
 class RunConfig(_Section):

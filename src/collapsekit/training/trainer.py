@@ -27,6 +27,7 @@ from collapsekit._io import atomic_path
 from collapsekit.errors import CollapsekitError, ParameterError
 from collapsekit.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from collapsekit.training.config import RunConfig
+from collapsekit.training.monitor import CollapseMonitor
 
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.yaml"
@@ -181,12 +182,22 @@ class Trainer:
             if name == "csv":
                 from lightning_fabric.loggers import CSVLogger
 
-                loggers.append(CSVLogger(str(self.run_dir), name="logs"))
+                # One row per epoch, written as it comes (its default buffers 100 rows).
+                loggers.append(CSVLogger(str(self.run_dir), name="logs", flush_logs_every_n_steps=1))
             else:
                 try:
                     from lightning_fabric.loggers import TensorBoardLogger
 
                     loggers.append(TensorBoardLogger(str(self.run_dir), name="tensorboard"))
+                    # The logger checks package metadata only and imports its writer at the first
+                    # epoch's end: import it now, so a broken install fails before training.
+                    try:
+                        import torch.utils.tensorboard  # noqa: F401
+                    except ImportError as missing:
+                        try:
+                            import tensorboardX  # noqa: F401  (Lightning's fallback writer)
+                        except ImportError:
+                            raise missing from None
                 except (ImportError, ModuleNotFoundError) as exc:  # tensorboard is an optional extra
                     raise ParameterError(f"train.loggers: tensorboard needs `pip install tensorboard` ({exc})") \
                         from None
@@ -249,6 +260,27 @@ class Trainer:
         x = fabric.to_device(data.x)
         y = None if data.y is None else fabric.to_device(data.y)
         n_samples = cfg.objective.k if cfg.objective.name == "iwae" else 1
+        monitor = self._monitor(fabric, data, per_epoch, start_epoch)
+        status = "failed"
+        try:
+            history = self._train_epochs(fabric, model, optimizer, raw_model, raw_optimizer, objective, schedule,
+                                         x, y, start_epoch, per_epoch, n_samples, history, monitor)
+            status = "success"
+        finally:
+            for logger in fabric.loggers:   # flush and close them: Fabric does not
+                logger.finalize(status)
+        extras = {"rank_weight_mismatch": _rank_weight_mismatch(fabric, raw_model)} if world > 1 else {}
+        # Several processes hand their result back through a pipe that cannot carry tensors safely
+        # once the worker exits; the parent reloads the weights from the final checkpoint instead.
+        return RunResult(model=raw_model if world == 1 else None, metrics=history, run_dir=self.run_dir,
+                         config=cfg, resumed_from=start_epoch or None, extras=extras)
+
+    def _train_epochs(self, fabric: Any, model: Any, optimizer: Any, raw_model: nn.Module,
+                      raw_optimizer: torch.optim.Optimizer, objective: Any, schedule: Any, x: torch.Tensor,
+                      y: torch.Tensor | None, start_epoch: int, per_epoch: int, n_samples: int,
+                      history: list[dict[str, Any]], monitor: CollapseMonitor | None) -> list[dict[str, Any]]:
+        cfg = self.config
+        metrics_path = self.run_dir / METRICS_FILE
         show = cfg.train.progress and fabric.global_rank == 0
         from collapsekit import terminal
 
@@ -257,7 +289,7 @@ class Trainer:
             for epoch in range(start_epoch + 1, cfg.train.epochs + 1):
                 started = time.perf_counter()
                 sums = self._run_epoch(fabric, model, optimizer, objective, schedule, x, y, epoch, per_epoch,
-                                       n_samples, progress)
+                                       n_samples, progress, monitor)
                 record = self._epoch_record(fabric, sums, epoch, epoch * per_epoch, time.perf_counter() - started,
                                             schedule.controls, schedule.value(epoch * per_epoch - 1))
                 if not math.isfinite(record["loss"]):
@@ -265,22 +297,22 @@ class Trainer:
                         f"the loss became {record['loss']} during epoch {epoch}; training stopped and the last good "
                         f"checkpoint (epoch {epoch - 1}) is kept in {self.run_dir / CHECKPOINT_DIR}. "
                         "Lower the learning rate or add optim.grad_clip")
+                if monitor is not None:
+                    monitor.end_epoch(reduce=lambda t: fabric.all_reduce(t, reduce_op="sum"),
+                                      step=epoch * per_epoch, epoch=epoch)
+                    record |= monitor.epoch_metrics()
                 history.append(record)
                 if fabric.global_rank == 0:
-                    self._write_epoch(metrics_path, record, raw_model, raw_optimizer)
+                    self._write_epoch(metrics_path, record, raw_model, raw_optimizer, monitor)
                     for callback in self.callbacks:
                         callback.on_epoch_end(epoch, record)
                 fabric.log_dict({k: v for k, v in record.items() if isinstance(v, float)}, step=epoch)
                 fabric.barrier()
-        extras = {"rank_weight_mismatch": _rank_weight_mismatch(fabric, raw_model)} if world > 1 else {}
-        # Several processes hand their result back through a pipe that cannot carry tensors safely
-        # once the worker exits; the parent reloads the weights from the final checkpoint instead.
-        return RunResult(model=raw_model if world == 1 else None, metrics=history, run_dir=self.run_dir,
-                         config=cfg, resumed_from=start_epoch or None, extras=extras)
+        return history
 
     def _run_epoch(self, fabric: Any, model: Any, optimizer: Any, objective: Any, schedule: Any,
                    x: torch.Tensor, y: torch.Tensor | None, epoch: int, per_epoch: int, n_samples: int,
-                   progress: Any) -> dict[str, Any]:
+                   progress: Any, monitor: CollapseMonitor | None = None) -> dict[str, Any]:
         cfg = self.config.train
         world, rank = fabric.world_size, fabric.global_rank
         order = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch)))
@@ -304,6 +336,8 @@ class Trainer:
                 fabric.clip_gradients(model, optimizer, max_norm=clip)
             optimizer.step()
             _accumulate(sums, terms, len(batch))
+            if monitor is not None:
+                monitor.update_output(output, terms.kl_per_dim)
             if world == 1 and not torch.isfinite(terms.loss):
                 break                                         # no peers to keep in step with
             progress.advance(terms)
@@ -322,13 +356,31 @@ class Trainer:
                 scheduled: float(scheduled_value), "seconds": round(seconds, 4)}
 
     def _write_epoch(self, metrics_path: Path, record: dict[str, Any], model: nn.Module,
-                     optimizer: torch.optim.Optimizer) -> None:
+                     optimizer: torch.optim.Optimizer, monitor: CollapseMonitor | None = None) -> None:
         with open(metrics_path, "a", encoding="utf-8") as stream:
             stream.write(json.dumps(record) + "\n")
             stream.flush()
             os.fsync(stream.fileno())
+        state: dict[str, Any] = {"step": record["step"]}
+        if monitor is not None:
+            # Its hysteresis counters and warnings, so a resumed run warns as an uninterrupted one;
+            # only the last epoch of its history (the rest is in metrics.jsonl).
+            state["monitor"] = monitor.state_dict() | {"history": monitor.history[-1:]}
         save_checkpoint(self.run_dir / CHECKPOINT_DIR, epoch=record["epoch"], model=model.state_dict(),
-                        optimizer=optimizer.state_dict(), state={"step": record["step"]})
+                        optimizer=optimizer.state_dict(), state=state)
+
+    def _monitor(self, fabric: Any, data: TrainingData, per_epoch: int, start_epoch: int) -> CollapseMonitor | None:
+        """The run's CollapseMonitor (``train.monitor``), restored from the checkpoint on resume."""
+        cfg = self.config
+        if not cfg.train.monitor:
+            return None
+        monitor = CollapseMonitor.from_config(cfg, data, total_steps=per_epoch * cfg.train.epochs,
+                                              warn=fabric.global_rank == 0, seed=cfg.train.seed)
+        if start_epoch:
+            checkpoint = load_checkpoint(latest_checkpoint(self.run_dir / CHECKPOINT_DIR))  # type: ignore[arg-type]
+            if "monitor" in checkpoint.state:
+                monitor.load_state_dict(checkpoint.state["monitor"])
+        return monitor
 
 
 def _rank_weight_mismatch(fabric: Any, model: nn.Module) -> float:
