@@ -116,15 +116,15 @@ def print_verifications(results: Sequence[Any]) -> None:
 
 
 @contextlib.contextmanager
-def progress(total: int, description: str, *, quiet: bool = False) -> Iterator[Callable[[], None]]:
-    """A progress bar on stderr; yields a function that advances it by one."""
+def progress(total: int, description: str, *, quiet: bool = False) -> Iterator[Callable[..., None]]:
+    """A progress bar on stderr; yields a function that advances it by its argument (default one)."""
     if quiet or total <= 1:
-        yield lambda: None
+        yield lambda steps=1: None
         return
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=Console(file=sys.stderr), transient=True) as bar:
         task = bar.add_task(description, total=total)
-        yield lambda: bar.advance(task)
+        yield lambda steps=1: bar.advance(task, steps)
 
 
 class _TrainingBar:
@@ -193,3 +193,84 @@ def print_measured_against_predicted(measured: dict[str, Any], prediction: Predi
     gap = (measured["loss"] - prediction.loss) / abs(prediction.loss)
     out.print(f"loss: trained {measured['loss']:.5f}, closed-form optimum {prediction.loss:.5f} nats per example "
               f"({gap:+.2%}); run directory: [bold]{run_dir}[/bold]", soft_wrap=True)
+
+
+_stdout_console = console
+
+
+def print_collapse_report(report: Any, console: Console | None = None, *, max_rows: int = 24) -> None:
+    """A diagnosis in the terminal: verdict per level, explanations, likelihoods, and per level a
+    table of the dimensions sorted by KL (measured beside predicted), with MI and its interval.
+
+    ``report`` is a :class:`~collapsekit.diagnostics.report.CollapseReport`; at most ``max_rows``
+    dimensions per level are listed (the largest KL first), the rest summarised in one line.
+    """
+    from rich.markup import escape
+
+    from collapsekit.viz.report import dimension_rows, explanation_parts, likelihood_text, model_title, verdict
+
+    out = console if console is not None else _stdout_console()
+    model = report.model or {}
+    hyper = ", ".join(f"{name} {_fmt(model[key])}" for key, name in
+                      (("latent_dims", "latent"), ("beta", "β"), ("eta_enc", "η_enc"), ("eta_dec", "η_dec"),
+                       ("epoch", "epoch")) if model.get(key) is not None)
+    out.print(f"[bold]{escape(model_title(report))}[/bold]" + escape(f" — {hyper}" if hyper else "")
+              + f"; {report.n_examples} examples", soft_wrap=True)
+    for level in report.levels:
+        colour = "red" if level.n_collapsed else "green"
+        out.print(f"[bold {colour}]{verdict(level)}[/bold {colour}] "
+                  f"(KL < ε = {level.epsilon:g} nats for ≥ {1 - level.delta:.0%} of examples)", soft_wrap=True)
+    elbo, loglik = likelihood_text(report)
+    out.print(escape(f"ELBO: {elbo}; log-likelihood: {loglik}"), soft_wrap=True)
+
+    for level in report.levels:
+        theory = level.theory
+        title = f"{level.name}: KL per dimension (nats), sorted"
+        if theory is not None:
+            title += f"; predicted = {theory.label}, by rank"
+        table = Table(title=title, title_justify="left")
+        for column in ("rank", "dim", "measured"):
+            table.add_column(column, justify="right")
+        if theory is not None:
+            table.add_column("predicted (exact)" if theory.exact else "predicted (estimate)", justify="right")
+        for column in ("Var E[z_j]", "I(x; z_j) (nats)"):
+            table.add_column(escape(column), justify="right")
+        table.add_column("type")
+        table.add_column("state")
+        rows = dimension_rows(level)
+        for row in rows[:max_rows]:
+            cells = [str(row["rank"]), str(row["dim"]), _num(row["kl"]) if row["kl"] is not None else "—"]
+            if theory is not None:
+                cells.append("—" if row["predicted"] is None else _num(row["predicted"]))
+            cells += ["—" if row["variance_of_mean"] is None else _num(row["variance_of_mean"]),
+                      "—" if row["mi"] is None else _num(row["mi"]), str(row["type"]),
+                      "[red]collapsed[/red]" if row["collapsed"] else
+                      ("[green]active[/green]" if row["active"] else "[yellow]not collapsed, inactive[/yellow]")]
+            table.add_row(*cells)
+        out.print(table)
+        if len(rows) > max_rows:
+            rest = rows[max_rows:]
+            n_rest = sum(r["collapsed"] for r in rest)
+            out.print(f"  … {len(rest)} more dimensions with smaller KL ({n_rest} of them collapsed)")
+        ci = level.mutual_info_ci or []
+        interval = f" [{_num(ci[0])}, {_num(ci[1])}]" if len(ci) == 2 else ""
+        out.print(escape(f"  active units {level.active_units}/{level.latent_dim} (Var E[z_j] > "
+                         f"{level.active_units_threshold:g}); rate {_num(level.rate)} nats; I(x; {level.name}) = "
+                         f"{_num(level.mutual_info)} nats{interval}, minibatch {_num(level.mutual_info_minibatch)} "
+                         f"(≤ log B = {_num(level.mutual_info_ceiling)})"), soft_wrap=True)
+        if theory is not None:
+            mark = "[green]agrees[/green]" if theory.agrees else "[red]differs[/red]"
+            out.print(escape(f"  theory ({theory.label}, {theory.theorem}): {theory.n_active_predicted} active "
+                             f"predicted, {theory.n_active_measured} measured — ") + mark, soft_wrap=True)
+
+    if report.explanations:
+        out.print("[bold]explanations:[/bold]")
+        for item in report.explanations:
+            lvl, cause, message, prescription = explanation_parts(item)
+            where = f" ({lvl})" if lvl else ""
+            out.print(f"  • [bold]{escape(cause or 'cause')}[/bold]{escape(where)}: {escape(message)}",
+                      soft_wrap=True)
+            if prescription:
+                out.print(f"    [cyan]→ {escape(prescription)}[/cyan]", soft_wrap=True)
+    for note in report.notes:
+        out.print(f"[dim]note: {escape(note)}[/dim]", soft_wrap=True)
