@@ -1,0 +1,181 @@
+"""Benchmark: 16 small VAEs trained as one batched program against 16 separate Trainer runs.
+
+The grid is a β sweep: 16 runs of one model with β geometric in [0.1, 8] and seeds 0..15, latent
+size 16, Adam lr 1e-3, batch size 128, Gaussian likelihood with η_dec = 1. Models:
+
+  linear  the theory's linear VAE (no biases, learnable data-independent encoder std)
+  mlp     one hidden layer of 64 units, ReLU, data-dependent encoder std
+
+Data: the 10,000 digits of ../shared/data/mnist10k (784 features; skipped when absent) and the 1,797
+8×8 digits of scikit-learn (64 features).
+
+  separate  for each configuration ``Trainer(config, run_dir, data=...).fit()``
+  batched   ``train_batched(configs, run_dirs, data=...)``: one program for the 16 runs
+
+Both write the same run directories (config.yaml, a metrics.jsonl line and a checkpoint per epoch,
+fsync'd); the timer covers everything after data loading and imports (both are warmed up once on a
+small grid first). Repetitions are interleaved (separate, batched, separate, ...) so that machine
+noise hits both; the table gives the median. The two sets of runs are then compared: final
+weights (max |Δ| and whether bit for bit equal) and every metric of every epoch. Every process uses
+--threads intra-op threads (1 by default: on a shared machine, torch's spinning threads make timings
+with more threads than free cores meaningless). With --write, updates its section of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from collapsekit.experiments import can_batch, train_batched
+from collapsekit.training import RunConfig, Trainer, TrainingData
+from collapsekit.training.trainer import load_training_data
+
+MNIST10K = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist10k"
+START, END = "<!-- bench:batched:start -->", "<!-- bench:batched:end -->"
+RUNS, LATENT, HIDDEN, BATCH, LR = 16, 16, 64, 128, 1e-3
+MODELS = {"linear": "linear VAE", "mlp": f"MLP VAE (hidden {HIDDEN})"}
+
+
+def grid(arch: str, spec: str, epochs: int, runs: int = RUNS) -> list[RunConfig]:
+    base = RunConfig.parse({"data": {"spec": spec},
+                            "model": {"kind": "vae", "arch": arch, "latent_dims": [LATENT], "hidden": [HIDDEN]},
+                            "optim": {"lr": LR},
+                            "train": {"epochs": epochs, "batch_size": BATCH, "progress": False}})
+    betas = np.geomspace(0.1, 8.0, runs)
+    return [base.with_overrides({"objective.beta": float(beta), "train.seed": seed}) for seed, beta in enumerate(betas)]
+
+
+def separate(configs: list[RunConfig], data: TrainingData, out: Path) -> list[Any]:
+    return [Trainer(config, out / f"run-{k:02d}", data=data).fit() for k, config in enumerate(configs)]
+
+
+def batched(configs: list[RunConfig], data: TrainingData, out: Path) -> list[Any]:
+    return train_batched(configs, [out / f"run-{k:02d}" for k in range(len(configs))], data=data)
+
+
+def compare(mine: list[Any], theirs: list[Any]) -> tuple[float, int, float]:
+    """(max |Δ weight|, runs whose weights are bit for bit equal, max |Δ| over every metric of every epoch)."""
+    weight_diff, identical, metric_diff = 0.0, 0, 0.0
+    for a, b in zip(mine, theirs):
+        sa, sb = a.model.state_dict(), b.model.state_dict()
+        weight_diff = max(weight_diff, *(float((sa[k] - sb[k]).abs().max()) for k in sb))
+        identical += all(torch.equal(sa[k], sb[k]) for k in sb)
+        for ra, rb in zip(a.metrics, b.metrics):
+            for key in ("loss", "reconstruction", "kl"):
+                metric_diff = max(metric_diff, abs(ra[key] - rb[key]))
+            flat_a = np.concatenate([np.ravel(v) for v in ra["kl_per_dim"]])
+            flat_b = np.concatenate([np.ravel(v) for v in rb["kl_per_dim"]])
+            metric_diff = max(metric_diff, float(np.abs(flat_a - flat_b).max()))
+        assert len(a.metrics) == len(b.metrics)
+    return weight_diff, identical, metric_diff
+
+
+def datasets() -> list[tuple[str, str]]:
+    found = [("mnist10k", f"mnist:{MNIST10K}")] if MNIST10K.is_dir() else []
+    return found + [("digits", "digits")]
+
+
+def machine(threads: int) -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores ({threads} torch thread{'s' if threads > 1 else ''}), "
+            f"Python {platform.python_version()}, torch {torch.__version__}")
+
+
+def write_section(path: Path, section: str) -> None:
+    # Other scripts write other sections of the same file: read it right before writing, touch only ours.
+    text = path.read_text() if path.exists() else "# Benchmarks\n\nEach section is written by its script in `bench/`.\n"
+    if START in text:
+        text = text[: text.index(START)] + section + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="linear,mlp", help="comma-separated: linear, mlp")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--write", type=Path, help="update this Markdown file's batched-training section")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-batched-") as scratch:
+        root = Path(scratch)
+        for data_name, spec in datasets():
+            data = load_training_data(grid("linear", spec, 1)[0])
+            for arch in models:
+                configs = grid(arch, spec, args.epochs)
+                assert can_batch(configs) is True
+                # Warm-up on a small slice: imports (Fabric, torch.func) and first-call costs out of the timings.
+                small = TrainingData(x=data.x[:512], name="warm-up")
+                warm = grid(arch, spec, 1, runs=2)
+                separate(warm, small, root / f"warm-{data_name}-{arch}-separate")
+                batched(warm, small, root / f"warm-{data_name}-{arch}-batched")
+                times: dict[str, list[float]] = {"separate": [], "batched": []}
+                results: dict[str, list[Any]] = {}
+                for repeat in range(args.repeats):
+                    for name, fn in (("separate", separate), ("batched", batched)):
+                        started = time.perf_counter()
+                        results[name] = fn(configs, data, root / f"{data_name}-{arch}-{name}-{repeat}")
+                        times[name].append(time.perf_counter() - started)
+                        print(f"{data_name:8s} {arch:6s} {name:8s} {times[name][-1]:7.2f} s", flush=True)
+                seq, bat = statistics.median(times["separate"]), statistics.median(times["batched"])
+                weight_diff, identical, metric_diff = compare(results["batched"], results["separate"])
+                rows.append((MODELS[arch], f"{data_name} ({data.n:,} × {data.x.shape[1]})", seq, bat, seq / bat,
+                             identical, weight_diff, metric_diff))
+                print(f"  speed-up {seq / bat:.2f}×; bit-identical runs {identical}/{len(configs)}, "
+                      f"max |Δweight| {weight_diff:.3g}, max |Δmetric| {metric_diff:.3g}", flush=True)
+    lines = [START, f"## Batched training: {RUNS} small VAEs as one program (issue 5)", "",
+             f"- date: {dt.date.today().isoformat()}; machine: {machine(args.threads)}",
+             f"- grid: {RUNS} runs, β geometric in [0.1, 8], seeds 0..{RUNS - 1}, latent {LATENT}, Adam lr {LR:g}, "
+             f"batch {BATCH}, {args.epochs} epochs; both write config, metrics line and checkpoint every epoch",
+             f"- command: `python bench/bench_batched.py --epochs {args.epochs} --repeats {args.repeats} "
+             f"--threads {args.threads} --write docs/benchmarks.md` (median of {args.repeats}, interleaved)", "",
+             f"| model | data | {RUNS} separate `Trainer` runs (s) | one `train_batched` program (s) | speed-up "
+             "| runs bit-identical | max abs weight diff | max abs metric diff |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for model, data_name, seq, bat, speedup, identical, weight_diff, metric_diff in rows:
+        lines.append(f"| {model} | {data_name} | {seq:.1f} | {bat:.1f} | {speedup:.2f}× | {identical}/{RUNS} "
+                     f"| {weight_diff:.1e} | {metric_diff:.1e} |")
+    best = max(rows, key=lambda row: row[4])
+    worst = min(rows, key=lambda row: row[4])
+    exact = all(row[5] == RUNS and row[7] == 0.0 for row in rows)
+    agreement = ("results bit for bit equal to the separate runs (final weights and every metric of every epoch; "
+                 "tests/test_batched.py also compares optimiser states and checkpoints)" if exact else
+                 f"results within {max(row[6] for row in rows):.1e} of the separate runs' weights")
+    lines += ["", f"Speed-up {worst[4]:.1f}× to {best[4]:.1f}× ({worst[0]} on {worst[1].split()[0]} to {best[0]} on "
+              f"{best[1].split()[0]}), with {agreement}. The batched program does each elementwise operation once on the stacked "
+              "runs and each run's matrix products with the very calls a separate run makes; what it saves is the "
+              "per-call overhead of 16 runs (Python, autograd, optimiser steps, Fabric set-up). The saving is "
+              "largest where a step is mostly overhead (64 features); on MNIST the 784-feature Gaussian "
+              "log-density dominates a step on one core and costs the same batched or not. Checkpoint writing "
+              "(one fsync'd checkpoint per run and epoch) is in both columns.", END]
+    section = "\n".join(lines)
+    print(section)
+    if args.write:
+        write_section(args.write, section)
+
+
+if __name__ == "__main__":
+    main()

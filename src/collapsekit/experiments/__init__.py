@@ -1,0 +1,17 @@
+"""Experiments: sweep grids and the programs that run them (batched training of small models), and
+the paper's experiments as presets.
+
+Submodules are imported on first use: the CLI imports this package for every verb.
+"""
+
+from typing import Any
+
+__all__ = ["can_batch", "train_batched"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from collapsekit.experiments import batched
+
+        return getattr(batched, name)
+    raise AttributeError(f"module 'collapsekit.experiments' has no attribute {name!r}")
