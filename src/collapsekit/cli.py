@@ -12,6 +12,7 @@ import itertools
 import json
 import math
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -142,11 +143,33 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_options(train)
     train.set_defaults(handler=_run_train)
 
+    diagnose = verbs.add_parser(
+        "diagnose", help="measure collapse in a trained run and explain it (terminal, JSON, Markdown, HTML)",
+        description="Load a run directory (its latest checkpoint) or one checkpoint of it, measure every latent "
+                    "level (KL per dimension, active units, MI, (ε,δ)-collapse, IS log-likelihood), set the "
+                    "linear theory beside the measurement, and write report.json, report.md and report.html.")
+    diagnose.add_argument("run", metavar="RUN_DIR", help="a run directory, or RUN_DIR/checkpoints/epoch-NNNNNN")
+    diagnose.add_argument("--out", metavar="DIR", help="where the reports go (default RUN_DIR/diagnosis)")
+    diagnose.add_argument("--part", choices=["train", "test"],
+                          help="evaluate on that part of the run's seeded train/test split (default: the data "
+                               "the run trained on)")
+    diagnose.add_argument("--samples", type=int, default=1000, metavar="S",
+                          help="importance samples per example for the log-likelihood (default 1000)")
+    diagnose.add_argument("--batch-size", type=int, default=1024, metavar="B", help="examples per pass (default 1024)")
+    diagnose.add_argument("--seed", type=int, default=0, help="seed of the Monte Carlo estimates (default 0)")
+    diagnose.add_argument("--no-theory", action="store_true", help="skip the linear theory's prediction")
+    diagnose.add_argument("--json", action="store_true", help="print the report as JSON instead of tables")
+    diagnose.set_defaults(handler=_run_diagnose)
+
     demo = verbs.add_parser("demo", help="the main job on the embedded digits data: CVAE collapse across β",
                             description="Predict CVAE collapse on scikit-learn's digits (quadrant split) for "
                                         "a β grid, print the tables and write the plot.")
     demo.add_argument("--out", default="demo-output", metavar="DIR", help="output folder (default demo-output)")
     demo.set_defaults(handler=_run_demo)
+
+    from collapsekit.experiments.sweep import add_sweep_parser   # no torch: sweep.py imports it lazily
+
+    add_sweep_parser(verbs)
     return parser
 
 
@@ -197,6 +220,8 @@ _TRAIN_FLAGS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("--strategy", "train.strategy", {"help": "auto, ddp, ddp_spawn, ... (Lightning Fabric)"}),
     ("--logger", "train.loggers", {"action": "append", "choices": ["csv", "tensorboard"]}),
     ("--no-progress", "train.progress", {"action": "store_const", "const": False}),
+    ("--no-monitor", "train.monitor", {"action": "store_const", "const": False,
+                                       "help": "no collapse monitor (per-epoch active units, MI, warnings)"}),
 )
 
 
@@ -246,6 +271,27 @@ def _run_train(args: argparse.Namespace) -> int:
     config = config.with_overrides(overrides)
     result = train(config, args.out, resume=args.resume)
     terminal.print_training_summary(result)
+    return 0
+
+
+def _run_diagnose(args: argparse.Namespace) -> int:
+    from collapsekit import terminal
+    from collapsekit.diagnostics import diagnose_run
+    from collapsekit.viz.report import write_reports
+
+    for name in ("samples", "batch_size"):
+        if getattr(args, name) < 1:
+            raise ParameterError(f"--{name.replace('_', '-')} must be ≥ 1, got {getattr(args, name)}")
+    diagnosis = diagnose_run(args.run, part=args.part, n_samples=args.samples, batch_size=args.batch_size,
+                             seed=args.seed, theory=not args.no_theory)
+    out = Path(args.out) if args.out else diagnosis.run_dir / "diagnosis"
+    paths = write_reports(diagnosis.report, out, model=diagnosis.model, x=diagnosis.data.x, y=diagnosis.data.y,
+                          image_shape=diagnosis.image_shape, merge=diagnosis.merge)
+    if args.json:
+        print(json.dumps(diagnosis.report.to_dict(), indent=2))
+    else:
+        terminal.print_collapse_report(diagnosis.report)
+        terminal.console().print("reports: " + ", ".join(str(p) for p in paths.values()))
     return 0
 
 
@@ -361,6 +407,7 @@ DEMO_BETAS = "0.01,0.03,0.1,0.3,1"
 
 
 DEMO_TRAIN_BETA = 0.1
+DEMO_IMPORTANCE_SAMPLES = 200
 
 
 def _run_demo(args: argparse.Namespace) -> int:
@@ -403,7 +450,12 @@ def _demo_train(run_dir: Path) -> int:
     prediction = predict_cvae(Moments.from_data(data.x.double().numpy(), data.y.double().numpy()),
                               latent_dim=16, beta=DEMO_TRAIN_BETA)
     terminal.print_measured_against_predicted(measured, prediction, run_dir)
-    return 0
+    report_dir = run_dir.parent / "diagnosis"
+    terminal.console().rule("diagnosing the trained CVAE (collapsekit diagnose)")
+    status = main(["diagnose", str(run_dir), "--out", str(report_dir), "--samples", str(DEMO_IMPORTANCE_SAMPLES)])
+    if status == 0:
+        terminal.console().print(f"[bold]HTML report:[/bold] {(report_dir / 'report.html').resolve()}")
+    return status
 
 
 # -- entry point ----------------------------------------------------------------------------------
@@ -412,13 +464,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.handler(args))
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return int(args.handler(args))
     except CollapsekitError as exc:
         print(f"collapsekit: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("collapsekit: interrupted", file=sys.stderr)
         return 130
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """A collapse warning is a message for the user, not a source location: print it as one."""
+    if category.__name__ == "CollapseWarning":     # by name: the CLI does not import torch to start
+        print(f"collapsekit: warning: {message}", file=sys.stderr)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
+
+
+_python_showwarning = warnings.showwarning
 
 
 def entry_point() -> None:
