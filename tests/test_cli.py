@@ -142,6 +142,10 @@ def test_demo_writes_plot_and_json(tmp_path, capsys):
     assert "KL per dimension" in out and "closed-form optimum" in out
     records = (tmp_path / "cvae-digits-run" / "metrics.jsonl").read_text().splitlines()
     assert len(records) == 150
+    # it ends with the diagnosis of that run, and says where its HTML report is
+    html = tmp_path / "diagnosis" / "report.html"
+    assert str(html.resolve()) in " ".join(out.split()) or "HTML report:" in out
+    assert html.stat().st_size > 50_000 and json.loads((tmp_path / "diagnosis" / "report.json").read_text())["levels"]
 
 
 MNIST10K = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist10k"
@@ -184,3 +188,33 @@ def test_train_bad_configuration_exits_2(tmp_path, capsys, argv, fragment):
     status, _, err = run(capsys, "train", *argv, "--out", str(tmp_path / "run"), "--no-progress")
     assert status == 2 and fragment in err, err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_train_warns_of_collapse_then_diagnose_writes_reports_that_agree_with_the_theory(tmp_path, capsys):
+    # eigenvalues 9, 4, 1, 0.25 at β = 5: only the first exceeds βη_dec² = 5, so the theory keeps 1 of 3
+    run_dir = tmp_path / "run"
+    status, out, err = run(capsys, "train", "--model", "vae", "--arch", "linear", "--latent-dims", "3",
+                           "--data", "gaussian:eigs=9:4:1:0.25,n=500,seed=1,exact=1", "--beta", "5", "--lr", "0.03",
+                           "--epochs", "40", "--batch-size", "100", "--out", str(run_dir), "--no-progress")
+    assert status == 0
+    # the monitor's warning, printed as a message (not a source location), names the collapsed dimensions
+    warnings = [line for line in err.splitlines() if line.startswith("collapsekit: warning: Posterior collapse")]
+    assert warnings and "2 of 3 dimensions collapsed" in warnings[-1]
+    assert "supports 1 of 3" in err and "β ≤" in err
+    last = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["active_units"] == [1] and len(last["collapsed_dims"][0]) == 2 and last["collapse_warnings"] == []
+
+    status, out, _ = run(capsys, "diagnose", str(run_dir), "--samples", "200", "--json")
+    assert status == 0
+    report = json.loads(out)
+    assert {p.name for p in (run_dir / "diagnosis").iterdir()} >= {"report.json", "report.md", "report.html"}
+    level = report["levels"][0]
+    assert level["active_units"] == 1 and sum(level["collapsed"]) == 2
+    assert level["theory"]["n_active_predicted"] == 1 and level["theory"]["label"] == "exact"
+    # per example: the importance-sampled log-likelihood bounds the ELBO from above
+    assert report["log_likelihood"] >= report["elbo"] - 1e-6
+    cause = report["explanations"][0]
+    assert cause["cause"] == "beta" and "keeps 3 of 3" in cause["prescription"]
+
+    status, _, err = run(capsys, "diagnose", str(tmp_path / "missing"))
+    assert status == 2 and err.count("\n") == 1
