@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
-import platform
 import statistics
 import tempfile
 import time
@@ -34,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import _common
 import torch
 
 from collapsekit.experiments import can_batch, train_batched
@@ -86,27 +85,10 @@ def datasets() -> list[tuple[str, str]]:
 
 
 def machine(threads: int) -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{cpu}, {os.cpu_count()} cores ({threads} torch thread{'s' if threads > 1 else ''}), "
-            f"Python {platform.python_version()}, torch {torch.__version__}")
+    return _common.machine(threads, torch.__version__)
 
 
-def write_section(path: Path, section: str) -> None:
-    # Other scripts write other sections of the same file: read it right before writing, touch only ours.
-    text = path.read_text() if path.exists() else "# Benchmarks\n\nEach section is written by its script in `bench/`.\n"
-    if START in text:
-        text = text[: text.index(START)] + section + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+
 
 
 def main() -> None:
@@ -174,7 +156,7 @@ def main() -> None:
     section = "\n".join(lines)
     print(section)
     if args.write:
-        write_section(args.write, section)
+        _common.write_section(args.write, START, END, section)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ import gc
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import _common
 import torch
 
 from collapsekit.data import load
@@ -182,16 +182,7 @@ def relative(ratio: float) -> str:
 
 
 def machine(threads: int) -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{cpu}, {os.cpu_count()} cores ({threads} torch threads), Python {platform.python_version()}, "
-            f"torch {torch.__version__}")
+    return _common.machine(threads, torch.__version__)
 
 
 def main() -> None:
@@ -289,15 +280,7 @@ def main() -> None:
     section = "\n".join(lines)
     print(section)
     if args.write:
-        # re-read right before writing: other sections of the file are edited concurrently
-        text = (args.write.read_text() if args.write.exists()
-                else "# Benchmarks\n\nEach section is written by its script in `bench/`.\n")
-        if START in text and END in text:
-            text = text[: text.index(START)] + section + text[text.index(END) + len(END):]
-        else:
-            text = text.rstrip() + "\n\n" + section + "\n"
-        args.write.parent.mkdir(parents=True, exist_ok=True)
-        args.write.write_text(text)
+        _common.write_section(args.write, START, END, section)
 
 
 if __name__ == "__main__":

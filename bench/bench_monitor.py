@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from bench_theory import machine
+from _common import machine, write_section
 
 from collapsekit.data import load
 from collapsekit.models import build_model
@@ -118,8 +118,8 @@ def main() -> None:
 
     command = "python bench/bench_monitor.py" + ("" if not args.threads else f" --threads {args.threads}")
     lines = [START, "## CollapseMonitor overhead on a training step (issue 5)", "",
-             (f"- date: {dt.date.today().isoformat()}; machine: {machine()}, torch {torch.__version__}, "
-              f"device {device.type}, torch threads: {torch.get_num_threads()}"),
+             (f"- date: {dt.date.today().isoformat()}; machine: {machine(torch.get_num_threads(), torch.__version__)}, "
+              f"device {device.type}"),
              (f"- model: MLP VAE 784-512-512-32 (Gaussian, data-dependent encoder std), β-ELBO, Adam, "
               f"batch {BATCH}, mnist10k ({steps_per_epoch} steps per epoch)"),
              (f"- command: `{command} --write docs/benchmarks.md` ({args.rounds} rounds × {args.chunk} steps per "
@@ -148,15 +148,7 @@ def main() -> None:
     section = "\n".join(lines)
     print(section)
     if args.write:
-        # Other scripts write other sections of the same file: read it just before writing, replace ours only.
-        header = "# Benchmarks\n\nEach section is written by its script in `bench/`.\n"
-        text = args.write.read_text() if args.write.exists() else header
-        if START in text:
-            text = text[: text.index(START)] + section + text[text.index(END) + len(END):]
-        else:
-            text = text.rstrip() + "\n\n" + section + "\n"
-        args.write.parent.mkdir(parents=True, exist_ok=True)
-        args.write.write_text(text)
+        write_section(args.write, START, END, section)
 
 
 if __name__ == "__main__":

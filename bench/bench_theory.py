@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import platform
 import time
 import tracemalloc
 from pathlib import Path
 
 import numpy as np
+from _common import cpu_name, write_section
 
 from collapsekit.data import load, quadrant_split
 from collapsekit.theory import Moments, predict_cvae
@@ -87,17 +89,7 @@ def measure(fn, x, y, repeats: int) -> tuple[float, float, np.ndarray]:
 
 
 def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import os
-
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}"
+    return f"{cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}"
 
 
 def main() -> None:
@@ -139,13 +131,7 @@ def main() -> None:
     section = "\n".join(lines)
     print(section)
     if args.write:
-        text = args.write.read_text() if args.write.exists() else "# Benchmarks\n\nEach section is written by its script in `bench/`.\n"
-        if START in text:
-            text = text[: text.index(START)] + section + text[text.index(END) + len(END):]
-        else:
-            text = text.rstrip() + "\n\n" + section + "\n"
-        args.write.parent.mkdir(parents=True, exist_ok=True)
-        args.write.write_text(text)
+        write_section(args.write, START, END, section)
 
 
 if __name__ == "__main__":
