@@ -84,6 +84,7 @@ def diagnose_run(path: str | Path, *, part: str | None = None, n_samples: int = 
     from collapsekit.data import load, quadrant_merge
     from collapsekit.diagnostics.diagnose import diagnose_model
     from collapsekit.diagnostics.theory_compare import TheorySetting, compare_with_theory, moments_for
+    from collapsekit.models.likelihoods import decoder_eta
     from collapsekit.training import RunConfig, load_training_data
     from collapsekit.training.checkpoint import load_checkpoint
     from collapsekit.training.trainer import CONFIG_FILE, build_model_from_config
@@ -103,7 +104,7 @@ def diagnose_run(path: str | Path, *, part: str | None = None, n_samples: int = 
     history = read_history(run_dir)
     epoch = int(checkpoint.state.get("epoch", len(history)))
     report.history = [h for h in history if h.get("epoch", 0) <= epoch]
-    eta_dec = _eta_dec(model)
+    eta_dec = decoder_eta(model)
     report.model = {"kind": config.model.kind, "arch": config.model.arch, "latent_dims": config.model.latent_dims,
                     "likelihood": config.model.likelihood, "eta_enc": config.model.eta_enc, "eta_dec": eta_dec,
                     "beta": config.objective.beta, "objective": config.objective.name,
@@ -129,12 +130,6 @@ def diagnose_run(path: str | Path, *, part: str | None = None, n_samples: int = 
         image_shape = None
     return RunDiagnosis(report=report, model=model, data=data, image_shape=image_shape, merge=merge,
                         run_dir=run_dir, checkpoint=checkpoint_dir)
-
-
-def _eta_dec(model: nn.Module) -> float | None:
-    likelihood = getattr(model, "likelihood", None)
-    value = getattr(likelihood, "eta_dec", None)
-    return None if value is None else float(value)
 
 
 def _explanations(report: CollapseReport, setting: Any, moments: Any, config: Any,

@@ -509,9 +509,10 @@ def point_result(config: RunConfig, run: RunResult, data: TrainingData) -> dict[
     """A finished point's summary numbers (the ``RESULT_COLUMNS``) from its final metrics record."""
     last = run.metrics[-1]
     top = [float(v) for v in last["kl_per_dim"][-1]]
-    likelihood = getattr(run.model, "likelihood", None)
-    learned = getattr(likelihood, "eta_dec", None) if config.model.learn_eta_dec else None
-    predicted, theory = predicted_active(config, data, eta_dec=None if learned is None else float(learned),
+    from collapsekit.models.likelihoods import decoder_eta
+
+    learned = decoder_eta(run.model) if config.model.learn_eta_dec else None
+    predicted, theory = predicted_active(config, data, eta_dec=learned,
                                          beta_scale=float(last.get("beta_scale", 1.0)))
     return {"n_active_predicted": predicted, "n_active_measured": sum(v >= KL_ACTIVE_THRESHOLD for v in top),
             "latent_size": len(top), "loss_nats": float(last["loss"]),

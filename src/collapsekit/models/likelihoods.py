@@ -77,3 +77,9 @@ class BernoulliLikelihood(nn.Module):
     def forward(self, logits: Tensor) -> Distribution:
         """Bernoulli(logits) with batch shape ``logits.shape[:-1]`` and event shape (D,)."""
         return Independent(Bernoulli(logits=logits, validate_args=False), 1, validate_args=False)
+
+
+def decoder_eta(model: nn.Module | None) -> float | None:
+    """η_dec of a model's Gaussian likelihood (its current value when learned); None for any other likelihood."""
+    likelihood = getattr(model, "likelihood", None)
+    return float(likelihood.eta_dec) if isinstance(likelihood, GaussianLikelihood) else None
