@@ -117,7 +117,7 @@ def main() -> None:
     print(f"end_epoch: {1e3 * closing:.3f} ms (median of {len(end_epoch)})")
 
     command = "python bench/bench_monitor.py" + ("" if not args.threads else f" --threads {args.threads}")
-    lines = [START, "## CollapseMonitor overhead on a training step (issue 5)", "",
+    lines = [START, "## CollapseMonitor overhead on a training step (issue 4)", "",
              (f"- date: {dt.date.today().isoformat()}; machine: {machine(torch.get_num_threads(), torch.__version__)}, "
               f"device {device.type}"),
              (f"- model: MLP VAE 784-512-512-32 (Gaussian, data-dependent encoder std), β-ELBO, Adam, "
