@@ -190,6 +190,11 @@ def test_one_warning_for_a_collapse_in_progress():
         spreading.end_epoch()
     assert [(e.epoch, e.dims, e.new_dims) for e in spreading.warnings_issued] == [(4, [0, 1], [0, 1]),
                                                                                   (5, [0, 1, 2], [2])]
+    # the causes are spelled out in the first warning; the next one, with the same causes, refers to it
+    first, second = spreading.warnings_issued
+    assert first.explanations and "\n  - " in first.message
+    assert [e.cause for e in second.explanations] == [e.cause for e in first.explanations]
+    assert "\n" not in second.message and second.message.endswith("same causes as at epoch 4")
 
 
 # -- explanations ------------------------------------------------------------------------------------------

@@ -348,3 +348,21 @@ def test_terminal_summary_truncates_long_levels():
     text = console.export_text()
     assert "30 more dimensions with smaller KL" in text
     assert "log-likelihood: not computed" in text
+
+
+def test_theory_difference_says_which_way_and_flags_an_unconverged_run():
+    from collapsekit.diagnostics.report import TheoryComparison
+
+    def comparison(measured: list[float], n_measured: int) -> TheoryComparison:
+        return TheoryComparison(model="vae", theorem="linear VAE", exact=True, label="exact",
+                                kl_per_dim=[1.0, 0.5, 0.2, 0.0, 0.0], measured_sorted=measured,
+                                n_active_predicted=3, n_active_measured=n_measured)
+
+    assert comparison([1.0, 0.5, 0.2, 0.0, 0.0], 3).difference() == ""
+    slow = comparison([1.0, 0.5, 0.2, 0.036, 0.009], 5).difference()
+    assert slow.startswith("2 dimension(s) the theory collapses were measured active, with 0.009–0.036 nats")
+    assert "not converged" in slow
+    # a large extra KL is a real disagreement, not slow convergence
+    assert "not converged" not in comparison([1.0, 0.5, 0.2, 0.3, 0.0], 4).difference()
+    assert comparison([1.0, 0.5, 0.0, 0.0, 0.0], 2).difference() == \
+        "1 dimension(s) the theory keeps active were measured collapsed (predicted 0.2 nats)"

@@ -66,6 +66,32 @@ class TheoryComparison:
         """Whether the predicted and measured numbers of active dimensions are equal."""
         return self.n_active_predicted == self.n_active_measured
 
+    def difference(self) -> str:
+        """Where the measurement departs from the prediction, in words ("" when they agree).
+
+        Extra active dimensions that carry little KL are typical of a run that has not converged:
+        near the collapse threshold the KL of a dimension the theory collapses decays slowly.
+        """
+        predicted, measured = self.n_active_predicted, self.n_active_measured
+        if predicted == measured:
+            return ""
+        if measured > predicted:
+            extra = self.measured_sorted[predicted:measured]
+            text = (f"{measured - predicted} dimension(s) the theory collapses were measured active, with "
+                    f"{_span(extra)} nats")
+            if max(extra) < 0.1:
+                text += ("; so little KL suggests training has not converged (near the threshold a collapsing "
+                         "dimension's KL decays slowly): train longer to tell")
+            return text
+        missing = self.kl_per_dim[measured:predicted]
+        return (f"{predicted - measured} dimension(s) the theory keeps active were measured collapsed (predicted "
+                f"{_span(missing)} nats)")
+
+
+def _span(values: list[float]) -> str:
+    low, high = min(values), max(values)
+    return f"{low:.3g}" if f"{low:.3g}" == f"{high:.3g}" else f"{low:.3g}–{high:.3g}"
+
 
 @dataclass
 class LevelReport:

@@ -538,7 +538,13 @@ class CollapseMonitor:
         summary = collapse_summary(confirmed, dim, level=level, kl_threshold=self.kl_threshold, epochs=self.patience)
         if len(new) < len(confirmed):
             summary += f" (newly collapsed: {', '.join(map(str, new))})"
-        message = format_explanations(f"Posterior collapse at epoch {self.epoch}: {summary}", explanations)
+        headline = f"Posterior collapse at epoch {self.epoch}: {summary}"
+        # A collapse in progress warns again for each new dimension; the causes are spelled out once.
+        earlier = next((e for e in reversed(self.warnings_issued) if e.level == level), None)
+        if earlier is not None and [e.cause for e in earlier.explanations] == [e.cause for e in explanations]:
+            message = f"{headline}; same causes as at epoch {earlier.epoch}" if explanations else headline
+        else:
+            message = format_explanations(headline, explanations)
         return CollapseEvent(self.epoch, level, list(confirmed), list(new), message, explanations)
 
     def explain(self, collapsed: Sequence[int], level: str, latent_dim: int) -> list[Explanation]:

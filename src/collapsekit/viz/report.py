@@ -93,7 +93,7 @@ def _theory_line(level: LevelReport) -> str | None:
     theory = level.theory
     if theory is None:
         return None
-    agreement = "agrees" if theory.agrees else "differs"
+    agreement = "agrees" if theory.agrees else f"differs: {theory.difference()}"
     return (f"Theory ({theory.label}, {theory.theorem}): {theory.n_active_predicted} active dimensions predicted, "
             f"{theory.n_active_measured} measured — {agreement}.")
 
