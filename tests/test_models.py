@@ -333,3 +333,27 @@ def test_registry_rejects_impossible_combinations(kwargs, field):
     with pytest.raises(ParameterError, match=field) as info:
         build_model(**kwargs)
     assert "\n" not in str(info.value)
+
+
+def test_isotropic_gaussian_is_the_independent_normal_it_replaces():
+    from torch.distributions import Independent, Normal
+
+    from collapsekit.models import GaussianLikelihood, IsotropicGaussian
+
+    torch.manual_seed(0)
+    mean, target = torch.randn(3, 5, 7, dtype=torch.float64), torch.randn(5, 7, dtype=torch.float64)
+    likelihood = GaussianLikelihood(eta_dec=0.7, learn=True).double()
+    fast = likelihood(mean)
+    reference = Independent(Normal(mean, likelihood.scale.expand_as(mean)), 1)
+    assert isinstance(fast, IsotropicGaussian) and fast.event_shape == (7,) and fast.batch_shape == (3, 5)
+    torch.testing.assert_close(fast.log_prob(target), reference.log_prob(target))
+    torch.testing.assert_close(fast.entropy(), reference.entropy())
+    torch.testing.assert_close(fast.variance, reference.variance)
+    # the gradient reaches the learnable η_dec as it does through Normal
+    (grad_fast,) = torch.autograd.grad(fast.log_prob(target).sum(), likelihood.log_eta_dec)
+    (grad_ref,) = torch.autograd.grad(reference.log_prob(target).sum(), likelihood.log_eta_dec)
+    torch.testing.assert_close(grad_fast, grad_ref)
+    # samples have the right moments
+    samples = IsotropicGaussian(torch.zeros(7, dtype=torch.float64), torch.tensor(0.7, dtype=torch.float64)).rsample(
+        (20000,))
+    assert samples.shape == (20000, 7) and abs(float(samples.std()) - 0.7) < 0.01 and abs(float(samples.mean())) < 0.01

@@ -19,7 +19,7 @@ from collapsekit.models.blocks import (ConvDecoder, ConvEncoder, ImageUpsampleDe
                                        quadrant_columns)
 from collapsekit.models.cvae import CVAE, AdditiveDecoder, AdditiveEncoder
 from collapsekit.models.hvae import HierarchicalVAE
-from collapsekit.models.likelihoods import BernoulliLikelihood, GaussianLikelihood
+from collapsekit.models.likelihoods import BernoulliLikelihood, GaussianLikelihood, IsotropicGaussian
 from collapsekit.models.output import LatentLevel, ModelOutput
 from collapsekit.models.registry import ARCHITECTURES, LIKELIHOOD_NAMES, MODEL_KINDS, build_model
 from collapsekit.models.vae import VAE
@@ -27,6 +27,7 @@ from collapsekit.models.vae import VAE
 __all__ = [
     "ARCHITECTURES", "LIKELIHOOD_NAMES", "MODEL_KINDS", "AdditiveDecoder", "AdditiveEncoder", "BernoulliLikelihood",
     "CVAE", "ConvDecoder", "ConvEncoder", "GaussianLikelihood", "HierarchicalVAE", "ImageUpsampleDecoder",
+    "IsotropicGaussian",
     "KeepColumns", "LatentLevel", "LinearDecoder", "LinearEncoder", "MLPDecoder", "MLPEncoder", "ModelOutput",
     "QuadrantCanvas", "SharedStd", "VAE", "build_model", "quadrant_columns",
 ]

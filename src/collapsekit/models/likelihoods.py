@@ -12,9 +12,60 @@ import math
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Bernoulli, Distribution, Independent, Normal
+from torch.distributions import Bernoulli, Distribution, Independent
 
 from collapsekit._validation import positive
+
+_LOG_2PI = math.log(2 * math.pi)
+
+
+class IsotropicGaussian(Distribution):
+    """N(loc, scale² I) over the last dimension, with one scalar ``scale``.
+
+    The density of ``Independent(Normal(loc, scale.expand_as(loc)), 1)``, computed without
+    materialising scale², log scale and their quotient at the size of ``loc``: on an MNIST batch
+    that made ``log_prob`` and its gradient about 3× dearer (a few % of an MLP VAE's step).
+
+    Parameters
+    ----------
+    loc : Tensor
+        (..., D) means.
+    scale : Tensor
+        0-d standard deviation (gradients flow to it).
+    """
+
+    arg_constraints: dict = {}
+    has_rsample = True
+
+    def __init__(self, loc: Tensor, scale: Tensor) -> None:
+        self.loc, self.scale = loc, scale
+        super().__init__(batch_shape=loc.shape[:-1], event_shape=loc.shape[-1:], validate_args=False)
+
+    @property
+    def mean(self) -> Tensor:
+        return self.loc
+
+    @property
+    def stddev(self) -> Tensor:
+        return self.scale.expand_as(self.loc)
+
+    @property
+    def variance(self) -> Tensor:
+        return self.stddev.pow(2)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        """One value per (sample, example): −‖value − loc‖²/(2 scale²) − (D/2)·log(2π scale²)."""
+        features = self.loc.shape[-1]
+        squared = (value - self.loc).pow(2).sum(-1)
+        return -0.5 * squared / self.scale.pow(2) - features * (torch.log(self.scale) + 0.5 * _LOG_2PI)
+
+    def rsample(self, sample_shape: torch.Size | list[int] | tuple[int, ...] = torch.Size()) -> Tensor:
+        shape = self._extended_shape(torch.Size(sample_shape))
+        return self.loc + self.scale * torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
+
+    def entropy(self) -> Tensor:
+        return self.loc.shape[-1] * (torch.log(self.scale) + 0.5 * (1 + _LOG_2PI)) * torch.ones(
+            self.batch_shape, dtype=self.loc.dtype, device=self.loc.device)
 
 
 
@@ -57,8 +108,7 @@ class GaussianLikelihood(nn.Module):
 
     def forward(self, mean: Tensor) -> Distribution:
         """N(mean, η_dec² I) with batch shape ``mean.shape[:-1]`` and event shape (D,)."""
-        return Independent(Normal(mean, self.scale.to(mean.dtype).expand_as(mean), validate_args=False), 1,
-                           validate_args=False)
+        return IsotropicGaussian(mean, self.scale.to(mean.dtype))
 
     def extra_repr(self) -> str:
         return f"eta_dec={self.eta_dec:g}, learn={self.learnable}"
