@@ -272,20 +272,24 @@ def _live_members(group: int) -> list[int]:
     return members
 
 
-def test_a_killed_sweep_is_finished_by_a_rerun_that_runs_only_the_missing_points(tmp_path, reference):
+@pytest.mark.parametrize("batched", [False, True], ids=["one-process-per-point", "batched"])
+def test_a_killed_sweep_is_finished_by_a_rerun_that_runs_only_the_missing_points(tmp_path, reference, batched):
     config, out = write_base(tmp_path), tmp_path / "sweep"
     points = [p.id for p in expand_grid(GRID, SEEDS)]
-    sweep = subprocess.Popen([*CLI, *cli_args(config, out)], start_new_session=True, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE)
+    mode = () if batched else ("--no-batch",)
+    sweep = subprocess.Popen([*CLI, *cli_args(config, out, *mode)], start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        # Kill once a point is done while another is mid-training: it has a checkpoint and at least
-        # three epochs to go, so that it cannot finish in the moment between this look and the kill.
+        # Kill while a point is mid-training: it has a checkpoint and at least three epochs to go, so
+        # that it cannot finish in the moment between this look and the kill. One process per point:
+        # also wait until a point is done. Batched: the points of a program finish together, so the
+        # kill lands with every point mid-training.
         deadline = time.monotonic() + 240
         while True:
             statuses = {p: read_status(out / POINTS_DIR / p).get("status") for p in points}
             done = [p for p in points if statuses[p] == "done"]
             epochs = [_checkpoint_epoch(out / POINTS_DIR / p) for p in points if statuses[p] != "done"]
-            if done and any(e is not None and e <= EPOCHS - 3 for e in epochs):
+            if (done or batched) and any(e is not None and e <= EPOCHS - 3 for e in epochs):
                 os.kill(sweep.pid, signal.SIGKILL)      # the parent only: its workers must die with it
                 break
             assert sweep.poll() is None, f"the sweep ended before it could be killed: {sweep.stderr.read()!r}"
@@ -304,15 +308,18 @@ def test_a_killed_sweep_is_finished_by_a_rerun_that_runs_only_the_missing_points
     done_before = {p: _snapshot(out / POINTS_DIR / p) for p in points if statuses[p].get("status") == "done"}
     checkpoint_at_kill = {p: _checkpoint_epoch(out / POINTS_DIR / p) for p in points if p not in done_before}
     interrupted = [p for p in points if statuses[p].get("status") == "running"]
-    assert 1 <= len(done_before) < len(points)
+    assert (0 if batched else 1) <= len(done_before) < len(points)
     assert any(checkpoint_at_kill.values())
+    if batched:
+        assert all(read_status(out / POINTS_DIR / p).get("batched") == 3 for p in interrupted)
 
     rerun_started = time.time()
-    rerun = subprocess.run([*CLI, *cli_args(config, out)], capture_output=True, text=True, timeout=300, check=False)
+    rerun = subprocess.run([*CLI, *cli_args(config, out, *mode)], capture_output=True, text=True, timeout=300,
+                           check=False)
     assert rerun.returncode == 0, rerun.stderr
     said = " ".join(rerun.stdout.split())
     assert f"ran {len(checkpoint_at_kill)} ({len(interrupted)} interrupted, resumed" in said, said
-    assert f"skipped {len(done_before)} already done" in said, said
+    assert not done_before or f"skipped {len(done_before)} already done" in said, said
 
     for point, snapshot in done_before.items():         # finished points: not a byte, not a timestamp changed
         assert _snapshot(out / POINTS_DIR / point) == snapshot
