@@ -167,9 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="demo-output", metavar="DIR", help="output folder (default demo-output)")
     demo.set_defaults(handler=_run_demo)
 
-    from collapsekit.experiments.sweep import add_sweep_parser   # no torch: sweep.py imports it lazily
+    # Neither module imports torch at import time: the parser stays fast for every verb.
+    from collapsekit.experiments.presets import add_reproduce_parser
+    from collapsekit.experiments.sweep import add_sweep_parser
 
     add_sweep_parser(verbs)
+    add_reproduce_parser(verbs)
     return parser
 
 

@@ -1,0 +1,220 @@
+"""`collapsekit reproduce`: every preset of the paper's experiments runs at quick scale and writes its
+table, figure and verdict; the linear presets' measured collapse equals the closed form's prediction
+exactly; the CLI lists the presets, writes the combined report, and refuses bad input with status 2.
+
+Each preset runs once (one test per preset, so that pytest-xdist spreads them over its workers)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from collapsekit.cli import main
+from collapsekit.experiments.presets import PRESETS, get_preset, run_preset, select
+from collapsekit.errors import ParameterError
+
+#: Run through the CLI (with --report) in test_cli_runs_presets_and_writes_report instead.
+VIA_CLI = ("theorem2", "theorem5")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The test process runs beside another xdist worker on two cores: one torch thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def read_outputs(out: Path) -> tuple[list[dict[str, str]], dict]:
+    for name in ("table.csv", "table.md", "result.json", "figure.png"):
+        assert (out / name).is_file(), name
+    assert (out / "figure.png").stat().st_size > 10_000           # a drawn figure, not an empty canvas
+    with open(out / "table.csv", newline="", encoding="utf-8") as stream:
+        table = list(csv.DictReader(stream))
+    return table, json.loads((out / "result.json").read_text(encoding="utf-8"))
+
+
+def check_exact(rows: list[dict]) -> None:
+    """Linear presets: measured active dims (KL ≥ 0.01 nats) equal the prediction in every row, and the
+    rows are not all alike (some collapse predicted, some activity predicted)."""
+    for row in rows:
+        assert row["n_active_measured"] == row["n_active_predicted"], row
+    predicted = [row["n_active_predicted"] for row in rows]
+    assert min(predicted) < max(predicted) or any(0 < p for p in predicted)
+
+
+def check_measured(rows: list[dict]) -> None:
+    """Every training row: the measured count is the number of dimensions with KL ≥ 0.01 nats, the KL
+    is their sum, the NLL is a finite number."""
+    for row in rows:
+        kl = row["kl_per_dim"]
+        assert row["n_active_measured"] == sum(v >= 0.01 for v in kl)
+        assert math.isclose(row["kl_nats"], sum(kl), rel_tol=1e-9, abs_tol=1e-12)
+        assert all(v >= -1e-6 for v in kl)
+        assert math.isfinite(row["nll_nats"])
+        assert 0 <= row["active_units"] <= row["latent_size"]
+
+
+def by(rows: list[dict], **where) -> dict:
+    found = [r for r in rows if all(r[k] == v for k, v in where.items())]
+    assert len(found) == 1, where
+    return found[0]
+
+
+@pytest.mark.parametrize("name", [name for name in PRESETS if name not in VIA_CLI])
+def test_preset_runs_at_quick_scale(name, tmp_path):
+    preset = get_preset(name)
+    result = run_preset(name, scale="quick", out=tmp_path / name, workers=2)
+    table, saved = read_outputs(tmp_path / name)
+    headers = [c["header"] for c in saved["columns"]]
+    assert any("predicted" in h for h in headers) and any("measured" in h or "reached" in h for h in headers)
+    assert len(table) == len(result.rows) >= 2
+    assert saved["verdict"]["holds"] in (True, False, None)
+    assert saved["verdict"]["verdict"] in ("holds", "does not hold", "inconclusive")
+    assert saved["verdict"]["evidence"] and saved["notes"]
+    rows = result.rows
+    if name.startswith("theorem"):
+        check_theorem(rows)
+        return
+    check_measured(rows)
+    if preset.exact:
+        check_exact(rows)
+    CLAIMS.get(name, lambda rows: None)(rows)
+
+
+def check_theorem(rows: list[dict]) -> None:
+    """Numerical minimisation reaches the closed-form loss (1e-6) with its singular values; trained
+    linear models reach it within 0.5 % and collapse the predicted dimensions."""
+    numeric = [r for r in rows if r["check"].startswith("numerical")]
+    trained = [r for r in rows if r["check"].startswith("trained")]
+    assert len(numeric) == 2 and len(trained) == 2
+    for row in numeric:
+        assert row["relative_gap"] <= 1e-6 and row["max_sv_error"] < 1e-4, row
+        assert row["n_inactive_measured"] == row["n_inactive_predicted"]
+    for row in trained:
+        assert row["relative_gap"] < 5e-3, row
+        assert row["n_inactive_measured"] == row["n_inactive_predicted"], row
+    for row in rows:
+        assert row["n_active_measured"] == row["n_active_predicted"], row
+
+
+# -- what each preset's quick run must show (seeded runs, so these are also regression checks; the
+# -- margins are wide: a change of torch version must not flip them) ----------------------------------
+def _e1(rows):
+    # β and η_dec: the smallest value keeps every dimension, the largest collapses all of them
+    for varied in ("β", "η_dec"):
+        line = sorted((r for r in rows if r["varied"] == varied), key=lambda r: r["value"])
+        assert line[0]["n_active_measured"] == line[0]["latent_size"]
+        assert line[-1]["n_active_measured"] == 0 and line[-1]["kl_nats"] < 0.16
+
+
+def _e2(rows):
+    # digit 1 has the smallest residual spectrum: the least predicted and the least measured KL
+    one = by(rows, digit=1)
+    assert one["kl_predicted_nats"] == min(r["kl_predicted_nats"] for r in rows)
+    assert one["kl_nats"] == min(r["kl_nats"] for r in rows)
+
+
+def _relu_mhvae(rows):
+    # z₂ keeps more information as β₁ grows and less as β₂ grows (E3, E14)
+    for varied, grows in (("β₁", True), ("β₂", False)):
+        line = sorted((r for r in rows if r["varied"] == varied), key=lambda r: r["value"])
+        low, high = line[0], line[-1]
+        assert (high["kl_nats"] > 2 * low["kl_nats"]) if grows else (low["kl_nats"] > 2 * high["kl_nats"])
+
+
+def _grid(rows, *, collapsed, protected, reference):
+    """E4, E10: at large β₂ with small β₁ z₂ collapses and reconstructions through it degrade; a large
+    β₁ keeps (part of) z₂ at the same β₂."""
+    gone, kept, base = by(rows, **collapsed), by(rows, **protected), by(rows, **reference)
+    assert gone["n_active_measured"] <= 1 and gone["active_units"] == 0
+    assert kept["n_active_measured"] > gone["n_active_measured"] or kept["kl_nats"] > 3 * gone["kl_nats"]
+    assert gone["recon_error"] > 1.5 * base["recon_error"]
+
+
+def _e5(rows):
+    top = max(r["beta"] for r in rows)
+    learnable, fixed = by(rows, arm="learnable Σ", beta=top), by(rows, arm="fixed σ = 0.5", beta=top)
+    assert learnable["n_collapsed_measured"] >= 1 and fixed["n_collapsed_measured"] == 0
+    # a fixed σ = 0.5 keeps at least KL(N(0, 0.25) ‖ N(0, 1)) = 0.318 nats in every dimension
+    assert min(fixed["kl_per_dim"]) > 0.3
+
+
+def _e6(rows):
+    learnable = by(rows, arm="learnable Σ", beta=2.0)
+    assert learnable["n_collapsed_measured"] >= 4
+    for row in rows:
+        if row["arm"] == "fixed σ = 0.5":
+            assert row["n_collapsed_measured"] == 0 and min(row["kl_per_dim"]) > 0.3
+
+
+def _e9(rows):
+    independent, identical = by(rows, rho=0.0), by(rows, rho=1.0)
+    assert independent["n_active_measured"] == independent["latent_size"]
+    assert identical["n_active_measured"] <= 2 and identical["kl_nats"] < 0.1 * independent["kl_nats"]
+
+
+CLAIMS = {
+    "cvae-beta-eta": _e1, "cvae-digits": _e2, "mhvae-beta-eta": _relu_mhvae, "mhvae-metrics": _relu_mhvae,
+    "mhvae-samples": lambda rows: _grid(rows, collapsed={"beta1": 0.05, "beta2": 3.0},
+                                        protected={"beta1": 3.0, "beta2": 3.0},
+                                        reference={"beta1": 0.05, "beta2": 0.05}),
+    "mhvae-cnn": lambda rows: _grid(rows, collapsed={"beta1": 0.5, "beta2": 8.0},
+                                    protected={"beta1": 8.0, "beta2": 8.0}, reference={"beta1": 0.5, "beta2": 0.5}),
+    "vae-learnable-sigma": _e5, "vae-sigma-metrics": _e6, "cvae-correlation": _e9,
+}
+
+
+# -- the command line ----------------------------------------------------------------------------------
+def test_cli_runs_presets_and_writes_report(tmp_path, capsys):
+    report = tmp_path / "docs" / "reproduction.md"
+    status = main(["reproduce", ",".join(VIA_CLI), "--out", str(tmp_path / "out"), "--report", str(report),
+                   "--workers", "2", "--no-progress"])
+    assert status == 0
+    text = report.read_text(encoding="utf-8")
+    for name in VIA_CLI:
+        table, saved = read_outputs(tmp_path / "out" / name)
+        assert saved["verdict"]["holds"] is True, saved["verdict"]
+        check_theorem(saved["rows"])
+        image = report.parent / "images" / "reproduction" / f"{name}.png"
+        assert image.is_file() and f"](images/reproduction/{name}.png)" in text
+        assert f"## {saved['paper_id']} · {name}" in text and saved["verdict"]["sentence"] in text
+    assert "- Command: `collapsekit reproduce theorem2,theorem5 --scale quick" in text
+    assert "CPU cores available" in text
+
+
+def test_list_names_every_preset(capsys):
+    assert main(["reproduce", "--list"]) == 0
+    out = capsys.readouterr().out
+    for preset in PRESETS.values():
+        assert preset.name in out and preset.paper_id in out
+    assert [p.paper_id for p in PRESETS.values()] == [f"E{i}" for i in range(1, 15)]
+
+
+def test_bad_input_exits_2(tmp_path, capsys):
+    assert main(["reproduce", "no-such-preset"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("collapsekit: error: unknown preset 'no-such-preset'") and "\n" not in err
+    assert main(["reproduce"]) == 2
+    assert "name a preset" in capsys.readouterr().err
+    # the paper scale needs the full MNIST: refused before anything trains
+    assert main(["reproduce", "cvae-linear", "--scale", "paper", "--out", str(tmp_path / "p")]) == 2
+    assert "--data mnist:DIR" in capsys.readouterr().err
+    assert not (tmp_path / "p" / "runs").exists()
+    with pytest.raises(ParameterError):
+        select("theorem2,nope")
+    assert [p.name for p in select("theorem5, theorem2")] == ["theorem2", "theorem5"]
+
+
+def test_cli_import_does_not_import_torch():
+    code = ("import sys; from collapsekit.cli import build_parser; build_parser(); "
+            "import collapsekit.experiments.presets; sys.exit('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
