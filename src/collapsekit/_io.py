@@ -1,12 +1,17 @@
-"""Atomic file writing: a crash or a full disk never leaves a half-written result behind."""
+"""Writing results: atomically (a crash or a full disk never leaves a half-written file behind), and
+as plain JSON values."""
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 
 @contextlib.contextmanager
@@ -28,3 +33,23 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with numpy arrays and scalars, tuples and paths made plain JSON values; non-finite
+    floats become None (JSON has no NaN or infinity), mapping keys strings."""
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value

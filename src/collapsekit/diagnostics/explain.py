@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from collapsekit._io import jsonable
 from collapsekit._validation import positive, positive_vector
 from collapsekit.errors import ParameterError
 from collapsekit.theory import Moments, Prediction, predict, recommend_beta
@@ -87,7 +88,7 @@ class Explanation:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the same field names)."""
-        return _jsonable(asdict(self))
+        return jsonable(asdict(self))
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> Explanation:
@@ -600,19 +601,3 @@ def _generic(level: str, setting: Setting, theory_unavailable: bool) -> Explanat
                        f"η_dec = {_g(setting.eta_dec)}; {why}",
                        "lower β, or lower η_dec (the collapse threshold is βη_dec²); free bits (a floor of λ nats per "
                        "dimension on the KL) or a KL warm-up keep dimensions in use", {})
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    return value

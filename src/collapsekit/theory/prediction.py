@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from collapsekit._io import jsonable
+
 #: Per-dimension fields, in the order the CLI prints them.
 PER_DIMENSION = ("theta", "threshold", "decoder_sv", "encoder_sv", "encoder_std", "inactive",
                  "collapsed", "kl_per_dim", "critical_beta")
@@ -119,7 +121,7 @@ class Prediction:
         """A JSON-ready dict with the same field names; non-finite numbers become ``None``."""
         out: dict[str, Any] = {}
         for f in fields(self):
-            out[f.name] = _jsonable(getattr(self, f.name))
+            out[f.name] = jsonable(getattr(self, f.name))
         out["n_active"] = self.n_active
         out["n_collapsed"] = self.n_collapsed
         out["latent_dim"] = self.latent_dim
@@ -142,19 +144,3 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    return value

@@ -21,10 +21,11 @@ import numpy as np
 from scipy.optimize import minimize
 from threadpoolctl import threadpool_limits
 
+from collapsekit._io import jsonable
 from collapsekit.errors import ParameterError
 from collapsekit.theory.linear import predict
 from collapsekit.theory.moments import Moments
-from collapsekit.theory.prediction import Prediction, _jsonable
+from collapsekit.theory.prediction import Prediction
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -74,7 +75,7 @@ class Verification:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary."""
-        return _jsonable({
+        return jsonable({
             "model": self.prediction.model, "closed_form_loss": self.prediction.loss,
             "numerical_loss": self.numerical_loss, "relative_gap": self.relative_gap,
             "agrees": self.agrees, "rtol": self.rtol, "starts": self.starts,

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from collapsekit._io import atomic_path
+from collapsekit._io import atomic_path, jsonable
 from collapsekit.errors import CollapsekitError, ParameterError
 from collapsekit.experiments.sweep import KL_ACTIVE_THRESHOLD, POINTS_DIR, TRACEBACK_FILE
 
@@ -572,7 +572,7 @@ class PresetResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
-        return _jsonable({
+        return jsonable({
             "preset": self.name, "paper_id": self.paper_id, "title": self.title, "description": self.description,
             "claim": self.claim, "scale": self.scale, "data": self.data, "settings": self.settings,
             "verdict": {"holds": self.verdict.holds, "verdict": self.verdict.word, "evidence": self.verdict.evidence,
@@ -651,21 +651,3 @@ def _csv_cell(value: Any) -> str:
     if isinstance(value, float):
         return repr(value)
     return str(value)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    return value
