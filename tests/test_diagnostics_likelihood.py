@@ -33,15 +33,6 @@ def assign(param: torch.Tensor, value: np.ndarray) -> None:
         param.copy_(torch.as_tensor(value, dtype=param.dtype))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread per test: under ``pytest -n 2`` two workers with torch's two threads each
-    oversubscribe two cores, which slows these small tensor ops several times. Restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def linear_vae(seed: int = 0, eta_enc: float = 1.3, eta_dec: float = 0.7):
     """A linear VAE (D = 6, d = 3) with an encoder near the true posterior; data from its exact marginal."""

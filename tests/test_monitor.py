@@ -34,14 +34,6 @@ LATENT = 4
 COLLAPSING_BETA, HEALTHY_BETA = 2.0, 0.15
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is fastest, and immune to other processes competing for the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def data() -> tuple[torch.Tensor, Moments]:

@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from collapsekit.cli import main
 from collapsekit.experiments.presets import PRESETS, get_preset, run_preset, select
@@ -23,14 +22,6 @@ from collapsekit.errors import ParameterError
 #: Run through the CLI (with --report) in test_cli_runs_presets_and_writes_report instead.
 VIA_CLI = ("theorem2", "theorem5")
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The test process runs beside another xdist worker on two cores: one torch thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def read_outputs(out: Path) -> tuple[list[dict[str, str]], dict]:
