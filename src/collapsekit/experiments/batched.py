@@ -128,6 +128,13 @@ def _flat(config: RunConfig) -> dict[str, Any]:
 
 
 # -- the forward pass with explicit noise and separate runs' arithmetic ---------------------------------
+def _save_linear_inputs(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+    """``setup_context`` of both linear functions below: what their backward passes need."""
+    x, weight, bias = inputs
+    ctx.save_for_backward(x, weight)
+    ctx.has_bias = bias is not None
+
+
 class _StackedLinear(torch.autograd.Function):
     """K runs' ``F.linear`` at once, (K, ..., in) → (K, ..., out), each run rounded as a separate run.
 
@@ -147,11 +154,7 @@ class _StackedLinear(torch.autograd.Function):
         return torch.stack([F.linear(x[k], weight[k], None if bias is None else bias[k])
                             for k in range(len(weight))])
 
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
-        x, weight, bias = inputs
-        ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
+    setup_context = staticmethod(_save_linear_inputs)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
@@ -182,11 +185,7 @@ class _RunLinearFunction(torch.autograd.Function):
     def forward(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         return F.linear(x, weight, bias)
 
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
-        x, weight, bias = inputs
-        ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
+    setup_context = staticmethod(_save_linear_inputs)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
