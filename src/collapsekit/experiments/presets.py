@@ -214,7 +214,8 @@ def run_preset(name: str, *, scale: str = "quick", data: str | None = None, out:
         Its rows, verdict, notes and figure; ``table.csv``, ``table.md``, ``result.json`` and
         ``figure.png`` are in ``out``.
     """
-    from collapsekit.experiments.reproduction.core import Context, single_threaded, write_outputs
+    from collapsekit._threads import single_threaded
+    from collapsekit.experiments.reproduction.core import Context, write_outputs
 
     preset = get_preset(name)
     if scale not in SCALES:

@@ -11,17 +11,16 @@ so users can verify on their own data of a few hundred dimensions in seconds to 
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize
-from threadpoolctl import threadpool_limits
 
 from collapsekit._io import jsonable
+from collapsekit._threads import single_threaded
 from collapsekit.errors import ParameterError
 from collapsekit.theory.linear import predict
 from collapsekit.theory.moments import Moments
@@ -271,7 +270,7 @@ def minimise(problem: _Problem, *, starts: int, seed: int, eta_enc: float, max_i
         return float(value.detach()), grad.numpy()
 
     best_value, best_flat = math.inf, None
-    with _single_threaded(torch):
+    with single_threaded():
         for start in range(starts):
             scale = (0.5, 0.05, 1.0, 0.01)[start % 4]       # small and large starts escape different saddles
             parts = [math.log(eta_enc) + rng.normal(0.0, 0.5, size) if name == "log_std"
@@ -285,19 +284,6 @@ def minimise(problem: _Problem, *, starts: int, seed: int, eta_enc: float, max_i
                 on_start_done()
     assert best_flat is not None
     return best_value, unpack(best_flat)
-
-
-@contextlib.contextmanager
-def _single_threaded(torch) -> Iterator[None]:
-    """One BLAS and one torch thread: on these small dense problems extra threads only spin-wait
-    between L-BFGS steps (one verification: 7.8 s → 0.5 s on a loaded 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(limits=1):
-            yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def verify(model: str, moments: Moments, *, starts: int = 8, seed: int = 0, rtol: float = 1e-6,

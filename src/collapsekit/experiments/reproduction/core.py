@@ -13,12 +13,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import math
-import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -294,25 +292,6 @@ def train_one(ctx: Context, label: str, config: RunConfig, *, settings: Mapping[
     predicted, theory = predicted_active(config, data)
     row = {"n_active_predicted": predicted, "theory": theory, "loss_nats": float(result.metrics[-1]["loss"])}
     return Point(label=label, settings=dict(settings or {}), config=config, run_dir=run_dir, row=row)
-
-
-@contextlib.contextmanager
-def single_threaded(enabled: bool = True) -> Iterator[None]:
-    """One torch and one BLAS thread in this process (the quick scale's small models and matrices:
-    on a busy 2-core machine extra threads only spin-wait, many times slower)."""
-    if not enabled:
-        yield
-        return
-    import torch
-    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(limits=1):
-            yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def load_model(config: RunConfig, run_dir: Path, data: TrainingData) -> nn.Module:
