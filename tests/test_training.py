@@ -159,3 +159,47 @@ def test_ddp_two_cpu_processes_keep_identical_weights_and_reduce_metrics(tmp_pat
     assert result.extras["rank_weight_mismatch"] == 0.0
     # each rank sees half of the 256 examples; the logged metrics cover both halves
     assert [r["examples"] for r in metrics(tmp_path / "run")] == [256, 256]
+
+
+def test_the_papers_architecture_options_are_configuration_keys(tmp_path):
+    """Mean and output squashing (the paper's tanh MHVAE, its ReLU VAE), conv channels, the starting encoder
+    std and data-dependent hierarchy stds reach the model from the config, and from the CLI."""
+    from collapsekit.cli import build_parser
+    from collapsekit.diagnostics.theory_compare import TheorySetting, unsupported_reason
+    from collapsekit.training.trainer import build_model_from_config, load_training_data
+
+    def model_for(**model):
+        config = RunConfig.parse({"data": {"spec": "digits"}, "model": model})
+        return config, build_model_from_config(config, load_training_data(config))
+
+    torch.manual_seed(0)
+    config, hvae = model_for(kind="hvae", arch="mlp", latent_dims=[6, 4], hidden=[32], mean_activation="tanh",
+                             out_activation="tanh", sigma2="data")
+    x = load_training_data(config).x[:64] * 50           # large inputs: unsquashed means would leave (−1, 1)
+    out = hvae(x)
+    for level in out.levels:                             # tanh saturates to ±1 in float32
+        assert level.posterior.loc.abs().max() <= 1 and "Tanh" in type(level.posterior.loc.grad_fn).__name__
+    assert out.likelihood.mean.abs().max() <= 1
+    top_scale = out.levels[-1].posterior.scale
+    assert top_scale.shape[-2] == 64 and float(top_scale.std(dim=-2).max()) > 0   # a std per example
+    assert unsupported_reason(TheorySetting.from_config(config)) is None           # data σ₂: the learnable-Σ₂ form
+
+    _, relu_vae = model_for(kind="vae", arch="mlp", hidden=[32], mean_activation="relu", encoder_std="learnable",
+                            init_std=0.5)
+    out = relu_vae(x)
+    assert float(out.levels[0].posterior.loc.min()) >= 0
+    torch.testing.assert_close(out.levels[0].posterior.scale.detach().expand(64, 16), torch.full((64, 16), 0.5))
+
+    _, conv = model_for(kind="vae", arch="conv", latent_dims=[4], channels=[8, 4])
+    assert [m.out_channels for m in conv.encoder.modules() if isinstance(m, torch.nn.Conv2d)] == [8, 4]
+
+    learnable_sigma1 = RunConfig.parse({"model": {"kind": "hvae", "latent_dims": [4, 2], "sigma1": "learnable"}})
+    assert "fixed σ₁" in unsupported_reason(TheorySetting.from_config(learnable_sigma1))
+
+    args = build_parser().parse_args(["train", "--model", "hvae", "--latent-dims", "6,4", "--mean-activation", "tanh",
+                                      "--out-activation", "tanh", "--channels", "64,32", "--init-std", "0.5",
+                                      "--sigma2", "data", "--out", str(tmp_path)])
+    keys = ("mean_activation", "out_activation", "channels", "init_std", "sigma2")
+    assert [getattr(args, f"model__{key}") for key in keys] == ["tanh", "tanh", [64, 32], 0.5, "data"]
+    with pytest.raises(ParameterError, match="channels"):
+        RunConfig.parse({"model": {"channels": [8]}})

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from collapsekit.diagnostics.report import CollapseReport, TheoryComparison
+from collapsekit.errors import ParameterError
 from collapsekit.theory import Moments, Prediction, predict_cvae, predict_mhvae, predict_vae
 
 EXACT, ESTIMATE = "exact", "linear-theory estimate"
@@ -39,8 +40,9 @@ class TheorySetting:
     encoder_std : "learnable", "data" or float
         One-level models: learnable or data-dependent stds use the learnable-Σ closed form; a
         fixed number uses Theorem 1.
-    sigma1, sigma2 : float; float or None
-        Hierarchy: fixed std of z₁; fixed std of z₂, or None when learnable.
+    sigma1, sigma2 : float or None
+        Hierarchy: fixed std of z₁ (None when learnable or data-dependent: no closed form); fixed std
+        of z₂, or None when learnable or data-dependent (the learnable-Σ₂ closed form).
     likelihood, objective : str
         The theory covers a Gaussian likelihood and the β-ELBO; anything else gets no prediction.
     """
@@ -52,7 +54,7 @@ class TheorySetting:
     eta_enc: float = 1.0
     eta_dec: float = 1.0
     encoder_std: str | float = "learnable"
-    sigma1: float = 0.5
+    sigma1: float | None = 0.5
     sigma2: float | None = None
     likelihood: str = "gaussian"
     objective: str = "elbo"
@@ -76,8 +78,9 @@ class TheorySetting:
                          "the prediction is for the plain β-ELBO")
         return cls(kind=m.kind, linear=m.arch == "linear", latent_dims=list(m.latent_dims),
                    beta=[b * beta_scale for b in betas], eta_enc=m.eta_enc,
-                   eta_dec=m.eta_dec if eta_dec is None else eta_dec, encoder_std=std, sigma1=m.sigma1,
-                   sigma2=None if m.sigma2 == "learnable" else float(m.sigma2), likelihood=m.likelihood,
+                   eta_dec=m.eta_dec if eta_dec is None else eta_dec, encoder_std=std,
+                   sigma1=m.sigma1 if isinstance(m.sigma1, float) else None,
+                   sigma2=m.sigma2 if isinstance(m.sigma2, float) else None, likelihood=m.likelihood,
                    objective=o.name if config.schedule.name != "capacity" else "capacity", notes=notes)
 
     @property
@@ -98,6 +101,8 @@ def unsupported_reason(setting: TheorySetting) -> str | None:
         return f"the closed forms cover two-level hierarchies; this one has {len(setting.latent_dims)} levels"
     if setting.kind == "hvae" and setting.latent_dims[1] > setting.latent_dims[0]:
         return "the MHVAE closed form needs d₂ ≤ d₁"
+    if setting.kind == "hvae" and setting.sigma1 is None:
+        return "the MHVAE closed forms assume a fixed σ₁; this model's is learnable or data-dependent"
     return None
 
 
@@ -112,6 +117,8 @@ def predict_for(setting: TheorySetting, moments: Moments) -> dict[str, tuple[Pre
         p = predict_vae(moments, latent_dim=setting.latent_dims[0], beta=setting.beta[0], eta_enc=setting.eta_enc,
                         eta_dec=setting.eta_dec, encoder_std=std)
         return {"z": (p, p.kl_per_dim)}
+    if setting.sigma1 is None:
+        raise ParameterError(unsupported_reason(setting) or "σ₁ is not fixed")
     p = predict_mhvae(moments, latent_dims=setting.latent_dims, beta1=setting.beta[0], beta2=setting.beta[1],
                       eta_enc=setting.eta_enc, eta_dec=setting.eta_dec, sigma1=setting.sigma1, sigma2=setting.sigma2)
     assert p.level1 is not None

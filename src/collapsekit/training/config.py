@@ -37,24 +37,32 @@ class ModelConfig(_Section):
     arch: Literal["linear", "mlp", "conv"] = "mlp"
     latent_dims: list[int] = Field(default_factory=lambda: [16])
     hidden: list[int] = Field(default_factory=lambda: [256])
+    #: Conv channels (c₁, c₂) of arch "conv".
+    channels: list[int] = Field(default_factory=lambda: [32, 16])
     activation: Literal["relu", "tanh"] = "relu"
+    #: Squashes every latent mean (the paper's ReLU VAE: "relu"; its MHVAEs: "tanh").
+    mean_activation: Literal["none", "relu", "tanh", "sigmoid"] = "none"
+    #: Squashes the decoder's output mean (the paper's MHVAEs: "tanh"); "none" for a Bernoulli likelihood.
+    out_activation: Literal["none", "relu", "tanh", "sigmoid"] = "none"
     likelihood: Literal["gaussian", "bernoulli"] = "gaussian"
     eta_enc: float = Field(default=1.0, gt=0.0)
     eta_dec: float = Field(default=1.0, gt=0.0)
     learn_eta_dec: bool = False
     # "auto": data-dependent (a head) for mlp/conv, learnable data-independent for linear (the theory's).
     encoder_std: Literal["auto", "learnable", "data"] | float = "auto"
-    sigma1: float = Field(default=0.5, gt=0.0)
-    sigma2: Literal["learnable"] | float = "learnable"
+    #: Starting value of every learnable encoder std.
+    init_std: float = Field(default=1.0, gt=0.0)
+    sigma1: Literal["learnable", "data"] | float = 0.5
+    sigma2: Literal["learnable", "data"] | float = "learnable"
 
-    @field_validator("latent_dims", "hidden")
+    @field_validator("latent_dims", "hidden", "channels")
     @classmethod
     def _positive_sizes(cls, sizes: list[int]) -> list[int]:
         if any(size <= 0 for size in sizes):
             raise ValueError("sizes must be ≥ 1")
         return sizes
 
-    @field_validator("encoder_std", "sigma2")
+    @field_validator("encoder_std", "sigma1", "sigma2")
     @classmethod
     def _positive_std(cls, value: Any) -> Any:
         if isinstance(value, float) and value <= 0:
@@ -68,6 +76,8 @@ class ModelConfig(_Section):
             raise ValueError(f"latent_dims: a hierarchical VAE needs ≥ 2 levels, got {self.latent_dims}")
         if self.kind != "hvae" and levels != 1:
             raise ValueError(f"latent_dims: a {self.kind} has one latent level, got {self.latent_dims}")
+        if len(self.channels) != 2:
+            raise ValueError(f"channels: two conv channel counts (c1, c2), got {self.channels}")
         return self
 
 

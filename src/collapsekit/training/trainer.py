@@ -100,10 +100,15 @@ def build_model_from_config(config: RunConfig, data: TrainingData) -> nn.Module:
     if encoder_std == "auto":
         encoder_std = "learnable" if m.arch == "linear" else "data"
     return build_model(m.kind, m.arch, x_dim=data.x.shape[1], y_dim=None if data.y is None else data.y.shape[1],
-                       image_side=data.image_side, latent_dims=m.latent_dims, hidden=m.hidden,
-                       activation=m.activation, likelihood=m.likelihood, eta_enc=m.eta_enc, eta_dec=m.eta_dec,
-                       learn_eta_dec=m.learn_eta_dec, encoder_std=encoder_std, sigma1=m.sigma1,
-                       sigma2=m.sigma2)
+                       image_side=data.image_side, latent_dims=m.latent_dims, hidden=m.hidden, channels=m.channels,
+                       activation=m.activation, mean_activation=_none(m.mean_activation),
+                       out_activation=_none(m.out_activation),
+                       likelihood=m.likelihood, eta_enc=m.eta_enc, eta_dec=m.eta_dec, learn_eta_dec=m.learn_eta_dec,
+                       encoder_std=encoder_std, init_std=m.init_std, sigma1=m.sigma1, sigma2=m.sigma2)
+
+
+def _none(name: str) -> str | None:
+    return None if name == "none" else name
 
 
 def build_objective_from_config(config: RunConfig) -> tuple[Any, Any]:
