@@ -15,6 +15,18 @@ from collapsekit.experiments.sweep import KL_ACTIVE_THRESHOLD
 _MEASURED, _THEORY, _KL = "#1565c0", "#e65100", "#757575"
 
 
+def _kl_bar_axes(ax: Any, floor: float, title: str, *, legend_size: float) -> None:
+    """The KL-per-dimension bar panel's frame: log axis from the floor, the 0.01-nat collapse line, labels."""
+    ax.axhline(KL_ACTIVE_THRESHOLD, color="#c62828", lw=1, ls="--", label=f"{KL_ACTIVE_THRESHOLD:g} nats")
+    ax.set_yscale("log")
+    ax.set_ylim(bottom=floor / 1.5)
+    ax.set_xlabel("latent dimension (sorted by KL)")
+    ax.set_ylabel(f"KL (nats; bars floored at {floor:g})")
+    ax.set_title(title, fontsize=10, loc="left")
+    ax.legend(fontsize=legend_size, frameon=False)
+    ax.grid(alpha=0.25, axis="y")
+
+
 def _pyplot() -> Any:
     import matplotlib
 
@@ -195,14 +207,7 @@ def collapse_by_arm(arms: Sequence[tuple[str, Sequence[float], Sequence[int], Se
         kl = np.maximum(np.asarray(values, dtype=float), floor)
         ax.bar(np.arange(kl.size) + (i - (len(profiles) - 1) / 2) * width, kl, width=width, label=label,
                color=colours[i % len(colours)])
-    ax.axhline(KL_ACTIVE_THRESHOLD, color="#c62828", lw=1, ls="--", label=f"{KL_ACTIVE_THRESHOLD:g} nats")
-    ax.set_yscale("log")
-    ax.set_ylim(bottom=floor / 1.5)
-    ax.set_xlabel("latent dimension (sorted by KL)")
-    ax.set_ylabel("KL (nats; bars floored at 1e-4)")
-    ax.set_title("KL per dimension", fontsize=10, loc="left")
-    ax.legend(fontsize=7.5, frameon=False)
-    ax.grid(alpha=0.25, axis="y")
+    _kl_bar_axes(ax, floor, "KL per dimension", legend_size=7.5)
     fig.suptitle(title, fontsize=11, x=0.01, ha="left")
     return save(fig, path)
 
@@ -261,13 +266,6 @@ def verification_figure(points: Sequence[tuple[str, Sequence[float], Sequence[fl
                alpha=0.75, label=f"{label}: trained")
         ax.bar(k + offset, np.maximum(np.asarray(predicted, dtype=float), floor), width=width, fill=False,
                edgecolor="black", lw=0.9, label="closed form" if i == 0 else None)
-    ax.axhline(KL_ACTIVE_THRESHOLD, color="#c62828", lw=1, ls="--", label=f"{KL_ACTIVE_THRESHOLD:g} nats")
-    ax.set_yscale("log")
-    ax.set_ylim(bottom=floor / 1.5)
-    ax.set_xlabel("latent dimension (sorted by KL)")
-    ax.set_ylabel("KL (nats; bars floored at 1e-4)")
-    ax.set_title("Trained linear models: KL per dimension", fontsize=10, loc="left")
-    ax.legend(fontsize=7, frameon=False)
-    ax.grid(alpha=0.25, axis="y")
+    _kl_bar_axes(ax, floor, "Trained linear models: KL per dimension", legend_size=7)
     fig.suptitle(title, fontsize=11, x=0.01, ha="left")
     return save(fig, path)
