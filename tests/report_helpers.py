@@ -12,15 +12,16 @@ import math
 import numpy as np
 import torch
 
+from collapsekit.activity import active_mask, count_active
 from collapsekit.diagnostics.report import CollapseReport, LevelReport, TheoryComparison
 
 
 def make_level(name: str, kl: list[float], *, theory_kl: list[float] | None = None, exact: bool = True,
-               collapsed: list[bool] | None = None, epsilon: float = 0.01) -> LevelReport:
+               eps_delta_collapsed: list[bool] | None = None, epsilon: float = 0.01) -> LevelReport:
     """A level with the given KL per dimension; the rest derived plausibly from it."""
     kl_arr = np.asarray(kl, float)
     d = kl_arr.size
-    collapsed = [bool(v < epsilon) for v in kl_arr] if collapsed is None else collapsed
+    collapsed = [bool(v < epsilon) for v in kl_arr] if eps_delta_collapsed is None else eps_delta_collapsed
     variance = np.where(kl_arr > epsilon, 1 - np.exp(-2 * kl_arr), kl_arr * 1e-2)
     types = ["active" if not c else "passive" for c in collapsed]
     if d > 2 and not collapsed[1]:
@@ -29,7 +30,8 @@ def make_level(name: str, kl: list[float], *, theory_kl: list[float] | None = No
         name=name, latent_dim=d, kl_per_dim=kl_arr.tolist(), rate=float(kl_arr.sum()), kl_exact=True,
         variance_of_mean=variance.tolist(), active_units=int((variance > 0.01).sum()),
         active_fraction=float(np.mean(~np.asarray(collapsed))),
-        active_fraction_per_dim=[0.0 if c else 0.98 for c in collapsed], collapsed=list(collapsed),
+        active_fraction_per_dim=[0.0 if c else 0.98 for c in collapsed],
+        active=active_mask(kl_arr).tolist(), n_active=count_active(kl_arr), eps_delta_collapsed=list(collapsed),
         collapse_fraction={"0.001": float(np.mean(kl_arr < 0.001)), "0.01": float(np.mean(collapsed)),
                            "0.1": float(np.mean(kl_arr < 0.1))},
         variable_types=types, mean_sampled_correlation={"mean": 0.04, "sampled": 0.02},
@@ -40,12 +42,12 @@ def make_level(name: str, kl: list[float], *, theory_kl: list[float] | None = No
     level.mutual_info_minibatch = min(level.mutual_info, level.mutual_info_ceiling) * 0.97
     if theory_kl is not None:
         predicted = sorted(theory_kl, reverse=True)
-        n_active = int(sum(v > 0 for v in predicted))
+        n_active = count_active(predicted)
         level.theory = TheoryComparison(
             model="vae", theorem="linear VAE, learnable encoder variance", exact=exact,
             label="exact" if exact else "linear-theory estimate", kl_per_dim=predicted,
             measured_sorted=sorted(level.kl_per_dim, reverse=True), n_active_predicted=n_active,
-            n_active_measured=d - level.n_collapsed, critical_beta=[2.0] * d,
+            n_active_measured=level.n_active, critical_beta=[2.0] * d,
             hyperparameters={"beta": 1.0, "eta_enc": 1.0, "eta_dec": 0.6})
     return level
 
@@ -70,10 +72,10 @@ def make_history(kl_final: list[list[float]], epochs: int = 12, *, activity: boo
 def vae_report(*, activity: bool = True) -> CollapseReport:
     """A 16-dimensional VAE with 12 collapsed dimensions, theory exact, two explanations."""
     kl = [2.1, 1.4, 0.02, 0.8, 0.0003, 0.6] + [0.0001 * (i + 1) for i in range(10)]
-    theory = [2.3, 1.5, 0.9, 0.55] + [0.0] * 12
-    collapsed = [v < 0.01 for v in kl]
-    collapsed[2] = True              # a dimension with mean KL above ε can still be (ε, δ)-collapsed
-    level = make_level("z", kl, theory_kl=theory, collapsed=collapsed)
+    theory = [2.3, 1.5, 0.9, 0.55, 0.03] + [0.0] * 11
+    eps_delta = [v < 0.01 for v in kl]
+    eps_delta[2] = True   # active (mean KL 0.02 ≥ 0.01 nats), yet (ε, δ)-collapsed: the two measures differ
+    level = make_level("z", kl, theory_kl=theory, eps_delta_collapsed=eps_delta)
     report = CollapseReport(
         levels=[level], n_examples=1797, elbo=-41.25, log_likelihood=-39.87, importance_samples=1000,
         model={"kind": "vae", "arch": "linear", "latent_dims": [16], "beta": 1.0, "eta_enc": 1.0, "eta_dec": 0.6,
@@ -138,7 +140,8 @@ def measure(model: torch.nn.Module, x: torch.Tensor, *, epsilon: float = 0.01, d
         name="z", latent_dim=d, kl_per_dim=kl.tolist(), rate=float(kl.sum()), kl_exact=True,
         variance_of_mean=variance.tolist(), active_units=int((variance > 0.01).sum()),
         active_fraction=float((kl_each >= epsilon).double().mean()),
-        active_fraction_per_dim=(kl_each >= epsilon).double().mean(0).tolist(), collapsed=collapsed.tolist(),
+        active_fraction_per_dim=(kl_each >= epsilon).double().mean(0).tolist(),
+        active=active_mask(kl).tolist(), n_active=count_active(kl), eps_delta_collapsed=collapsed.tolist(),
         collapse_fraction={str(e): float(((kl_each < e).double().mean(0) >= 1 - delta).double().mean())
                            for e in (0.001, 0.01, 0.1)},
         variable_types=types, mean_sampled_correlation={}, mutual_info=mi, mutual_info_ci=[mi - 0.05, mi + 0.05],

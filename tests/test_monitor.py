@@ -379,9 +379,11 @@ def test_epoch_metrics_for_the_trainer_record(data):
         monitor.observe(model(x[:500]))
     monitor.end_epoch()
     metrics = monitor.epoch_metrics()
-    assert set(metrics) == {"active_units", "mutual_info_minibatch", "mutual_info_ceiling", "collapsed_dims",
-                            "collapse_warnings"}
+    assert set(metrics) == {"n_active", "active_units", "mutual_info_minibatch", "mutual_info_ceiling",
+                            "collapsed_dims", "collapse_warnings"}
     assert len(metrics["active_units"]) == 2 and len(metrics["collapsed_dims"]) == 2
+    # the headline count on the epoch's batches: the dimensions not listed as collapsed
+    assert [n + len(c) for n, c in zip(metrics["n_active"], metrics["collapsed_dims"])] == [4, 3]
     json.dumps(metrics)
     json.dumps(monitor.state_dict())
 

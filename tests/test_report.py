@@ -68,7 +68,7 @@ def test_predicted_beside_measured_with_label():
     report = vae_report()
     level = report.levels[0]
     html, markdown = render_html(report), render_markdown(report)
-    line = "4 active dimensions predicted, 4 measured — agrees"
+    line = "5 active dimensions predicted, 5 measured — agrees"
     assert line in html and line in markdown
     assert "Theory (exact" in html and "predicted KL (nats, exact)" in markdown
     # Rank by rank: the largest measured (dim 0, 2.1 nats) beside the largest predicted (2.3 nats).
@@ -76,8 +76,11 @@ def test_predicted_beside_measured_with_label():
     rows = [line for line in markdown.splitlines() if re.match(r"\| \d+ \| \d+ \|", line)]
     assert len(rows) == level.latent_dim
     assert [int(r.split("|")[2]) for r in rows] == level.order
-    collapsed_rows = [r for r in rows if "**yes**" in r]
-    assert len(collapsed_rows) == level.n_collapsed
+    collapsed_rows = [r for r in rows if "**collapsed**" in r]
+    assert len(collapsed_rows) == level.n_collapsed == 11
+    # The (ε, δ)-collapse keeps its own column: dimension 2 is active by the headline rule, yet (ε, δ)-collapsed.
+    row2 = next(r for r in rows if r.split("|")[2].strip() == "2")
+    assert "| active |" in row2 and row2.split("|")[7].strip() == "yes"
     estimate = render_html(hierarchy_report())
     assert "linear-theory estimate" in estimate and "— differs" in estimate
 
@@ -171,11 +174,12 @@ def test_write_reports_with_a_model_draws_reconstructions_and_traversals(tmp_pat
 def test_history_without_activity_keys_still_renders(tmp_path):
     report = vae_report(activity=False)
     assert all("active_units" not in record for record in report.history)
-    figure = plot_activity_over_epochs(report.history, epsilon=0.01, latent_dims=[16])
+    figure = plot_activity_over_epochs(report.history, latent_dims=[16])
     assert "not recorded: active units, mutual information" in figure._suptitle.get_text()
-    assert "active units not recorded" in figure.axes[0].get_title(loc="left")
+    assert "active dimensions" in figure.axes[0].get_title(loc="left")
+    assert not any("Burda" in line.get_label() for line in figure.axes[0].lines)
     assert "not recorded" in " ".join(t.get_text() for t in figure.axes[1].texts)
-    # The fallback panel counts dimensions with KL ≥ ε from kl_per_dim, epoch by epoch.
+    # The panel counts dimensions with KL ≥ 0.01 nats (the headline rule) from kl_per_dim, epoch by epoch.
     counts = figure.axes[0].lines[0].get_ydata()
     expected = [sum(v >= 0.01 for v in r["kl_per_dim"][0]) for r in report.history]
     np.testing.assert_array_equal(counts, expected)
@@ -216,7 +220,7 @@ def test_kl_per_dim_bars_are_sorted_and_collapsed_distinct():
     assert len(hatched) == level.n_collapsed
     assert [tick.get_text() for tick in ax.get_xticklabels()] == [str(j) for j in level.order]
     labels = [line.get_label() for line in ax.lines]
-    assert "predicted KL (exact)" in labels and any(label.startswith("ε = 0.01 nats") for label in labels)
+    assert "predicted KL (exact)" in labels and any(label.startswith("0.01 nats (active") for label in labels)
     assert ax.get_ylabel() == "KL per dimension (nats)"
 
 
@@ -332,8 +336,8 @@ def test_terminal_summary():
     report = vae_report()
     print_collapse_report(report, console)
     text = console.export_text()
-    assert "12 of 16 dimensions of z collapsed" in text
-    assert "4 active predicted, 4 measured — agrees" in text
+    assert "5 of 16 dimensions of z active (mean KL ≥ 0.01 nats per example, measured on 1797 examples)" in text
+    assert "5 active predicted, 5 measured — agrees" in text
     assert "predicted (exact)" in text and "Var E[z_j]" in text
     assert "→ Set β < 0.41 to keep 5 dimensions active (predicted)" in text
     assert "[4.256, 4.566]" in text and "S = 1000" in text

@@ -12,7 +12,9 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.markup import escape
 
+from collapsekit.activity import KL_ACTIVE_THRESHOLD
 from collapsekit.theory.prediction import Prediction, _fmt, _symbol
 
 
@@ -167,17 +169,37 @@ def print_training_summary(result: Any) -> None:
         return
     last = result.metrics[-1]
     out.print(f"epoch {last['epoch']}: loss {last['loss']:.6g}, reconstruction {last['reconstruction']:.6g}, "
-              f"KL {last['kl']:.6g} (nats per example)", soft_wrap=True)
-    for level, values in enumerate(last["kl_per_dim"]):
-        name = "z" if len(last["kl_per_dim"]) == 1 else f"z{level + 1}"
-        table = Table(title=f"{name}: KL per dimension", title_justify="left")
+              f"KL {last['kl']:.6g} (nats per example, averaged over the epoch's batches)", soft_wrap=True)
+    evaluation = getattr(result, "evaluation", None)
+    if evaluation is None:
+        levels = [("z" if len(last["kl_per_dim"]) == 1 else f"z{i + 1}", values)
+                  for i, values in enumerate(last["kl_per_dim"])]
+        where = "the last epoch's batches"
+    else:
+        levels = [(level["name"], level["kl_per_dim"]) for level in evaluation["levels"]]
+        where = "the final weights"
+    for name, values in levels:
+        table = Table(title=f"{name}: KL per dimension ({where})", title_justify="left")
         for column in ("rank", "dimension", "KL (nats/example)", "share"):
             table.add_column(column, justify="right")
         total = sum(values) or 1.0
         for rank, (dim, value) in enumerate(sorted(enumerate(values), key=lambda item: -item[1]), start=1):
             table.add_row(str(rank), str(dim), f"{value:.4g}", f"{value / total:.1%}")
         out.print(table)
-    out.print(f"run directory: [bold]{result.run_dir}[/bold] (config.yaml, metrics.jsonl, checkpoints/)")
+    if evaluation is not None:
+        out.print(f"[bold]{escape(training_headline(evaluation))}[/bold]", soft_wrap=True)
+    out.print(f"run directory: [bold]{escape(str(result.run_dir))}[/bold] (config.yaml, metrics.jsonl, "
+              "evaluation.json, checkpoints/)", soft_wrap=True)
+
+
+def training_headline(evaluation: dict[str, Any]) -> str:
+    """``"z: 11 of 16 dimensions active (mean KL ≥ 0.01 nats, final weights on digits, 1797 examples)"``, per
+    level of a hierarchy (the top level last: the summary)."""
+    where = evaluation["measured_on"]
+    data = where["data"] + (f", {where['part']} part" if where.get("part") else "")
+    counts = "; ".join(f"{lv['name']}: {lv['n_active']} of {lv['latent_size']}" for lv in evaluation["levels"])
+    return (f"{counts} dimensions active (mean KL ≥ {KL_ACTIVE_THRESHOLD:g} nats per example; final weights, "
+            f"epoch {where['epoch']}, on {data}, {where['examples']} examples)")
 
 
 def print_measured_against_predicted(measured: dict[str, Any], prediction: Prediction, run_dir: Any) -> None:
@@ -205,9 +227,9 @@ def print_collapse_report(report: Any, console: Console | None = None, *, max_ro
     ``report`` is a :class:`~collapsekit.diagnostics.report.CollapseReport`; at most ``max_rows``
     dimensions per level are listed (the largest KL first), the rest summarised in one line.
     """
-    from rich.markup import escape
 
-    from collapsekit.viz.report import dimension_rows, explanation_parts, likelihood_text, model_title, verdict
+    from collapsekit.viz.report import (dimension_rows, explanation_parts, headline, likelihood_text, model_title,
+                                        verdict)
 
     out = console if console is not None else _stdout_console()
     model = report.model or {}
@@ -216,10 +238,12 @@ def print_collapse_report(report: Any, console: Console | None = None, *, max_ro
                        ("epoch", "epoch")) if model.get(key) is not None)
     out.print(f"[bold]{escape(model_title(report))}[/bold]" + escape(f" — {hyper}" if hyper else "")
               + f"; {report.n_examples} examples", soft_wrap=True)
-    for level in report.levels:
-        colour = "red" if level.n_collapsed else "green"
-        out.print(f"[bold {colour}]{verdict(level)}[/bold {colour}] "
-                  f"(KL < ε = {level.epsilon:g} nats for ≥ {1 - level.delta:.0%} of examples)", soft_wrap=True)
+    if report.levels:
+        colour = "red" if report.summary_level.n_collapsed else "green"
+        out.print(f"[bold {colour}]{escape(headline(report))}[/bold {colour}]", soft_wrap=True)
+    if len(report.levels) > 1:
+        for level in report.levels:
+            out.print(escape(f"  {verdict(level)} (mean KL < 0.01 nats)"), soft_wrap=True)
     elbo, loglik = likelihood_text(report)
     out.print(escape(f"ELBO: {elbo}; log-likelihood: {loglik}"), soft_wrap=True)
 
@@ -233,19 +257,19 @@ def print_collapse_report(report: Any, console: Console | None = None, *, max_ro
             table.add_column(column, justify="right")
         if theory is not None:
             table.add_column("predicted (exact)" if theory.exact else "predicted (estimate)", justify="right")
-        for column in ("Var E[z_j]", "I(x; z_j) (nats)"):
+        table.add_column("state")
+        for column in ("Var E[z_j]", "Burda AU", "(ε,δ)-collapsed", "I(x; z_j) (nats)"):
             table.add_column(escape(column), justify="right")
         table.add_column("type")
-        table.add_column("state")
         rows = dimension_rows(level)
         for row in rows[:max_rows]:
             cells = [str(row["rank"]), str(row["dim"]), _num(row["kl"]) if row["kl"] is not None else "—"]
             if theory is not None:
                 cells.append("—" if row["predicted"] is None else _num(row["predicted"]))
-            cells += ["—" if row["variance_of_mean"] is None else _num(row["variance_of_mean"]),
-                      "—" if row["mi"] is None else _num(row["mi"]), str(row["type"]),
-                      "[red]collapsed[/red]" if row["collapsed"] else
-                      ("[green]active[/green]" if row["active"] else "[yellow]not collapsed, inactive[/yellow]")]
+            cells += ["[red]collapsed[/red]" if row["collapsed"] else "[green]active[/green]",
+                      "—" if row["variance_of_mean"] is None else _num(row["variance_of_mean"]),
+                      "yes" if row["burda_active"] else "no", "yes" if row["eps_delta_collapsed"] else "no",
+                      "—" if row["mi"] is None else _num(row["mi"]), str(row["type"])]
             table.add_row(*cells)
         out.print(table)
         if len(rows) > max_rows:
@@ -254,7 +278,7 @@ def print_collapse_report(report: Any, console: Console | None = None, *, max_ro
             out.print(f"  … {len(rest)} more dimensions with smaller KL ({n_rest} of them collapsed)")
         ci = level.mutual_info_ci or []
         interval = f" [{_num(ci[0])}, {_num(ci[1])}]" if len(ci) == 2 else ""
-        out.print(escape(f"  active units {level.active_units}/{level.latent_dim} (Var E[z_j] > "
+        out.print(escape(f"  Burda AU {level.active_units}/{level.latent_dim} (Var E[z_j] > "
                          f"{level.active_units_threshold:g}); rate {_num(level.rate)} nats; I(x; {level.name}) = "
                          f"{_num(level.mutual_info)} nats{interval}, minibatch {_num(level.mutual_info_minibatch)} "
                          f"(≤ log B = {_num(level.mutual_info_ceiling)})"), soft_wrap=True)

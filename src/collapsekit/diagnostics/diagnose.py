@@ -18,9 +18,11 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from collapsekit.activity import active_mask, count_active
 from collapsekit.data import Dataset
 from collapsekit.models.cvae import CVAE
 from collapsekit.diagnostics import metrics
+from collapsekit.diagnostics.headline import BATCH_SIZE, POSTERIOR_SAMPLES, SEED
 from collapsekit.diagnostics.likelihood import (Decoder, Progress, importance_sampled_log_likelihood,
                                                 importance_sampled_log_likelihood_from)
 from collapsekit.diagnostics.mutual_info import mutual_info, mutual_info_minibatch
@@ -75,7 +77,8 @@ def measure_level(stats: LevelStats, *, minibatch_size: int = 128, mi_bootstrap:
         kl_exact=stats.kl_exact, variance_of_mean=units["variance_of_mean"].tolist(),
         active_units=units["active_units"], active_fraction=fraction["active_fraction"],
         active_fraction_per_dim=fraction["active_fraction_per_dim"].tolist(),
-        collapsed=[bool(c) for c in collapse["collapsed"]], collapse_fraction=sweep["collapse_fraction"],
+        active=[bool(a) for a in active_mask(rate["kl_per_dim"])], n_active=count_active(rate["kl_per_dim"]),
+        eps_delta_collapsed=[bool(c) for c in collapse["collapsed"]], collapse_fraction=sweep["collapse_fraction"],
         variable_types=types["types"], mean_sampled_correlation=correlation,
         mutual_info=full["mutual_info"], mutual_info_ci=[] if full["ci"] is None else full["ci"],
         mutual_info_per_dim=full["per_dim"].tolist(), mutual_info_minibatch=minibatch["mutual_info"],
@@ -182,8 +185,8 @@ def _model_info(model: nn.Module) -> dict[str, Any]:
 
 
 def diagnose_model(model: nn.Module, x: object, y: object | None = None, *, n_samples: int | None = 1000,
-                   posterior_samples: int = 8, batch_size: int = 1024, sample_chunk: int = 100,
-                   likelihood_batch_size: int | None = None, seed: int = 0, on_batch: Progress | None = None,
+                   posterior_samples: int = POSTERIOR_SAMPLES, batch_size: int = BATCH_SIZE, sample_chunk: int = 100,
+                   likelihood_batch_size: int | None = None, seed: int = SEED, on_batch: Progress | None = None,
                    **measure: Any) -> CollapseReport:
     """Diagnose one of collapsekit's models: every latent level, the ELBO and the log-likelihood.
 

@@ -41,6 +41,7 @@ import numpy as np
 from collapsekit._io import jsonable
 from collapsekit._validation import positive, positive_vector
 from collapsekit.errors import ParameterError
+from collapsekit.activity import DURING_TRAINING, KL_ACTIVE_THRESHOLD
 from collapsekit.theory import Moments, Prediction, predict, recommend_beta
 
 #: Model kinds understood here (the registry's names).
@@ -236,17 +237,25 @@ def _dims_text(dims: Sequence[int], limit: int = 24) -> str:
     return shown + (f", … ({len(dims) - limit} more)" if len(dims) > limit else "")
 
 
-def collapse_summary(collapsed: Sequence[int], latent_dim: int, *, level: str = "z", kl_threshold: float = 0.01,
-                     epochs: int | None = None) -> str:
+def collapse_summary(collapsed: Sequence[int], latent_dim: int, *, level: str = "z", epochs: int | None = None,
+                     n_collapsed_now: int | None = None) -> str:
     """The first line of a collapse warning: how many, which, by what measure.
 
+    The count is the headline rule (:mod:`collapsekit.activity`) applied to the epoch's batches;
+    ``collapsed`` lists the dimensions collapsed for at least ``epochs`` epochs (those the warning is about).
+
     >>> collapse_summary([0, 2], 4, level="z", epochs=2)
-    'z: 2 of 4 dimensions collapsed (KL < 0.01 nats for ≥ 2 epochs): 0, 2'
+    "z: 2 of 4 dimensions collapsed (mean KL < 0.01 nats on this epoch's batches, for ≥ 2 epochs): 0, 2"
+    >>> collapse_summary([0, 2], 4, level="z", epochs=2, n_collapsed_now=3)
+    "z: 3 of 4 dimensions collapsed (mean KL < 0.01 nats on this epoch's batches; 2 of them for ≥ 2 epochs): 0, 2"
     """
-    measure = f"KL < {_g(kl_threshold)} nats" + ("" if epochs is None else
-                                                  f" for ≥ {epochs} epoch{'s' if epochs != 1 else ''}")
+    now = len(collapsed) if n_collapsed_now is None else int(n_collapsed_now)
+    measure = f"mean KL < {_g(KL_ACTIVE_THRESHOLD)} nats {DURING_TRAINING}"
+    if epochs is not None:
+        span = f"for ≥ {epochs} epoch{'s' if epochs != 1 else ''}"
+        measure += f", {span}" if now == len(collapsed) else f"; {len(collapsed)} of them {span}"
     noun = "dimension" if latent_dim == 1 else "dimensions"
-    return f"{level}: {len(collapsed)} of {latent_dim} {noun} collapsed ({measure}): {_dims_text(collapsed)}"
+    return f"{level}: {now} of {latent_dim} {noun} collapsed ({measure}): {_dims_text(collapsed)}"
 
 
 def format_explanations(summary: str, explanations: Sequence[Explanation]) -> str:

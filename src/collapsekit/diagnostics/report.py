@@ -17,9 +17,12 @@ from typing import Any
 import numpy as np
 
 from collapsekit._io import atomic_path
+from collapsekit.activity import DEFINITION, active_mask
 
-#: Version of the JSON layout written by :meth:`CollapseReport.to_dict`.
-REPORT_FORMAT = 1
+#: Version of the JSON layout written by :meth:`CollapseReport.to_dict`. Format 2: each level's ``active`` and
+#: ``n_active`` follow the one headline rule (:mod:`collapsekit.activity`); the (ε, δ)-collapse flags that
+#: format 1 called ``collapsed`` are ``eps_delta_collapsed``.
+REPORT_FORMAT = 2
 
 
 @dataclass
@@ -43,7 +46,8 @@ class TheoryComparison:
     measured_sorted : list of float
         Measured KL per dimension, nats, sorted descending.
     n_active_predicted, n_active_measured : int
-        Dimensions the theory keeps active; dimensions measured active (not (ε, δ)-collapsed).
+        The headline count (:mod:`collapsekit.activity`: mean KL ≥ 0.01 nats) applied to the predicted and
+        to the measured KL per dimension.
     critical_beta : list of float
         β above which each predicted dimension collapses (same order as ``kl_per_dim``).
     hyperparameters : dict
@@ -115,7 +119,11 @@ class LevelReport:
         The paper's "AU": the fraction of (example, dimension) pairs with KL ≥ ``kl_threshold``.
     active_fraction_per_dim : list of float
         The same fraction for each dimension separately.
-    collapsed : list of bool
+    active : list of bool
+        Per dimension, the headline rule (:mod:`collapsekit.activity`): ``kl_per_dim`` ≥ 0.01 nats.
+    n_active : int
+        The headline count: how many dimensions are active.
+    eps_delta_collapsed : list of bool
         Per dimension: (ε, δ)-collapsed (Lucas et al.): P_x[KL_j(x) < ε] ≥ 1 − δ.
     collapse_fraction : dict
         {ε: fraction of dimensions (ε, δ)-collapsed} for several ε (keys are strings in JSON).
@@ -144,7 +152,9 @@ class LevelReport:
     active_units: int
     active_fraction: float
     active_fraction_per_dim: list[float]
-    collapsed: list[bool]
+    active: list[bool]
+    n_active: int
+    eps_delta_collapsed: list[bool]
     collapse_fraction: dict[str, float]
     variable_types: list[str]
     mean_sampled_correlation: dict[str, Any]
@@ -162,8 +172,14 @@ class LevelReport:
     theory: TheoryComparison | None = None
 
     @property
+    def collapsed(self) -> list[bool]:
+        """Per dimension, not active under the headline rule."""
+        return [not a for a in self.active]
+
+    @property
     def n_collapsed(self) -> int:
-        return int(sum(self.collapsed))
+        """The headline count's complement: dimensions with mean KL < 0.01 nats."""
+        return self.latent_dim - self.n_active
 
     @property
     def order(self) -> list[int]:
@@ -237,6 +253,16 @@ class CollapseReport:
         return self.levels[0].collapsed
 
     @property
+    def summary_level(self) -> LevelReport:
+        """The level whose headline count summarises the model: the top of a hierarchy."""
+        return self.levels[-1]
+
+    @property
+    def n_active(self) -> int:
+        """The headline count of the summary level (the top of a hierarchy)."""
+        return self.summary_level.n_active
+
+    @property
     def mutual_info(self) -> float:
         return self.levels[0].mutual_info
 
@@ -248,6 +274,8 @@ class CollapseReport:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (per-example arrays summarised)."""
         out: dict[str, Any] = {"format": REPORT_FORMAT, "n_examples": self.n_examples, "units": "nats",
+                               "definition": DEFINITION, "n_active": self.n_active,
+                               "latent_size": self.summary_level.latent_dim,
                                "model": self.model, "elbo": self.elbo, "log_likelihood": self.log_likelihood,
                                "importance_samples": self.importance_samples,
                                "levels": [asdict(level) for level in self.levels],
@@ -265,6 +293,10 @@ class CollapseReport:
         for raw in values["levels"]:
             raw = dict(raw)
             theory = raw.pop("theory", None)
+            if "active" not in raw:       # format 1: "collapsed" held the (ε, δ) flags
+                raw["eps_delta_collapsed"] = raw.pop("collapsed", [])
+                raw["active"] = active_mask(raw["kl_per_dim"]).tolist()
+                raw["n_active"] = int(sum(raw["active"]))
             known = {f.name for f in fields(LevelReport)}
             level = LevelReport(**{k: v for k, v in raw.items() if k in known})
             level.theory = None if theory is None else TheoryComparison(**theory)

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from collapsekit.activity import count_active
 from collapsekit.diagnostics.report import CollapseReport, TheoryComparison
 from collapsekit.errors import ParameterError
 from collapsekit.theory import Moments, Prediction, predict_cvae, predict_mhvae, predict_vae
@@ -150,15 +151,15 @@ def compare_with_theory(report: CollapseReport, setting: TheorySetting, moments:
         predicted_sorted = np.sort(np.asarray(kl_predicted, float))[::-1]
         critical = prediction.critical_beta if name != "z1" else np.full(predicted_sorted.size, np.nan)
         order = np.argsort(-np.asarray(kl_predicted, float), kind="stable")
-        # z₁ (fixed σ₁) has no collapse condition of its own: count its dims the theory gives < ε nats.
-        n_collapsed_predicted = (int(np.count_nonzero(prediction.collapsed)) if name != "z1"
-                                 else int(np.count_nonzero(predicted_sorted < level.epsilon)))
+        # One rule for both counts (collapsekit.activity): the closed form's KL per dimension against the
+        # same 0.01 nats as the measurement. A mode barely above its threshold keeps less than that at the
+        # optimum (the linear VAE's KL is ½·log(λ/βη_dec²): under 0.01 nats within 2 % of the threshold).
         level.theory = TheoryComparison(
             model=prediction.model, theorem=prediction.theorem, exact=exact, label=EXACT if exact else ESTIMATE,
             kl_per_dim=[float(v) for v in predicted_sorted],
             measured_sorted=[float(v) for v in np.sort(np.asarray(level.kl_per_dim))[::-1]],
-            n_active_predicted=level.latent_dim - n_collapsed_predicted,
-            n_active_measured=level.latent_dim - level.n_collapsed,
+            n_active_predicted=count_active(predicted_sorted),
+            n_active_measured=level.n_active,
             critical_beta=[float(v) for v in np.asarray(critical, float)[order]],
             hyperparameters=_plain(prediction.hyperparameters))
     return report

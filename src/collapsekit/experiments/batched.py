@@ -52,6 +52,7 @@ from collapsekit.models.vae import VAE
 from collapsekit.objectives.elbo import BetaELBO
 from collapsekit.objectives.terms import LossTerms
 from collapsekit.training.config import RunConfig, TrainConfig
+from collapsekit.training.evaluation import record_final_evaluation
 from collapsekit.training.trainer import (CHECKPOINT_DIR, METRICS_FILE, RunResult, Trainer, TrainingData,
                                           _accumulate, _epoch_seed, _optimizer, batch_bounds,
                                           build_model_from_config, build_objective_from_config,
@@ -357,6 +358,7 @@ class _Program:
         torch.use_deterministic_algorithms(True, warn_only=True)
         self.device = _device(first.train)
         runs_data = _run_data(configs, data)
+        self.runs_data = runs_data
         if len({(d.n, tuple(d.x.shape[1:])) for d in runs_data}) > 1:
             raise ParameterError("the runs' data sets differ in size; train them separately")
         self.n = runs_data[0].n
@@ -468,9 +470,14 @@ class _Program:
                 self._copy_out(k)
                 self.trainers[k]._write_epoch(self.run_dirs[k] / METRICS_FILE, record, self.models[k],
                                               self.run_optimizers[k], monitor)
-        return [RunResult(model=self.models[k], metrics=history[k], run_dir=self.run_dirs[k], config=self.configs[k],
-                          extras={"batched_runs": self.k} | ({"diverged": diverged[k]} if k in diverged else {}))
-                for k in range(self.k)]
+        results = [RunResult(model=self.models[k], metrics=history[k], run_dir=self.run_dirs[k],
+                             config=self.configs[k],
+                             extras={"batched_runs": self.k} | ({"diverged": diverged[k]} if k in diverged else {}))
+                   for k in range(self.k)]
+        for k, result in enumerate(results):
+            if k not in diverged:     # as a separate run ends: the headline count on the final weights
+                record_final_evaluation(result, self.runs_data[k])
+        return results
 
     def _run_epoch(self, epoch: int) -> dict[str, Any]:
         """One epoch of every run; returns the trainer's per-example sums with a leading run axis."""

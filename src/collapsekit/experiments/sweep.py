@@ -36,14 +36,14 @@ point
 status
     ``done``, ``failed``, ``running`` (a sweep killed while it ran) or ``pending``.
 n_active_predicted
-    Top-level latent dimensions that the closed-form theory does not collapse (latent size minus
-    predicted collapsed, as in the diagnose report), at the run's final β (after its schedule)
+    The headline rule (:mod:`collapsekit.activity`: mean KL ≥ 0.01 nats) applied to the closed form's
+    KL per top-level dimension, as in the diagnose report, at the run's final β (after its schedule)
     and η_dec (the learned one when η_dec is learned). Empty where the theory does not apply;
     ``theory`` says why.
 n_active_measured
-    Top-level latent dimensions whose KL, averaged over the **last training epoch**
-    (``kl_per_dim`` of the final record of ``metrics.jsonl``), is ≥ 0.01 nats per example. For a
-    hierarchy, the top level (``z₂``), the level the theory's collapse condition is about.
+    The headline count of the top level on the **final weights**, on the point's data: the point's
+    ``evaluation.json``, the same number its training printed and ``collapsekit diagnose`` reports. For
+    a hierarchy, the top level (``z₂``), the level the theory's collapse condition is about.
 latent_size
     Top-level latent size.
 loss_nats, reconstruction_nats, kl_nats
@@ -77,6 +77,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from collapsekit._io import atomic_path
+from collapsekit.activity import KL_ACTIVE_THRESHOLD, count_active, summary_level
 from collapsekit.errors import CollapsekitError, ParameterError
 from collapsekit.experiments.executors import EXECUTORS, TaskFailure, available_cores, make_executor, one_line
 
@@ -95,9 +96,6 @@ SWEEP_FORMAT = 1
 #: x values of the plot's theory curve: each is one closed-form prediction (an eigendecomposition of
 #: the data's residual moments: about 0.4 s for an MNIST CVAE on one core).
 CURVE_POINTS = 80
-
-#: A dimension is measured active when its mean KL over the last epoch is at least this (nats).
-KL_ACTIVE_THRESHOLD = 0.01
 
 #: Columns of summary.csv after the grid keys and the seed.
 RESULT_COLUMNS = ("n_active_predicted", "n_active_measured", "latent_size", "loss_nats", "reconstruction_nats",
@@ -510,15 +508,20 @@ def _resumable(point_dir: Path) -> bool:
 
 
 def point_result(config: RunConfig, run: RunResult, data: TrainingData) -> dict[str, Any]:
-    """A finished point's summary numbers (the ``RESULT_COLUMNS``) from its final metrics record."""
+    """A finished point's summary numbers (the ``RESULT_COLUMNS``): its final evaluation's headline count
+    and its final metrics record."""
+    from collapsekit.training.evaluation import levels_of, record_final_evaluation
+
     last = run.metrics[-1]
-    top = [float(v) for v in last["kl_per_dim"][-1]]
+    evaluation = run.evaluation if run.evaluation is not None else record_final_evaluation(run, data)
+    top_level = summary_level(levels_of(evaluation))
+    top = list(top_level.kl_per_dim)
     from collapsekit.models.likelihoods import decoder_eta
 
     learned = decoder_eta(run.model) if config.model.learn_eta_dec else None
     predicted, theory = predicted_active(config, data, eta_dec=learned,
                                          beta_scale=float(last.get("beta_scale", 1.0)))
-    return {"n_active_predicted": predicted, "n_active_measured": sum(v >= KL_ACTIVE_THRESHOLD for v in top),
+    return {"n_active_predicted": predicted, "n_active_measured": top_level.n_active,
             "latent_size": len(top), "loss_nats": float(last["loss"]),
             "reconstruction_nats": float(last["reconstruction"]), "kl_nats": float(last["kl"]),
             "epochs_trained": int(last["epoch"]), "theory": theory, "kl_per_dim_top": top}
@@ -558,10 +561,10 @@ def predicted_active(config: RunConfig, data: TrainingData | Moments, *, eta_dec
         return None, f"no prediction: {reason}"
     moments = data if isinstance(data, Moments) else moments_for(setting, data.x, data.y)
     try:
-        top, _ = list(predict_for(setting, moments).values())[-1]
+        _, top_kl = list(predict_for(setting, moments).values())[-1]
     except CollapsekitError as exc:                       # e.g. more latent dimensions than data dimensions
         return None, f"no prediction: {exc}"
-    return top.latent_dim - top.n_collapsed, EXACT if setting.linear and not setting.notes else ESTIMATE
+    return count_active(top_kl), EXACT if setting.linear and not setting.notes else ESTIMATE
 
 
 # -- the sweep directory --------------------------------------------------------------------------
@@ -1017,10 +1020,10 @@ def add_sweep_parser(verbs: Any) -> argparse.ArgumentParser:
                     "β with the theory's curve are written to OUT. A failed point does not stop the others "
                     "(exit status 1 names it); rerunning the same command skips finished points, resumes killed "
                     "ones from their last checkpoint and retries failed ones.",
-        epilog="summary.csv: n_active_measured counts the top-level latent dimensions whose mean KL over the last "
-               f"training epoch is ≥ {KL_ACTIVE_THRESHOLD:g} nats; n_active_predicted is the closed form's count "
-               "of non-collapsed top-level dimensions at the same settings (empty where the theory does not "
-               "apply). Grid keys: configuration keys (objective.beta, model.eta_dec, schedule.settings.KEY) or "
+        epilog="summary.csv: n_active_measured counts the top-level latent dimensions whose mean KL is ≥ "
+               f"{KL_ACTIVE_THRESHOLD:g} nats per example on the final weights and the point's data (its "
+               "evaluation.json); n_active_predicted applies the same rule to the closed form's KL at the same "
+               "settings (empty where the theory does not apply). Grid keys: configuration keys (objective.beta, model.eta_dec, schedule.settings.KEY) or "
                "short names (beta, beta1, beta2, eta_dec, eta_enc, latent_dim, lr, epochs, batch_size, ...).")
     parser.add_argument("config", metavar="CONFIG.yaml",
                         help="the base run configuration (YAML), or a sweep directory to rerun as it was")

@@ -26,9 +26,11 @@ With collapsekit's models, call ``monitor.update_output(output)`` (alias ``obser
 every latent level is tracked, with the KL each level's objective term uses (analytic at the top,
 the paired estimate −H[q] − log p(z|z_above) below it).
 
-Hysteresis (per latent dimension, per level; ``threshold`` = ``kl_threshold``)
---------------------------------------------------------------------------
-* A dimension is *collapsed in an epoch* when its epoch-mean KL is < ``threshold`` nats.
+Hysteresis (per latent dimension, per level; ``threshold`` = 0.01 nats, :mod:`collapsekit.activity`)
+------------------------------------------------------------------------------------------------
+* A dimension is *collapsed in an epoch* when its epoch-mean KL is < ``threshold`` nats: the headline
+  rule, applied to the epoch's batches (the weights change while they are seen). Each epoch record
+  carries that count (``n_active``); warnings report it too.
 * It is *confirmed collapsed* after ``patience`` consecutive such epochs.
 * A :class:`CollapseWarning` is issued at the end of an epoch when some confirmed dimension has not
   been warned about, unless other dimensions are still on their way (below the threshold for fewer
@@ -54,6 +56,7 @@ import torch
 from torch import Tensor
 
 from collapsekit._validation import positive
+from collapsekit.activity import KL_ACTIVE_THRESHOLD, active_mask
 from collapsekit.diagnostics.explain import (
     Explanation,
     ScheduleInfo,
@@ -204,12 +207,10 @@ class CollapseMonitor:
     eta_enc : float or dict of str to float
         Prior std η_enc used by :meth:`update` (a per-level dict is allowed); :meth:`update_output`
         reads each level's prior from the model instead.
-    kl_threshold : float
-        A dimension is collapsed in an epoch when its epoch-mean KL is below this, nats (0.01).
     patience : int
         Consecutive epochs needed to confirm a collapse, and to confirm a recovery (2).
     recover_factor : float
-        A warned dimension recovers only with KL ≥ ``recover_factor`` × ``kl_threshold`` (2).
+        A warned dimension recovers only with KL ≥ ``recover_factor`` × 0.01 nats (2).
     au_threshold : float
         Burda et al.'s active-unit threshold on the variance over examples of the posterior mean (0.01).
     mi_examples : int
@@ -244,7 +245,7 @@ class CollapseMonitor:
         Seed of the monitor's own generator (the MI estimate's samples).
     """
 
-    def __init__(self, *, eta_enc: float | Mapping[str, float] = 1.0, kl_threshold: float = 0.01, patience: int = 2,
+    def __init__(self, *, eta_enc: float | Mapping[str, float] = 1.0, patience: int = 2,
                  recover_factor: float = 2.0, au_threshold: float = 0.01, mi_examples: int = 256,
                  model_kind: str | None = None, moments: Moments | None = None, data: Any = None,
                  hyper: Mapping[str, Any] | None = None, schedule: Any = None, total_steps: int | None = None,
@@ -255,7 +256,7 @@ class CollapseMonitor:
                                                       for k, v in eta_enc.items()}
         else:
             self.eta_enc = positive("eta_enc", eta_enc)
-        self.kl_threshold = positive("kl_threshold", kl_threshold)
+        self.kl_threshold = KL_ACTIVE_THRESHOLD      # the one rule (collapsekit.activity), not a setting
         self.patience = _count("patience", patience)
         self.recover_factor = positive("recover_factor", recover_factor)
         if self.recover_factor < 1:
@@ -310,7 +311,7 @@ class CollapseMonitor:
         moments : Moments, optional
             Precomputed moments (skips ``data``).
         **kwargs
-            Any other :class:`CollapseMonitor` argument (``kl_threshold``, ``patience``, ``log``, ...).
+            Any other :class:`CollapseMonitor` argument (``patience``, ``log``, ...).
         """
         from collapsekit.objectives import build_schedule
 
@@ -455,8 +456,8 @@ class CollapseMonitor:
         dict
             Level name → ``kl_per_dim`` (nats), ``kl`` (their sum), ``active_units`` (Burda: variance over
             the epoch's examples of the posterior mean > ``au_threshold``), ``mean_variance`` (that
-            variance per dimension), ``collapsed`` (indices with KL < ``kl_threshold`` this epoch),
-            ``n_collapsed``, ``inactive`` (not collapsed, but posterior mean constant: a fixed encoder
+            variance per dimension), ``collapsed`` (indices with KL < 0.01 nats this epoch: the headline
+            rule on the epoch's batches), ``n_active`` and ``n_collapsed`` (their counts), ``inactive`` (not collapsed, but posterior mean constant: a fixed encoder
             std ≠ η_enc), ``confirmed_collapsed`` (after ``patience`` epochs), ``mutual_info_minibatch``
             (nats, or None), ``mutual_info_ceiling`` (log B of that estimate), ``examples``.
         """
@@ -477,14 +478,15 @@ class CollapseMonitor:
             kl = values[:d] / n
             mean = values[d:2 * d] / n
             variance = np.maximum(values[2 * d:3 * d] / n - mean * mean, 0.0)
-            collapsed = np.flatnonzero(kl < self.kl_threshold)
+            collapsed = np.flatnonzero(~active_mask(kl))
             inactive = np.flatnonzero((variance <= self.au_threshold) & (kl >= self.kl_threshold))
             state = self._states[name]
             confirmed, new, recovered = state.step(kl, self.kl_threshold, self.recover_factor, self.patience)
             stats[name] = {"kl_per_dim": kl.tolist(), "kl": float(kl.sum()),
                            "active_units": int(np.count_nonzero(variance > self.au_threshold)),
                            "mean_variance": variance.tolist(), "collapsed": collapsed.tolist(),
-                           "n_collapsed": int(collapsed.size), "inactive": inactive.tolist(),
+                           "n_active": int(d - collapsed.size), "n_collapsed": int(collapsed.size),
+                           "inactive": inactive.tolist(),
                            "confirmed_collapsed": confirmed, "mutual_info_minibatch": mi,
                            "mutual_info_ceiling": ceiling, "examples": int(values[-1])}
             if recovered:
@@ -492,7 +494,7 @@ class CollapseMonitor:
                           f"(KL ≥ {self.recover_factor * self.kl_threshold:g} nats for {self.patience} epochs); "
                           "a new collapse of them will be reported again")
             if new:
-                events.append(self._event(name, d, confirmed, new))
+                events.append(self._event(name, d, confirmed, new, int(collapsed.size)))
         self._sums = {}
         self._last = stats
         self.history.append({"epoch": self.epoch, "step": self.step, "levels": stats,
@@ -508,12 +510,14 @@ class CollapseMonitor:
 
     def epoch_metrics(self) -> dict[str, Any]:
         """The last epoch's numbers for a trainer's metrics record, one entry per level (bottom to top):
-        ``active_units``, ``mutual_info_minibatch`` (nats; None where not estimated),
-        ``mutual_info_ceiling`` (log B), ``collapsed_dims`` (indices with KL < threshold this epoch), and
+        ``n_active`` (the headline count on the epoch's batches, :mod:`collapsekit.activity`),
+        ``active_units`` (Burda's), ``mutual_info_minibatch`` (nats; None where not estimated),
+        ``mutual_info_ceiling`` (log B), ``collapsed_dims`` (indices with KL < 0.01 nats this epoch), and
         ``collapse_warnings`` (texts of the warnings issued at that epoch)."""
         levels = list(self._last.values())
         last = self.history[-1] if self.history else {"warnings": []}
-        return {"active_units": [s["active_units"] for s in levels],
+        return {"n_active": [s["n_active"] for s in levels],
+                "active_units": [s["active_units"] for s in levels],
                 "mutual_info_minibatch": [s["mutual_info_minibatch"] for s in levels],
                 "mutual_info_ceiling": [s["mutual_info_ceiling"] for s in levels],
                 "collapsed_dims": [s["collapsed"] for s in levels],
@@ -533,9 +537,11 @@ class CollapseMonitor:
         mi = neg_entropy(var).sum(-1).mean() - log_qz.mean()
         return float(mi), math.log(b)
 
-    def _event(self, level: str, dim: int, confirmed: list[int], new: list[int]) -> CollapseEvent:
+    def _event(self, level: str, dim: int, confirmed: list[int], new: list[int],
+               n_collapsed_now: int | None = None) -> CollapseEvent:
         explanations = self.explain(confirmed, level, dim)
-        summary = collapse_summary(confirmed, dim, level=level, kl_threshold=self.kl_threshold, epochs=self.patience)
+        summary = collapse_summary(confirmed, dim, level=level, epochs=self.patience,
+                                   n_collapsed_now=n_collapsed_now)
         if len(new) < len(confirmed):
             summary += f" (newly collapsed: {', '.join(map(str, new))})"
         headline = f"Posterior collapse at epoch {self.epoch}: {summary}"

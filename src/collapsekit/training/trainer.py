@@ -27,6 +27,7 @@ from collapsekit._io import atomic_path
 from collapsekit.errors import CollapsekitError, ParameterError
 from collapsekit.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from collapsekit.training.config import RunConfig
+from collapsekit.training.evaluation import record_final_evaluation
 from collapsekit.training.monitor import CollapseMonitor
 
 METRICS_FILE = "metrics.jsonl"
@@ -68,6 +69,8 @@ class RunResult:
     config: RunConfig
     resumed_from: int | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    #: The final evaluation (``evaluation.json``): the headline count on the final weights and the run's data.
+    evaluation: dict[str, Any] | None = None
 
 
 # -- building blocks from a config ----------------------------------------------------------------
@@ -162,6 +165,7 @@ class Trainer:
         self.callbacks = list(callbacks)
         self._data = data
         self._model = model
+        self._loaded_data: TrainingData | None = None   # what _fit loaded, when it ran in this process
 
     # The work happens in ``fit`` so that Fabric can launch it in several processes.
     def fit(self) -> RunResult:
@@ -172,13 +176,14 @@ class Trainer:
                         strategy=cfg.strategy, loggers=self._loggers())
         # launch(fn) serves every strategy: in-process, subprocess ("ddp") and spawn ("ddp_spawn").
         result = fabric.launch(self._fit)
+        data = self._data if self._data is not None else self._loaded_data or load_training_data(self.config)
         if result.model is None:   # from spawned processes: rebuild the trained model from its checkpoint
-            data = self._data if self._data is not None else load_training_data(self.config)
             model = self._model if self._model is not None else build_model_from_config(self.config, data)
             checkpoint = latest_checkpoint(self.run_dir / CHECKPOINT_DIR)
             assert checkpoint is not None
             model.load_state_dict(load_checkpoint(checkpoint).model)
             result.model = model
+        record_final_evaluation(result, data)   # the headline count on the final weights (collapsekit.activity)
         return result
 
     def _loggers(self) -> list[Any]:
@@ -240,6 +245,7 @@ class Trainer:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.manual_seed(cfg.train.seed)                     # the initial weights
         data = self._data if self._data is not None else load_training_data(cfg)
+        self._loaded_data = data
         model = self._model if self._model is not None else build_model_from_config(cfg, data)
         objective, schedule = build_objective_from_config(cfg)
         world = fabric.world_size

@@ -20,6 +20,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from collapsekit.activity import KL_ACTIVE_THRESHOLD, count_active
 from collapsekit.diagnostics.report import CollapseReport, LevelReport
 
 __all__ = ["PALETTE", "plot_activity_over_epochs", "plot_kl_heatmap", "plot_kl_per_dim", "plot_reconstructions",
@@ -125,10 +126,10 @@ def _kl_panel(ax: Any, level: LevelReport, max_dims: int) -> None:
     width = 0.78 if order.size >= 8 else 0.55
     if (~is_collapsed).any():
         ax.bar(ranks[~is_collapsed], heights[~is_collapsed] - floor, bottom=floor, width=width, color=_ACTIVE,
-               edgecolor="white", linewidth=0.4, label="measured KL (not collapsed)", zorder=2)
+               edgecolor="white", linewidth=0.4, label="measured KL (active)", zorder=2)
     if is_collapsed.any():
         ax.bar(ranks[is_collapsed], heights[is_collapsed] - floor, bottom=floor, width=width, color=_COLLAPSED,
-               edgecolor="#616161", hatch="///", linewidth=0.6, label="measured KL ((ε, δ)-collapsed)", zorder=2)
+               edgecolor="#616161", hatch="///", linewidth=0.6, label="measured KL (collapsed)", zorder=2)
         for rank in ranks[is_collapsed]:
             ax.axvspan(rank - 0.5, rank + 0.5, color="#F2F2F2", zorder=0, linewidth=0)
     if theory is not None and predicted.size:
@@ -141,8 +142,8 @@ def _kl_panel(ax: Any, level: LevelReport, max_dims: int) -> None:
             ax.plot(ranks[: predicted.size][~positive], np.full((~positive).sum(), floor), "v", color=_THEORY,
                     ms=6.5, markeredgecolor="white", markeredgewidth=0.6, clip_on=False,
                     label="predicted collapsed (KL = 0)", zorder=4)
-    ax.axhline(level.epsilon, color="black", ls="--", lw=1.0, zorder=3,
-               label=f"ε = {level.epsilon:g} nats (collapse threshold)")
+    ax.axhline(KL_ACTIVE_THRESHOLD, color="black", ls="--", lw=1.0, zorder=3,
+               label=f"{KL_ACTIVE_THRESHOLD:g} nats (active at or above)")
     ax.set_yscale("log")
     top = float(max(np.nanmax(heights), predicted.max() if predicted.size else 0.0, level.epsilon))
     ax.set_ylim(floor, top * 3.0)
@@ -168,7 +169,7 @@ def _epochs(history: Sequence[dict[str, Any]]) -> np.ndarray:
     return np.asarray([record.get("epoch", i + 1) for i, record in enumerate(history)], float)
 
 
-def plot_kl_heatmap(history: Sequence[dict[str, Any]], level: int = 0, *, epsilon: float = 0.01,
+def plot_kl_heatmap(history: Sequence[dict[str, Any]], level: int = 0, *, epsilon: float = KL_ACTIVE_THRESHOLD,
                     name: str | None = None, max_dims: int = 64) -> Figure | None:
     """KL per dimension over epochs as a heatmap (rows: dimensions ordered by their final KL).
 
@@ -275,14 +276,13 @@ def _ceilings(records: Sequence[dict[str, Any]], given: float | Sequence[float] 
     return (values + [values[-1]] * n_levels)[:n_levels] if values else [None] * n_levels
 
 
-def plot_activity_over_epochs(history: Sequence[dict[str, Any]], *, epsilon: float = 0.01,
+def plot_activity_over_epochs(history: Sequence[dict[str, Any]], *,
                               mi_ceiling: float | Sequence[float] | None = None,
                               latent_dims: Sequence[int] | None = None) -> Figure | None:
     """Active units, minibatch I(x;z) and KL per level over epochs, one line per level.
 
-    Panels: (1) active units, the recorded ``active_units`` (Burda et al.'s count) or, for runs
-    whose ``metrics.jsonl`` predates it, the number of dimensions whose epoch-mean KL is ≥ ε
-    (labelled as such); (2) He et al.'s minibatch MI estimate with its log B ceiling (from
+    Panels: (1) the headline count of active dimensions (epoch-mean KL ≥ 0.01 nats, on the epoch's
+    batches) and, dashed, Burda et al.'s active units where recorded; (2) He et al.'s minibatch MI estimate with its log B ceiling (from
     ``mi_ceiling``, a record's ``mutual_info_ceiling`` or ``batch_size``), or a note that the run did
     not record it; (3) KL per level (the rate), nats. Returns ``None`` for an empty history.
     """
@@ -310,23 +310,24 @@ def plot_activity_over_epochs(history: Sequence[dict[str, Any]], *, epsilon: flo
 
     missing: list[str] = []
     ax = axes[0]
-    active = _per_level_series(records, "active_units")
-    if active is not None:
-        for i, values in enumerate(active):
-            line(ax, values, i, f"{names[i] if i < len(names) else f'z{i + 1}'}")
-        ax.set_title("active units (Var E[z_j] > 0.01)", loc="left")
-    elif any(isinstance(v, list) for v in per_dim):
-        missing.append("active units")
+    # The headline count (collapsekit.activity) from every epoch's KL per dimension, on that epoch's
+    # batches; Burda's active units, where recorded, dashed beside it under their own name.
+    if any(isinstance(v, list) for v in per_dim):
         for i in range(n_levels):
-            counts = np.asarray([np.sum(np.asarray(v[i], float) >= epsilon) if isinstance(v, list) and len(v) > i
-                                 else np.nan for v in per_dim], float)
-            line(ax, counts, i, f"{names[i]}", dashed=True)
-        ax.set_title(f"dims with KL ≥ ε = {epsilon:g} nats\n(active units not recorded: an older run)", loc="left")
+            counts = np.asarray([count_active(v[i]) if isinstance(v, list) and len(v) > i else np.nan
+                                 for v in per_dim], float)
+            line(ax, counts, i, f"{names[i]}: active (KL ≥ {KL_ACTIVE_THRESHOLD:g} nats)")
+    burda = _per_level_series(records, "active_units")
+    if burda is not None:
+        for i, values in enumerate(burda):
+            line(ax, values, i, f"{names[i] if i < len(names) else f'z{i + 1}'}: Burda AU", dashed=True)
     else:
         missing.append("active units")
-        _note(ax, "active units not recorded\nin this run's metrics", centre=True)
+    if burda is None and not any(isinstance(v, list) for v in per_dim):
+        _note(ax, "no KL per dimension\nin this run's metrics", centre=True)
         ax.set_xticks([])
         ax.set_yticks([])
+    ax.set_title("active dimensions (epoch's batches);\ndashed: Burda AU (Var E[z_j] > 0.01)", loc="left")
     ax.set_ylabel("dimensions (count)")
     if latent_dims:
         ax.set_ylim(-0.3, max(latent_dims) + 0.5)

@@ -26,6 +26,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from collapsekit._io import atomic_path
+from collapsekit.activity import KL_ACTIVE_THRESHOLD
 from collapsekit.diagnostics.report import CollapseReport, LevelReport
 
 __all__ = ["build_figures", "dimension_rows", "explanation_parts", "figure_png", "likelihood_text", "model_title",
@@ -85,8 +86,40 @@ def _value(value: Any) -> str:
 
 
 def verdict(level: LevelReport) -> str:
-    """``"12 of 16 dimensions of z collapsed"`` (the count is ``sum(level.collapsed)``)."""
+    """``"12 of 16 dimensions of z collapsed"``: the headline rule (:mod:`collapsekit.activity`)."""
     return f"{level.n_collapsed} of {level.latent_dim} dimensions of {level.name} collapsed"
+
+
+def headline(report: CollapseReport) -> str:
+    """The one sentence that answers "how many latent dimensions does this model use?"."""
+    top = report.summary_level
+    model = report.model or {}
+    data = f"{model['data']}{', ' + model['part'] + ' part' if model.get('part') else ''}, " if model.get("data") else ""
+    where = f"{data}{report.n_examples} examples"
+    return (f"{top.n_active} of {top.latent_dim} dimensions of {top.name} active (mean KL ≥ {KL_ACTIVE_THRESHOLD:g} "
+            f"nats per example, measured on {where})")
+
+
+#: One plain sentence per measure a report shows, so that no two of them are read as the same thing.
+GLOSSARY: dict[str, str] = {
+    "active / collapsed": f"the headline rule: a dimension is active when its KL to the prior, averaged over the "
+                          f"examples, is at least {KL_ACTIVE_THRESHOLD:g} nats; otherwise it is collapsed and "
+                          "carries (almost) no information about the input.",
+    "Burda AU": "Burda et al.'s active units: dimensions whose posterior mean varies across examples "
+                "(Var_x E[z_j] > 0.01); a dimension can keep KL while its mean is constant.",
+    "AU fraction": "the paper's active fraction: the share of (example, dimension) pairs whose KL is at least "
+                   f"{KL_ACTIVE_THRESHOLD:g} nats.",
+    "(ε, δ)-collapsed": "Lucas et al.'s collapse: the KL is below ε for at least a share 1 − δ of the examples.",
+    "active / passive / mixed (type)": "Bonheme & Grzes's variable types, from the posterior variance: active "
+                                       "(variance far below the prior's everywhere), passive (posterior = prior "
+                                       "everywhere), mixed (anything else).",
+    "not collapsed, inactive": "the theory's case of a zero encoder mode with a fixed encoder std different from "
+                               "the prior's: the mean carries nothing, but the KL is not zero.",
+    "θ against the threshold": "θ is an eigenvalue of the data's second moments (the CVAE's residual E for a CVAE); "
+                               "the closed form keeps a mode active when θ exceeds βη_dec², in the same units.",
+    "I(x; z)": "mutual information between input and latent code, nats; the full-dataset estimate uses every "
+               "example's posterior, the minibatch estimate cannot exceed log B.",
+}
 
 
 def _theory_line(level: LevelReport) -> str | None:
@@ -192,8 +225,9 @@ def dimension_rows(level: LevelReport) -> list[dict[str, Any]]:
         rows.append({"rank": rank + 1, "dim": j, "kl": at(level.kl_per_dim, j),
                      "predicted": predicted[rank] if rank < len(predicted) else None,
                      "variance_of_mean": variance,
-                     "active": variance is not None and float(variance) > level.active_units_threshold,
-                     "collapsed": bool(at(level.collapsed, j, False)),
+                     "active": bool(at(level.active, j, False)), "collapsed": not at(level.active, j, False),
+                     "burda_active": variance is not None and float(variance) > level.active_units_threshold,
+                     "eps_delta_collapsed": bool(at(level.eps_delta_collapsed, j, False)),
                      "type": at(level.variable_types, j, "—"), "mi": at(level.mutual_info_per_dim, j)})
     return rows
 
@@ -213,9 +247,9 @@ def render_markdown(report: CollapseReport, images: Mapping[str, str] | None = N
         Figure name (``"kl_per_dim"``, ...) → path relative to the Markdown file, linked as images.
     """
     out: list[str] = [f"# Posterior-collapse report: {model_title(report)}", ""]
-    out += [" · ".join(_model_meta(report)), "", "## Verdict", ""]
+    out += [" · ".join(_model_meta(report)), "", "## Verdict", "", f"**{headline(report)}.**", ""]
     for level in report.levels:
-        out.append(f"- **{verdict(level)}** (ε = {level.epsilon:g} nats, δ = {level.delta:g})")
+        out.append(f"- **{verdict(level)}** (mean KL < {KL_ACTIVE_THRESHOLD:g} nats)")
         line = _theory_line(level)
         if line:
             out.append(f"  - {line}")
@@ -237,8 +271,12 @@ def render_markdown(report: CollapseReport, images: Mapping[str, str] | None = N
             f"| model | {_md_escape(model_title(report))} |", f"| examples | {report.n_examples} |",
             f"| ELBO | {elbo} |", f"| log-likelihood | {_md_escape(loglik)} |"]
     for level in report.levels:
-        out.append(f"| active units of {level.name} (Var E[z] > {level.active_units_threshold:g}) | "
+        out.append(f"| active dimensions of {level.name} (mean KL ≥ {KL_ACTIVE_THRESHOLD:g} nats) | "
+                   f"{level.n_active} of {level.latent_dim} |")
+        out.append(f"| Burda AU of {level.name} (Var E[z] > {level.active_units_threshold:g}) | "
                    f"{level.active_units} of {level.latent_dim} |")
+        out.append(f"| (ε, δ)-collapsed dimensions of {level.name} (ε = {level.epsilon:g}, δ = {level.delta:g}) | "
+                   f"{sum(level.eps_delta_collapsed)} of {level.latent_dim} |")
         out.append(f"| rate of {level.name} | {_num(level.rate)} nats |")
         out.append(f"| I(x; {level.name}) | {_md_escape(_mi_line(level).split(' = ', 1)[1])} |")
     out.append("")
@@ -254,21 +292,23 @@ def render_markdown(report: CollapseReport, images: Mapping[str, str] | None = N
         header = ["rank", "dim", "KL (nats)"]
         if theory is not None:
             header.append(f"predicted KL (nats, {theory.label})")
-        header += ["Var E[z]", "active?", "collapsed?", "type", "I(x; z_j) (nats)"]
+        header += ["state", "Var E[z]", "Burda AU?", "(ε, δ)-collapsed?", "type", "I(x; z_j) (nats)"]
         out.append("| " + " | ".join(header) + " |")
         out.append("|" + "|".join(" ---: " if h not in ("type",) else " --- " for h in header) + "|")
         for row in dimension_rows(level):
             cells = [str(row["rank"]), str(row["dim"]), _num(row["kl"])]
             if theory is not None:
                 cells.append(_num(row["predicted"]))
-            cells += [_num(row["variance_of_mean"]), "yes" if row["active"] else "no",
-                      "**yes**" if row["collapsed"] else "no", str(row["type"]), _num(row["mi"])]
+            cells += ["active" if row["active"] else "**collapsed**", _num(row["variance_of_mean"]),
+                      "yes" if row["burda_active"] else "no", "yes" if row["eps_delta_collapsed"] else "no",
+                      str(row["type"]), _num(row["mi"])]
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
         line = _theory_line(level)
         if line:
             out += [line, ""]
         out += [_mi_line(level) + ".", ""]
+    out += ["## What each measure means", ""] + [f"- **{term}**: {text}" for term, text in GLOSSARY.items()] + [""]
     if report.notes:
         out += ["## Notes", ""] + [f"- {note}" for note in report.notes] + [""]
     return "\n".join(out).rstrip() + "\n"
@@ -419,18 +459,21 @@ def _table_html(level: LevelReport) -> str:
     head = ['<th scope="col">rank</th>', '<th scope="col">dim</th>', '<th scope="col">KL (nats)</th>']
     if theory is not None:
         head.append(f'<th scope="col">predicted KL (nats, {_e(theory.label)})</th>')
-    head += ['<th scope="col">Var E[z<sub>j</sub>]</th>',
-             f'<th scope="col" title="Var E[z_j] &gt; {level.active_units_threshold:g}">active?</th>',
-             f'<th scope="col" title="(ε, δ) = ({level.epsilon:g}, {level.delta:g})">collapsed?</th>',
+    head += [f'<th scope="col" title="mean KL ≥ {KL_ACTIVE_THRESHOLD:g} nats">state</th>',
+             '<th scope="col">Var E[z<sub>j</sub>]</th>',
+             f'<th scope="col" title="Var E[z_j] &gt; {level.active_units_threshold:g}">Burda AU?</th>',
+             f'<th scope="col" title="(ε, δ) = ({level.epsilon:g}, {level.delta:g})">(ε, δ)-collapsed?</th>',
              '<th scope="col" class="text">type</th>', '<th scope="col">I(x; z<sub>j</sub>) (nats)</th>']
     body = []
     for row in dimension_rows(level):
         cells = [f"<td>{row['rank']}</td>", f"<td>{row['dim']}</td>", f"<td>{_num(row['kl'])}</td>"]
         if theory is not None:
             cells.append(f"<td>{_num(row['predicted'])}</td>")
-        active = '<span class="pill act">yes</span>' if row["active"] else "no"
-        collapsed = '<span class="pill yes">collapsed</span>' if row["collapsed"] else '<span class="pill no">no</span>'
-        cells += [f"<td>{_num(row['variance_of_mean'])}</td>", f"<td>{active}</td>", f"<td>{collapsed}</td>",
+        state = '<span class="pill yes">collapsed</span>' if row["collapsed"] else '<span class="pill act">active</span>'
+        burda = "yes" if row["burda_active"] else "no"
+        eps_delta = "yes" if row["eps_delta_collapsed"] else "no"
+        cells += [f"<td>{state}</td>", f"<td>{_num(row['variance_of_mean'])}</td>", f"<td>{burda}</td>",
+                  f"<td>{eps_delta}</td>",
                   f'<td class="text">{_e(row["type"])}</td>', f"<td>{_num(row['mi'])}</td>"]
         css = ' class="collapsed"' if row["collapsed"] else ""
         body.append(f"<tr{css}>{''.join(cells)}</tr>")
@@ -464,16 +507,16 @@ def render_html(report: CollapseReport, figures: Mapping[str, Figure | bytes] | 
     # Verdict and explanations first: what a reader came for.
     parts.append('<section aria-labelledby="verdict"><h2 id="verdict">Verdict</h2>')
     parts.append(f'<div class="banner {"bad" if any_collapsed else "good"}" role="status">')
+    if report.levels:
+        parts.append(f'<p class="headline">{_e(headline(report))}</p>')
     for level in report.levels:
         parts.append(f'<p class="headline">{_e(verdict(level))}</p>')
         line = _theory_line(level)
         if line:
             parts.append(f"<p>{_e(line)}</p>")
-    first = report.levels[0] if report.levels else None
-    if first is not None:
-        parts.append(f'<p class="sub">A dimension is collapsed when its posterior equals the prior for almost all '
-                     f"inputs: KL &lt; ε = {first.epsilon:g} nats for at least {1 - first.delta:.0%} of the examples "
-                     "((ε, δ)-collapse).</p>")
+    parts.append(f'<p class="sub">A dimension is collapsed when its KL to the prior, averaged over the examples, '
+                 f"is below {KL_ACTIVE_THRESHOLD:g} nats: it then carries almost no information about the input. "
+                 "Every other measure below keeps its own name; the last section says what each means.</p>")
     parts.append("</div></section>")
     parts.append('<section aria-labelledby="explanations"><h2 id="explanations">Explanations</h2>')
     if report.explanations:
@@ -506,7 +549,9 @@ def render_html(report: CollapseReport, figures: Mapping[str, Figure | bytes] | 
     else:
         card("log-likelihood", "—", loglik)
     for level in report.levels:
-        card(f"active units of {level.name}", f"{level.active_units} of {level.latent_dim}",
+        card(f"active dimensions of {level.name}", f"{level.n_active} of {level.latent_dim}",
+             f"mean KL ≥ {KL_ACTIVE_THRESHOLD:g} nats; {sum(level.eps_delta_collapsed)} (ε, δ)-collapsed")
+        card(f"Burda AU of {level.name}", f"{level.active_units} of {level.latent_dim}",
              f"Var E[z_j] > {level.active_units_threshold:g}; AU fraction {_num(level.active_fraction, 3)}")
         ci = level.mutual_info_ci or []
         card(f"I(x; {level.name}) (nats)", _num(level.mutual_info),
@@ -535,6 +580,10 @@ def render_html(report: CollapseReport, figures: Mapping[str, Figure | bytes] | 
         parts.append(_table_html(level))
     parts.append("</section>")
 
+    parts.append('<section aria-labelledby="glossary"><h2 id="glossary">What each measure means</h2><dl class="model">')
+    for term, text in GLOSSARY.items():
+        parts.append(f"<dt>{_e(term)}</dt><dd>{_e(text)}</dd>")
+    parts.append("</dl></section>")
     if report.notes:
         parts.append('<section aria-labelledby="notes"><h2 id="notes">Notes</h2><ul class="notes">')
         parts += [f"<li>{_e(note)}</li>" for note in report.notes]
@@ -576,16 +625,15 @@ def build_figures(report: CollapseReport, *, model: Any = None, x: Any = None, y
     figures: dict[str, Figure] = {}
     if report.levels:
         figures["kl_per_dim"] = plots.plot_kl_per_dim(report)
-    epsilon = report.levels[0].epsilon if report.levels else 0.01
     if report.history:
         for index, level in enumerate(report.levels):
             name = "kl_heatmap" if len(report.levels) == 1 else f"kl_heatmap_{level.name}"
-            heatmap = plots.plot_kl_heatmap(report.history, index, epsilon=level.epsilon, name=level.name)
+            heatmap = plots.plot_kl_heatmap(report.history, index, name=level.name)
             if heatmap is not None:
                 figures[name] = heatmap
         # The training minibatch size bounds the recorded MI (log B); the records or the model say it.
         batch = (report.model or {}).get("batch_size")
-        activity = plots.plot_activity_over_epochs(report.history, epsilon=epsilon,
+        activity = plots.plot_activity_over_epochs(report.history,
                                                    latent_dims=[lv.latent_dim for lv in report.levels],
                                                    mi_ceiling=math.log(float(batch)) if batch else None)
         if activity is not None:

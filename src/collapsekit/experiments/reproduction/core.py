@@ -25,7 +25,7 @@ import numpy as np
 
 from collapsekit._io import atomic_path, jsonable
 from collapsekit.errors import CollapsekitError, ParameterError
-from collapsekit.experiments.sweep import KL_ACTIVE_THRESHOLD, POINTS_DIR, TRACEBACK_FILE
+from collapsekit.experiments.sweep import POINTS_DIR, TRACEBACK_FILE
 
 if TYPE_CHECKING:
     from torch import nn
@@ -314,7 +314,8 @@ def measure(ctx: Context, point: Point, *, max_examples: int | None = None) -> d
     Returns
     -------
     dict
-        ``n_active_measured`` (dimensions with KL ≥ 0.01 nats), ``kl_nats`` (their summed KL),
+        ``n_active_measured`` (the headline count, :mod:`collapsekit.activity`: dimensions with mean KL
+        ≥ 0.01 nats on the final weights and ``evaluated_on``), ``kl_nats`` (their summed KL),
         ``kl_per_dim`` (descending), ``nll_nats`` (importance-sampled −log p, S =
         ``ctx.importance_samples``), ``active_units`` (Burda et al., Var_x E[z_j] > 0.01),
         ``latent_size``, ``kl_levels_nats`` (KL of every level, bottom to top), ``evaluated_on``,
@@ -334,7 +335,7 @@ def measure(ctx: Context, point: Point, *, max_examples: int | None = None) -> d
     top = report.levels[-1]
     kl = np.asarray(top.kl_per_dim, dtype=float)
     return {"n_active_predicted": point.row.get("n_active_predicted"), "theory": point.row.get("theory"),
-            "n_active_measured": int(np.count_nonzero(kl >= KL_ACTIVE_THRESHOLD)), "latent_size": int(kl.size),
+            "n_active_measured": top.n_active, "latent_size": int(kl.size),
             "kl_nats": float(kl.sum()), "kl_per_dim": [float(v) for v in np.sort(kl)[::-1]],
             "nll_nats": -float(report.log_likelihood) if report.log_likelihood is not None else None,
             "active_units": int(top.active_units), "kl_levels_nats": [float(level.rate) for level in report.levels],

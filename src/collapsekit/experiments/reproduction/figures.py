@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from collapsekit._io import atomic_path
-from collapsekit.experiments.sweep import KL_ACTIVE_THRESHOLD
+from collapsekit.activity import KL_ACTIVE_THRESHOLD
 
 _MEASURED, _THEORY, _KL = "#1565c0", "#e65100", "#757575"
 

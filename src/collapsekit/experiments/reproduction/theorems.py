@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from collapsekit._io import atomic_path
+from collapsekit.activity import count_active
 from collapsekit.experiments.reproduction.core import (TRUE_BETA_NOTE, Column, Context, PresetResult, Verdict, for_preset,
                                                     load_model, measure, run_config, train_grid, train_section)
 from collapsekit.experiments.reproduction.figures import verification_figure
@@ -112,14 +113,15 @@ def _trained_row(ctx: Context, trained: Trained, rows: list[dict[str, Any]],
     objective, _ = build_objective_from_config(point.config)
     reached = evaluate(model, objective, data, n_samples=64)["loss"]
     latent = prediction.latent_dim
+    predicted_active = count_active(kl_predicted)      # the headline rule, as for the measured count
     rows.append({"setting": trained.label, "check": f"trained linear model ({trained.epochs_note})",
                  "loss_closed_form": prediction.loss, "loss_reached": reached,
                  "relative_gap": abs(reached - prediction.loss) / abs(prediction.loss),
-                 "n_active_predicted": latent - prediction.n_collapsed,
+                 "n_active_predicted": predicted_active,
                  "n_active_measured": measured["n_active_measured"],
                  "n_inactive_predicted": int(np.count_nonzero(prediction.inactive)),
                  "n_inactive_measured": latent - measured["active_units"], "max_sv_error": None,
-                 "agrees": latent - prediction.n_collapsed == measured["n_active_measured"],
+                 "agrees": predicted_active == measured["n_active_measured"],
                  "kl_per_dim": measured["kl_per_dim"], "kl_per_dim_predicted": sorted(map(float, kl_predicted),
                                                                                      reverse=True)})
     profiles.append((trained.directory, rows[-1]["kl_per_dim_predicted"], measured["kl_per_dim"]))
