@@ -336,11 +336,11 @@ def test_terminal_summary():
     report = vae_report()
     print_collapse_report(report, console)
     text = console.export_text()
-    assert "5 of 16 dimensions of z active (mean KL ≥ 0.01 nats per example, measured on 1797 examples)" in text
+    assert "5 of 16 dimensions of z active (mean KL ≥ 0.01 nats per example, measured on digits, 1797 examples)" in text
     assert "5 active predicted, 5 measured — agrees" in text
     assert "predicted (exact)" in text and "Var E[z_j]" in text
     assert "→ Set β < 0.41 to keep 5 dimensions active (predicted)" in text
-    assert "[4.256, 4.566]" in text and "S = 1000" in text
+    assert "(bootstrap CI 4.256 to 4.566)" in text and "S = 1000" in text
     lines = [line for line in text.splitlines() if re.match(r"│\s+\d+ │", line)]
     assert [int(line.split("│")[2]) for line in lines] == report.levels[0].order
 

@@ -228,8 +228,8 @@ def print_collapse_report(report: Any, console: Console | None = None, *, max_ro
     dimensions per level are listed (the largest KL first), the rest summarised in one line.
     """
 
-    from collapsekit.viz.report import (dimension_rows, explanation_parts, headline, likelihood_text, model_title,
-                                        verdict)
+    from collapsekit.viz.report import (dimension_rows, explanation_parts, headline, likelihood_text, mi_line,
+                                        model_title, verdict)
 
     out = console if console is not None else _stdout_console()
     model = report.model or {}
@@ -276,12 +276,9 @@ def print_collapse_report(report: Any, console: Console | None = None, *, max_ro
             rest = rows[max_rows:]
             n_rest = sum(r["collapsed"] for r in rest)
             out.print(f"  … {len(rest)} more dimensions with smaller KL ({n_rest} of them collapsed)")
-        ci = level.mutual_info_ci or []
-        interval = f" [{_num(ci[0])}, {_num(ci[1])}]" if len(ci) == 2 else ""
         out.print(escape(f"  Burda AU {level.active_units}/{level.latent_dim} (Var E[z_j] > "
-                         f"{level.active_units_threshold:g}); rate {_num(level.rate)} nats; I(x; {level.name}) = "
-                         f"{_num(level.mutual_info)} nats{interval}, minibatch {_num(level.mutual_info_minibatch)} "
-                         f"(≤ log B = {_num(level.mutual_info_ceiling)})"), soft_wrap=True)
+                         f"{level.active_units_threshold:g}); rate {_num(level.rate)} nats; {mi_line(level)}"),
+                  soft_wrap=True)
         if theory is not None:
             mark = "[green]agrees[/green]" if theory.agrees else "[red]differs[/red]"
             out.print(escape(f"  theory ({theory.label}, {theory.theorem}): {theory.n_active_predicted} active "

@@ -83,6 +83,7 @@ def measure_level(stats: LevelStats, *, minibatch_size: int = 128, mi_bootstrap:
         mutual_info=full["mutual_info"], mutual_info_ci=[] if full["ci"] is None else full["ci"],
         mutual_info_per_dim=full["per_dim"].tolist(), mutual_info_minibatch=minibatch["mutual_info"],
         mutual_info_ceiling=minibatch["ceiling"], minibatch_size=minibatch["batch_size"],
+        mutual_info_minibatch_ci=minibatch["ci"] or [],
         prior_std=stats.prior_std, active_units_threshold=units["threshold"], kl_threshold=fraction["threshold"],
         epsilon=collapse["epsilon"], delta=collapse["delta"])
 

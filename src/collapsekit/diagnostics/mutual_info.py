@@ -165,29 +165,44 @@ def _samples(mean: np.ndarray, var: np.ndarray, n_samples: int, rng: np.random.G
 def mutual_info_minibatch(mean: np.ndarray, var: np.ndarray, batch_size: int = 128, seed: int = 0) -> dict[str, Any]:
     """He et al.'s minibatch estimate of I_q(x; z) (METHODS.md §3b).
 
-    One sample z_i ~ q(z|x_i) per example; within each minibatch of the data in its given (fixed)
-    order, log q̂(z_i) = logsumexp_{j in batch} log q(z_i|x_j) − log B, **j = i included**; the
-    batch estimate is the mean of E_q[log q(z|x_i)] (analytic) − log q̂(z_i), and the dataset value
-    the size-weighted average over batches. Because q̂(z_i) ≥ q(z_i|x_i)/B it cannot exceed log B on
-    average: it saturates for informative encoders.
+    The estimator needs minibatches drawn at random from the data distribution: the examples are first
+    put in a seeded random order (batches of data sorted by class would estimate I(x; z | class)
+    instead). One sample z_i ~ q(z|x_i) per example; within each minibatch, log q̂(z_i) =
+    logsumexp_{j in batch} log q(z_i|x_j) − log B, **j = i included**; the batch estimate is the mean of
+    E_q[log q(z|x_i)] (analytic) − log q̂(z_i), and the dataset value the size-weighted average over
+    batches. Because q̂(z_i) ≥ q(z_i|x_i)/B it cannot exceed log B on average: it saturates for
+    informative encoders. It can come out negative by Monte Carlo error (the true value is ≥ 0).
 
     Returns
     -------
     dict
-        ``mutual_info`` (nats), ``ceiling`` = log min(B, N), ``batch_size``, ``n_batches``.
+        ``mutual_info`` (nats), ``stderr`` (its Monte Carlo standard error from the spread of the batch
+        estimates; None with a single batch), ``ci`` ([low, high], ± 1.96 standard errors, or None),
+        ``ceiling`` = log min(B, N), ``batch_size``, ``n_batches``.
     """
     mean, var = _gaussians(mean, var)
     batch_size = count("batch_size", batch_size)
     n = mean.shape[0]
-    z = _samples(mean, var, 1, np.random.default_rng(seed))[0]
+    z = _samples(mean, var, 1, np.random.default_rng(seed))[0]      # the same draws as mutual_info's
+    order = np.random.default_rng([seed, 1]).permutation(n)           # a stream of its own for the batches
+    mean, var, z = mean[order], var[order], z[order]
     negative_entropy = _neg_entropy(var)
-    total = 0.0
+    sums, sizes = [], []
     for start in range(0, n, batch_size):
         rows = slice(start, min(n, start + batch_size))
-        # Σ over the batch of its per-example terms: the size-weighted average needs only the sum.
-        total += float((negative_entropy[rows] - log_aggregate_posterior(z[rows], mean[rows], var[rows])).sum())
-    return {"mutual_info": total / n, "ceiling": math.log(min(batch_size, n)), "batch_size": batch_size,
-            "n_batches": -(-n // batch_size), "units": "nats"}
+        # Σ over the batch of its per-example terms: the size-weighted average needs only the sums.
+        sums.append(float((negative_entropy[rows] - log_aggregate_posterior(z[rows], mean[rows], var[rows])).sum()))
+        sizes.append(rows.stop - rows.start)
+    estimate = sum(sums) / n
+    stderr = ci = None
+    if len(sums) > 1:
+        batch_means, weights = np.asarray(sums) / np.asarray(sizes), np.asarray(sizes) / n
+        # the weighted mean of (nearly) independent batch estimates: Var = Σ w_b² σ², σ² from their spread
+        spread = float(np.sum(weights * (batch_means - estimate) ** 2) / (1.0 - np.sum(weights**2)))
+        stderr = math.sqrt(spread * float(np.sum(weights**2)))
+        ci = [estimate - 1.96 * stderr, estimate + 1.96 * stderr]
+    return {"mutual_info": estimate, "stderr": stderr, "ci": ci, "ceiling": math.log(min(batch_size, n)),
+            "batch_size": batch_size, "n_batches": len(sums), "units": "nats"}
 
 
 def _bootstrap_interval(values: np.ndarray, resamples: int, confidence: float,

@@ -140,7 +140,11 @@ class LevelReport:
     mutual_info_per_dim : list of float
         The same estimator on each dimension alone, nats (these do not sum to the joint value).
     mutual_info_minibatch : float
-        He et al.'s minibatch estimator, nats; it cannot exceed ``mutual_info_ceiling`` = log B.
+        He et al.'s minibatch estimator on minibatches of ``minibatch_size`` examples in a seeded random
+        order, nats; it cannot exceed ``mutual_info_ceiling`` = log B.
+    mutual_info_minibatch_ci : list of float
+        Its Monte Carlo interval [low, high] (± 1.96 standard errors over the batches), nats; empty with
+        a single batch.
     """
 
     name: str
@@ -169,6 +173,7 @@ class LevelReport:
     kl_threshold: float = 0.01
     epsilon: float = 0.01
     delta: float = 0.01
+    mutual_info_minibatch_ci: list[float] = field(default_factory=list)
     theory: TheoryComparison | None = None
 
     @property

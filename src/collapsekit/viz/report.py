@@ -131,12 +131,23 @@ def _theory_line(level: LevelReport) -> str | None:
             f"{theory.n_active_measured} measured — {agreement}.")
 
 
-def _mi_line(level: LevelReport) -> str:
-    ci = level.mutual_info_ci or []
-    interval = f" (bootstrap CI {_num(ci[0])}–{_num(ci[1])})" if len(ci) == 2 else ""
-    return (f"I(x; {level.name}) = {_num(level.mutual_info)} nats{interval}; minibatch estimate "
-            f"{_num(level.mutual_info_minibatch)} nats (ceiling log B = {_num(level.mutual_info_ceiling)} nats, "
-            f"B = {level.minibatch_size})")
+def mi_estimate_text(value: float, interval: Sequence[float] | None, *, kind: str = "bootstrap CI") -> str:
+    """A mutual-information estimate with its interval; a negative point estimate says the truth is ≥ 0."""
+    ci = list(interval or [])
+    text = f"{_num(value)} nats" + (f" ({kind} {_num(ci[0])} to {_num(ci[1])})" if len(ci) == 2 else "")
+    if value is not None and math.isfinite(value) and value < 0:
+        text += "; below 0 by Monte Carlo error: the true value is ≥ 0"
+    return text
+
+
+def mi_line(level: LevelReport) -> str:
+    """Both mutual-information estimates of a level, each named, with its interval and batch size."""
+    minibatch = mi_estimate_text(level.mutual_info_minibatch, level.mutual_info_minibatch_ci,
+                                 kind="Monte Carlo 95 % interval")
+    return (f"I(x; {level.name}) = {mi_estimate_text(level.mutual_info, level.mutual_info_ci)}, full-dataset "
+            f"estimate (the aggregate posterior of all examples); minibatch estimate "
+            f"(He et al., B = {level.minibatch_size}, random batches) {minibatch}, at most log B = "
+            f"{_num(level.mutual_info_ceiling)} nats")
 
 
 def likelihood_text(report: CollapseReport) -> tuple[str, str]:
@@ -278,7 +289,7 @@ def render_markdown(report: CollapseReport, images: Mapping[str, str] | None = N
         out.append(f"| (ε, δ)-collapsed dimensions of {level.name} (ε = {level.epsilon:g}, δ = {level.delta:g}) | "
                    f"{sum(level.eps_delta_collapsed)} of {level.latent_dim} |")
         out.append(f"| rate of {level.name} | {_num(level.rate)} nats |")
-        out.append(f"| I(x; {level.name}) | {_md_escape(_mi_line(level).split(' = ', 1)[1])} |")
+        out.append(f"| I(x; {level.name}) | {_md_escape(mi_line(level).split(' = ', 1)[1])} |")
     out.append("")
     if images:
         out += ["## Plots", ""]
@@ -307,7 +318,7 @@ def render_markdown(report: CollapseReport, images: Mapping[str, str] | None = N
         line = _theory_line(level)
         if line:
             out += [line, ""]
-        out += [_mi_line(level) + ".", ""]
+        out += [mi_line(level) + ".", ""]
     out += ["## What each measure means", ""] + [f"- **{term}**: {text}" for term, text in GLOSSARY.items()] + [""]
     if report.notes:
         out += ["## Notes", ""] + [f"- {note}" for note in report.notes] + [""]
@@ -555,8 +566,9 @@ def render_html(report: CollapseReport, figures: Mapping[str, Figure | bytes] | 
              f"Var E[z_j] > {level.active_units_threshold:g}; AU fraction {_num(level.active_fraction, 3)}")
         ci = level.mutual_info_ci or []
         card(f"I(x; {level.name}) (nats)", _num(level.mutual_info),
-             (f"bootstrap CI {_num(ci[0])}–{_num(ci[1])}; " if len(ci) == 2 else "")
-             + f"minibatch {_num(level.mutual_info_minibatch)} ≤ log B = {_num(level.mutual_info_ceiling)}")
+             f"full-dataset estimate {mi_estimate_text(level.mutual_info, ci)}; minibatch (B = "
+             f"{level.minibatch_size}) {mi_estimate_text(level.mutual_info_minibatch, level.mutual_info_minibatch_ci, kind='MC 95 % interval')}"
+             f" ≤ log B = {_num(level.mutual_info_ceiling)}")
         card(f"rate of {level.name} (nats)", _num(level.rate), "Σ_j KL per dimension"
              + ("" if level.kl_exact else "; Monte Carlo estimate"))
     parts.append("</div></section>")
@@ -576,7 +588,7 @@ def render_html(report: CollapseReport, figures: Mapping[str, Figure | bytes] | 
             theory = level.theory
             css = "agree" if theory is not None and theory.agrees else "differ"
             parts.append(f'<p class="theory {css}">{_e(line)}</p>')
-        parts.append(f'<p class="mi">{_e(_mi_line(level))}.</p>')
+        parts.append(f'<p class="mi">{_e(mi_line(level))}.</p>')
         parts.append(_table_html(level))
     parts.append("</section>")
 
