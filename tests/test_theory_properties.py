@@ -283,10 +283,10 @@ def test_kl_per_dim_is_gaussian_kl_and_theory_value(mx, mxy):
             continue                                # z₂'s mean square is w₂²t, checked by Monte Carlo below
         np.testing.assert_allclose(p.kl_per_dim, gaussian_kl(p.encoder_sv**2, p.encoder_std, ee),
                                    rtol=1e-12, atol=1e-15)
-    # THEORY.md: at the learnable-Σ optimum the KL of an active dimension is ½ log(θ²/βη_dec²)
+    # at the learnable-Σ optimum the KL of an active dimension is ½ log(θ/βη_dec²), θ an eigenvalue
     p = predict_vae(mx, 5, beta=0.7, eta_enc=1.2, eta_dec=0.8)
     act = ~p.inactive
-    np.testing.assert_allclose(p.kl_per_dim[act], 0.5 * np.log(p.theta[act] ** 2 / (0.7 * 0.8**2)), rtol=1e-12)
+    np.testing.assert_allclose(p.kl_per_dim[act], 0.5 * np.log(p.theta[act] / (0.7 * 0.8**2)), rtol=1e-12)
     q = predict_cvae(mxy, 4, beta=0.6, eta_enc=0.7, eta_dec=1.3)
     act = ~q.inactive
     assert act.sum() >= 1

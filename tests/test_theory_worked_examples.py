@@ -35,7 +35,8 @@ def vae_example():
 
 
 def test_vae_example_singular_values(vae_example):
-    assert_4dp(vae_example.theta, VAE_THETA[:5])
+    assert_4dp(vae_example.theta, VAE_THETA[:5] ** 2)      # θ on the eigenvalue scale, against βη_dec² = 1
+    assert_4dp(vae_example.threshold, [1.0] * 5)
     assert_4dp(vae_example.decoder_sv, [2.8284, 1.7321, 1.1180, 0, 0])
     assert_4dp(vae_example.encoder_sv, [0.9428, 0.8660, 0.7454, 0, 0])
     assert_4dp(vae_example.encoder_std, [1 / 3, 0.5, 2 / 3, 1, 1])

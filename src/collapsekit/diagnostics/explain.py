@@ -554,7 +554,7 @@ def _beta(level: str, setting: Setting, theory: _Theory, n_collapsed: int, laten
                 f"{note}){estimate}, so {name} is not what collapses them", _GENERIC_OTHER,
                 {"current": current, "label": label}))
         return out
-    spectrum = theory.moments.cvae_spectrum() if theory.model == "cvae" else pred.spectrum**2
+    spectrum = theory.moments.cvae_spectrum() if theory.model == "cvae" else pred.spectrum
     shown = ", ".join(_g(v) for v in spectrum[:6]) + (", …" if spectrum.size > 6 else "")
     if theory.model == "mhvae":
         rule = f"{name} is below its critical value (Theorem {3 if theory.kwargs['sigma2'] is None else 5})"

@@ -135,8 +135,9 @@ def predict_vae(moments: Moments, latent_dim: int, beta: float = 1.0, eta_enc: f
         critical = np.where(at_prior, inactive_beta, np.inf)
         theorem = "Theorem 1: linear VAE, fixed encoder variance"
     loss, reconstruction, kl_per_dim = _one_level_loss(spectrum, omega, lam, std, beta, eta_enc, eta_dec)
-    return Prediction(model="vae", theorem=theorem, hyperparameters=hyper, spectrum=spectrum, theta=theta,
-                      threshold=threshold, decoder_sv=omega, encoder_sv=lam, encoder_std=std,
+    # Reported on the eigenvalue scale, as for the CVAE: θ = eig E[xxᵀ] against βη_dec² (or β(cσ)²).
+    return Prediction(model="vae", theorem=theorem, hyperparameters=hyper, spectrum=spectrum**2, theta=theta**2,
+                      threshold=threshold**2, decoder_sv=omega, encoder_sv=lam, encoder_std=std,
                       inactive=inactive, collapsed=collapsed, kl_per_dim=kl_per_dim, critical_beta=critical,
                       inactive_beta=inactive_beta, loss=loss, reconstruction=reconstruction,
                       kl=float(kl_per_dim.sum()))
@@ -253,9 +254,11 @@ def predict_mhvae(moments: Moments, latent_dims: Sequence[int] = (5, 5), beta1: 
     theorem = ("Theorem 3: linear MHVAE, fixed σ₁, learnable Σ₂" if learnable
                else "Theorem 5: linear MHVAE, fixed σ₁ and σ₂")
     level1 = {"encoder_sv": lam, "decoder_sv": u1, "inactive": branch <= sigma1**2,
-              "kl_per_dim": level1_kl, "kl": float(level1_kl.sum()), "theta": theta}
-    return Prediction(model="mhvae", theorem=theorem, hyperparameters=hyper, spectrum=spectrum,
-                      theta=theta[:d2], threshold=threshold, decoder_sv=omega, encoder_sv=w2, encoder_std=std,
+              "kl_per_dim": level1_kl, "kl": float(level1_kl.sum()), "theta": theta**2}
+    # Reported on the eigenvalue scale, as for the CVAE: θ = eig E[xxᵀ] against the squared threshold.
+    return Prediction(model="mhvae", theorem=theorem, hyperparameters=hyper, spectrum=spectrum**2,
+                      theta=theta[:d2] ** 2, threshold=np.where(np.isfinite(threshold), threshold**2, threshold),
+                      decoder_sv=omega, encoder_sv=w2, encoder_std=std,
                       inactive=z2_inactive, collapsed=collapsed, kl_per_dim=kl_per_dim, critical_beta=critical,
                       inactive_beta=inactive_beta, loss=float(loss), reconstruction=float(reconstruction),
                       kl=float(kl_per_dim.sum()), level1=level1)

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from collapsekit._io import jsonable
+from collapsekit.activity import KL_ACTIVE_THRESHOLD, count_active
 
 #: Per-dimension fields, in the order the CLI prints them.
 PER_DIMENSION = ("theta", "threshold", "decoder_sv", "encoder_sv", "encoder_std", "inactive",
@@ -31,13 +32,13 @@ class Prediction:
     hyperparameters : dict
         The settings used (β, η_enc, η_dec, latent sizes, fixed stds).
     spectrum : ndarray
-        Every θ of the data, descending. VAE and MHVAE: √eig E[xxᵀ] (std-like);
-        CVAE: eig E, the residual second moment (variance-like).
+        Every θ of the data, descending, on one scale for every model: eigenvalues of a second
+        moment (variance-like). VAE and MHVAE: eig E[xxᵀ]; CVAE: eig E, the residual second moment.
     theta : ndarray
         The θ paired with each latent dimension (the first entries of ``spectrum``).
     threshold : ndarray
-        The encoder mode of a dimension is zero iff θ ≤ threshold (same units as θ);
-        ``-inf`` where it can never be zero.
+        The encoder mode of a dimension is zero iff θ ≤ threshold (same units as θ: βη_dec² for
+        a learnable encoder variance); ``-inf`` where it can never be zero.
     decoder_sv, encoder_sv : ndarray
         ω (decoder) and λ (whitened encoder) singular values at the optimum.
     encoder_std : ndarray
@@ -95,8 +96,17 @@ class Prediction:
 
     @property
     def n_active(self) -> int:
-        """Dimensions whose encoder mode is nonzero."""
+        """Dimensions whose encoder mode is nonzero (the closed form's analytic count)."""
         return int(np.count_nonzero(~self.inactive))
+
+    @property
+    def n_active_headline(self) -> int:
+        """The headline count (:mod:`collapsekit.activity`) at the optimum: dimensions keeping KL ≥ 0.01 nats.
+
+        The number a trained model's measurement is compared with; below :attr:`n_active` only where a
+        mode lies so close above its threshold that the optimum gives it under 0.01 nats.
+        """
+        return count_active(self.kl_per_dim)
 
     @property
     def n_collapsed(self) -> int:
@@ -109,7 +119,11 @@ class Prediction:
                             if k not in ("latent_dim", "latent_dims"))
         level = "z₂ " if self.model == "mhvae" else ""
         k = self.latent_dim
-        text = f"{self.model.upper()} ({setting}): {self.n_active} of {k} {level}latent dimensions active"
+        text = (f"{self.model.upper()} ({setting}): {self.n_active_headline} of {k} {level}latent dimensions active "
+                f"(KL ≥ {KL_ACTIVE_THRESHOLD:g} nats)")
+        if self.n_active_headline != self.n_active:
+            text += (f"; {self.n_active} modes are nonzero, {self.n_active - self.n_active_headline} of them keep "
+                     f"under {KL_ACTIVE_THRESHOLD:g} nats (θ just above the threshold)")
         if self.n_collapsed:
             text += f", {self.n_collapsed} collapsed (posterior = prior)"
         inactive_only = k - self.n_active - self.n_collapsed
@@ -122,6 +136,7 @@ class Prediction:
         out: dict[str, Any] = {}
         for f in fields(self):
             out[f.name] = jsonable(getattr(self, f.name))
+        out["n_active_headline"] = self.n_active_headline
         out["n_active"] = self.n_active
         out["n_collapsed"] = self.n_collapsed
         out["latent_dim"] = self.latent_dim

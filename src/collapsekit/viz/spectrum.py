@@ -11,7 +11,7 @@ import numpy as np
 from collapsekit._io import atomic_path
 from collapsekit.theory.prediction import Prediction
 
-_SPECTRUM_LABEL = {"vae": "θ = √eig E[xxᵀ]", "mhvae": "θ = √eig E[xxᵀ]",
+_SPECTRUM_LABEL = {"vae": "θ = eig E[xxᵀ]", "mhvae": "θ = eig E[xxᵀ]",
                    "cvae": "θ = eig E  (residual of y given x)"}
 
 
