@@ -286,7 +286,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
 def _run_diagnose(args: argparse.Namespace) -> int:
     from collapsekit import terminal
-    from collapsekit.diagnostics import diagnose_run
+    from collapsekit.runs import diagnose_run
     from collapsekit.viz.report import write_reports
 
     for name in ("samples", "batch_size"):
