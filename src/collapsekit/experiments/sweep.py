@@ -424,7 +424,7 @@ def run_points(tasks: Sequence[PointTask]) -> list[dict[str, Any]]:
     """
     if len(tasks) == 1:
         return [run_point(tasks[0])]
-    from collapsekit.experiments.batched import train_batched
+    from collapsekit.training.batched import train_batched
     from collapsekit.training import RunConfig, load_training_data
 
     dirs = [Path(task.point_dir) for task in tasks]
@@ -471,7 +471,7 @@ def batch_groups(tasks: Sequence[PointTask], configs: Mapping[str, RunConfig], p
     singles = [[t] for t in tasks if t not in fresh]
     if not batched or len(fresh) < 2:
         return [[t] for t in tasks], "" if not batched else "not batched: fewer than 2 new points"
-    from collapsekit.experiments.batched import can_batch
+    from collapsekit.training.batched import can_batch
 
     verdict = can_batch([configs[t.point_id] for t in fresh])
     if verdict is not True:
