@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from collapsekit.theory.prediction import Prediction, _fmt, _symbol
+from collapsekit.theory.prediction import Prediction, format_setting, symbol
 
 
 def console() -> Console:
@@ -68,11 +68,11 @@ def grid_table(predictions: Sequence[Prediction]) -> Table:
     varying = [k for k in first if len({repr(p.hyperparameters.get(k)) for p in predictions}) > 1]
     table = Table(title="hyper-parameter grid", title_justify="left")
     for name in varying:
-        table.add_column(_symbol(name), justify="right")
+        table.add_column(symbol(name), justify="right")
     for name in ("active", "collapsed", "total KL (nats)", "loss (nats/example)"):
         table.add_column(name, justify="right")
     for p in predictions:
-        table.add_row(*[_fmt(p.hyperparameters[k]) for k in varying],
+        table.add_row(*[format_setting(p.hyperparameters[k]) for k in varying],
                       f"{p.n_active}/{p.latent_dim}", str(p.n_collapsed), _num(p.kl), _num(p.loss, 8))
     return table
 
@@ -109,7 +109,7 @@ def print_verifications(results: Sequence[Any]) -> None:
     for name in ("setting", "closed form", "numerical", "relative gap", "max |Δ sv|", "verdict"):
         table.add_column(name, justify="right")
     for r in results:
-        setting = ", ".join(f"{_symbol(k)}={_fmt(v)}" for k, v in r.prediction.hyperparameters.items())
+        setting = ", ".join(f"{symbol(k)}={format_setting(v)}" for k, v in r.prediction.hyperparameters.items())
         table.add_row(setting, f"{r.prediction.loss:.10g}", f"{r.numerical_loss:.10g}", f"{r.relative_gap:.2e}",
                       f"{r.max_sv_error:.2e}", "[green]agrees[/green]" if r.agrees else "[red]DISAGREES[/red]")
     console().print(table)
@@ -211,7 +211,7 @@ def print_collapse_report(report: Any, console: Console | None = None, *, max_ro
 
     out = console if console is not None else _stdout_console()
     model = report.model or {}
-    hyper = ", ".join(f"{name} {_fmt(model[key])}" for key, name in
+    hyper = ", ".join(f"{name} {format_setting(model[key])}" for key, name in
                       (("latent_dims", "latent"), ("beta", "β"), ("eta_enc", "η_enc"), ("eta_dec", "η_dec"),
                        ("epoch", "epoch")) if model.get(key) is not None)
     out.print(f"[bold]{escape(model_title(report))}[/bold]" + escape(f" — {hyper}" if hyper else "")

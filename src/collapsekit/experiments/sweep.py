@@ -908,7 +908,7 @@ def plot_sweep(sweep: SweepResult | str | os.PathLike[str], *, x: str | None = N
     import numpy as np
     from matplotlib.ticker import MaxNLocator, NullFormatter
 
-    from collapsekit.theory.prediction import _symbol
+    from collapsekit.theory.prediction import symbol
 
     out = sweep.out_dir if isinstance(sweep, SweepResult) else Path(sweep)
     base, grid, seeds = load_sweep(out)
@@ -920,7 +920,7 @@ def plot_sweep(sweep: SweepResult | str | os.PathLike[str], *, x: str | None = N
     values = np.asarray(grid[axis], dtype=float)
     log = bool(values.min() > 0 and values.max() / values.min() >= 10)
     fine = _fine_grid(grid[axis], log)
-    x_name = _symbol(axis.rsplit(".", 1)[-1].replace("-", "_"))
+    x_name = symbol(axis.rsplit(".", 1)[-1].replace("-", "_"))
 
     fig, ax = plt.subplots(figsize=(7.5, 4.6), constrained_layout=True)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -929,7 +929,7 @@ def plot_sweep(sweep: SweepResult | str | os.PathLike[str], *, x: str | None = N
     for number, combination in enumerate(itertools.product(*(grid[k] for k in others))):
         group = dict(zip(others, combination))
         colour = colours[number % len(colours)]
-        name = ", ".join(f"{_symbol(k)}={format_value(v)}" for k, v in group.items())
+        name = ", ".join(f"{symbol(k)}={format_value(v)}" for k, v in group.items())
         label = f"{name}: " if name else ""
         mine = [row for row in rows if all(format_value(row[k]) == format_value(v) for k, v in group.items())]
         if mine:
