@@ -36,66 +36,26 @@ Importing this module does not import torch (the CLI imports it for every verb).
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import platform
 import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from collapsekit._io import atomic_path
 from collapsekit.errors import ParameterError
+from collapsekit.experiments.reproduction.preset import Preset
 
 if TYPE_CHECKING:
-    from collapsekit.experiments.reproduction.core import Context, PresetResult
+    from collapsekit.experiments.reproduction.core import PresetResult
 
 #: Scales a preset runs at.
 SCALES: tuple[str, ...] = ("quick", "paper")
 #: Where a preset writes when no ``--out`` is given: ``reproduce/NAME``.
 DEFAULT_ROOT = Path("reproduce")
-
-
-@dataclass(frozen=True)
-class Preset:
-    """One experiment of the paper.
-
-    Attributes
-    ----------
-    name : str
-        The CLI name (``cvae-beta-eta``).
-    paper_id : str
-        Its number in EXPERIMENTS.md (``E1``).
-    title : str
-        The paper's (README's) name of the experiment.
-    description : str
-        One line: what the preset trains and measures.
-    claim : str
-        The paper's qualitative claim, which the verdict judges.
-    quick_seconds : int
-        About how long the quick scale takes on a 2-core laptop CPU.
-    runner : str
-        ``module:function`` of the runner (imported when the preset runs: it imports torch).
-    exact : bool
-        A linear model: measured collapse must equal the closed form's prediction.
-    """
-
-    name: str
-    paper_id: str
-    title: str
-    description: str
-    claim: str
-    quick_seconds: int
-    runner: str
-    exact: bool = False
-
-    def load_runner(self) -> Callable[[Context], PresetResult]:
-        """The function that runs this preset."""
-        module, _, function = self.runner.partition(":")
-        return getattr(importlib.import_module(module), function)
 
 
 _R = "collapsekit.experiments.reproduction"
