@@ -391,16 +391,16 @@ def _run_predict(args: argparse.Namespace) -> int:
 
 # -- verify ---------------------------------------------------------------------------------------
 def _run_verify(args: argparse.Namespace) -> int:
-    from collapsekit.theory.verify import verify
-
     from collapsekit import terminal
+    from collapsekit._progress import progress
+    from collapsekit.theory.verify import verify
 
     if args.starts < 1:
         raise ParameterError(f"--starts must be ≥ 1, got {args.starts}")
     settings = _settings(args)
     _, moments = _load_moments(args)
     results = []
-    with terminal.progress(len(settings) * args.starts, "L-BFGS starts", quiet=args.json) as advance:
+    with progress(len(settings) * args.starts, "L-BFGS starts", quiet=args.json) as advance:
         for kwargs in settings:
             results.append(verify(args.model, moments, starts=args.starts, seed=args.seed, rtol=args.rtol,
                                   on_start_done=advance, **kwargs))

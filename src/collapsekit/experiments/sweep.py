@@ -814,9 +814,9 @@ def run_sweep(base_config: RunConfig, grid: Grid, seeds: int | Sequence[int], ou
         result.batching = how
         if progress and how:
             _print_line(f"sweep {out}: {how}")
-        from collapsekit import terminal
+        from collapsekit._progress import progress as progress_bar
 
-        with terminal.progress(len(tasks), "sweep points", quiet=not progress) as advance:
+        with progress_bar(len(tasks), "sweep points", quiet=not progress) as advance:
             for index, outcome in runner.run(run_points, groups):
                 group = groups[index]
                 records = ([_record_lost(task, outcome) for task in group] if isinstance(outcome, TaskFailure)

@@ -289,10 +289,9 @@ class Trainer:
         cfg = self.config
         metrics_path = self.run_dir / METRICS_FILE
         show = cfg.train.progress and fabric.global_rank == 0
-        from collapsekit import terminal
+        from collapsekit._progress import training_progress
 
-        with terminal.training_progress(cfg.train.epochs, per_epoch, enabled=show,
-                                        start_epoch=start_epoch) as progress:
+        with training_progress(cfg.train.epochs, per_epoch, enabled=show, start_epoch=start_epoch) as progress:
             for epoch in range(start_epoch + 1, cfg.train.epochs + 1):
                 started = time.perf_counter()
                 sums = self._run_epoch(fabric, model, optimizer, objective, schedule, x, y, epoch, per_epoch,
