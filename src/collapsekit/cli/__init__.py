@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from collapsekit import __version__
-from collapsekit.cli import demo, diagnose, predict, train, verify
+from collapsekit.cli import demo, diagnose, predict, reproduce, sweep, train, verify
 from collapsekit.cli.options import EXIT_BAD_INPUT, EXIT_DISAGREES
 from collapsekit.errors import CollapsekitError
 
@@ -26,7 +26,7 @@ __all__ = ["EXIT_BAD_INPUT", "EXIT_DISAGREES", "VERBS", "build_parser", "entry_p
 
 #: The verbs, in the order ``collapsekit --help`` lists them. No verb module imports torch at import
 #: time: the parser stays fast for every verb.
-VERBS = (predict, verify, train, diagnose, demo)
+VERBS = (predict, verify, train, diagnose, demo, sweep, reproduce)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,11 +38,6 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     for verb in VERBS:
         verb.add_parser(verbs)
-    from collapsekit.experiments.presets import add_reproduce_parser
-    from collapsekit.experiments.sweep import add_sweep_parser
-
-    add_sweep_parser(verbs)
-    add_reproduce_parser(verbs)
     return parser
 
 
