@@ -2,7 +2,7 @@
 
 One module per verb (:mod:`.predict`, :mod:`.verify`, :mod:`.train`, :mod:`.diagnose`, :mod:`.demo`,
 :mod:`.sweep`, :mod:`.reproduce`), each with ``add_parser(verbs)`` and ``run(args)``; what several verbs
-share is in :mod:`.options` and :mod:`.theory_options`; what they print, in :mod:`collapsekit.terminal`.
+share is in :mod:`.options` and :mod:`.theory_options`; what they print, in :mod:`.terminal`.
 Library modules return data; only this package prints results.
 
 Bad input never shows a traceback: every :class:`~collapsekit.errors.CollapsekitError` becomes a

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     predict_args = ["predict", "cvae", "--data", "digits", "--split", "quadrants", "--latent-dim", "16",
                     "--beta", DEMO_BETAS, "--plot", str(out / "cvae-digits-beta-grid.png"),
                     "--save", str(out / "cvae-digits-beta-grid.json")]
-    from collapsekit import terminal
+    from collapsekit.cli import terminal
 
     console = terminal.console()
     console.rule("collapsekit demo: CVAE on scikit-learn digits (x = bottom-left quadrant, y = the rest)")
@@ -55,7 +55,7 @@ def _demo_train(run_dir: Path) -> int:
     """Train the linear CVAE the prediction describes and set its measured KL beside the predicted one."""
     import shutil
 
-    from collapsekit import terminal
+    from collapsekit.cli import terminal
     from collapsekit.theory import Moments, predict_cvae
     from collapsekit.training import RunConfig, evaluate, load_training_data, train
     from collapsekit.training.trainer import build_objective_from_config

@@ -34,7 +34,7 @@ def add_parser(verbs: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Diagnose the run, write report.json/.md/.html, print the report (tables or JSON)."""
-    from collapsekit import terminal
+    from collapsekit.cli import terminal
     from collapsekit.runs import diagnose_run
     from collapsekit.viz.report import write_reports
 

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(text)
         return 0
-    from collapsekit import terminal
+    from collapsekit.cli import terminal
 
     terminal.print_predictions(predictions, data_name=f"{dataset.name} ({dataset.n} examples)")
     if recommendation is not None:

@@ -54,7 +54,7 @@ def list_presets() -> None:
     """The presets as a table: name, paper id, what it runs, time at quick scale."""
     from rich.table import Table
 
-    from collapsekit import terminal
+    from collapsekit.cli import terminal
 
     table = Table(title="collapsekit reproduce: the paper's experiments", title_justify="left")
     table.add_column("name", no_wrap=True)
@@ -109,7 +109,7 @@ def print_results(results: Sequence[PresetResult]) -> None:
     """One row per preset run: its verdict on the paper's claim, time and outputs."""
     from rich.table import Table
 
-    from collapsekit import terminal
+    from collapsekit.cli import terminal
 
     table = Table(title="reproduce", title_justify="left")
     for column in ("preset", "paper", "claim", "time (s)", "outputs"):

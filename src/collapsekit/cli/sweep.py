@@ -82,7 +82,7 @@ def print_result(result: SweepResult, max_rows: int = 40) -> None:
     """The summary as a table (at most ``max_rows`` points), the failures, and where the files are."""
     from rich.table import Table
 
-    from collapsekit import terminal
+    from collapsekit.cli import terminal
 
     out = terminal.console()
     table = Table(title=f"sweep: {len(result.rows)} points", title_justify="left")

@@ -93,7 +93,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train (or resume) the run and print its summary."""
-    from collapsekit import terminal
+    from collapsekit.cli import terminal
     from collapsekit.training import RunConfig, train
 
     config = RunConfig.load(args.config) if args.config else RunConfig()

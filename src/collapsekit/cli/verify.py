@@ -29,7 +29,7 @@ def add_parser(verbs: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Verify every setting of the grid; 0 when all agree, 1 when one does not."""
-    from collapsekit import terminal
+    from collapsekit.cli import terminal
     from collapsekit._progress import progress
     from collapsekit.theory.verify import verify
 
