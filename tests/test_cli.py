@@ -218,3 +218,15 @@ def test_train_warns_of_collapse_then_diagnose_writes_reports_that_agree_with_th
 
     status, _, err = run(capsys, "diagnose", str(tmp_path / "missing"))
     assert status == 2 and err.count("\n") == 1
+
+
+def test_one_value_parser_for_train_flags_and_sweep_grids():
+    """`train --schedule-set` reads each value by the rule of `sweep --grid` (stated in CHANGELOG.md)."""
+    from collapsekit.cli import build_parser
+    from collapsekit.experiments.sweep import parse_grid
+
+    text = "a=true,b=none,c=1:2,d=3,e=0.5,f=word,g=False"
+    args = build_parser().parse_args(["train", "--out", "run", "--schedule-set", text])
+    want = {"a": True, "b": None, "c": [1, 2], "d": 3, "e": 0.5, "f": "word", "g": False}
+    assert repr(args.schedule__settings) == repr(want)           # repr: True is not 1, 3 is not 3.0
+    assert repr({key: values[0] for key, values in parse_grid(text.split(",")).items()}) == repr(want)

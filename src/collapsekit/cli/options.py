@@ -6,6 +6,13 @@ import argparse
 import math
 from typing import Any
 
+# The one parser of a configuration value typed on the command line, shared with `sweep --grid`:
+# int, float, true/false (a bool), none/null (None), A:B (a list of numbers), else the word itself.
+from collapsekit.experiments.sweep import parse_value
+
+__all__ = ["EXIT_BAD_INPUT", "EXIT_DISAGREES", "add_data_options", "int_list", "key_values", "number", "number_list",
+           "parse_value", "sigma2_list"]
+
 #: Exit statuses: bad input (argparse uses 2 for usage errors as well), and `verify` disagreeing.
 EXIT_BAD_INPUT = 2
 EXIT_DISAGREES = 1
@@ -45,24 +52,14 @@ def sigma2_list(text: str) -> list[float | None]:
 
 
 # -- values ---------------------------------------------------------------------------------------
-def parse_scalar(text: str) -> Any:
-    """A value given on the command line: an int, a float, or the text itself."""
-    for convert in (int, float):
-        try:
-            return convert(text)
-        except ValueError:
-            pass
-    return text
-
-
 def key_values(text: str) -> dict[str, Any]:
-    """``"a=1,b=x"`` → ``{"a": 1, "b": "x"}`` (values by :func:`parse_scalar`)."""
+    """``"a=1,b=x,c=true"`` → ``{"a": 1, "b": "x", "c": True}`` (values by :func:`parse_value`)."""
     settings: dict[str, Any] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         key, eq, value = item.partition("=")
         if not eq:
             raise argparse.ArgumentTypeError(f"{item!r} is not KEY=VALUE")
-        settings[key.strip()] = parse_scalar(value.strip())
+        settings[key.strip()] = parse_value(value)
     return settings
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from collapsekit.cli.options import int_list, key_values, number, number_list, parse_scalar
+from collapsekit.cli.options import int_list, key_values, number, number_list, parse_value
 
 # Flags of `train`: (flag, config key, argparse keyword arguments).
 TRAIN_FLAGS: tuple[tuple[str, str, dict[str, Any]], ...] = (
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = {key: value for key, value in overrides.items() if value is not None}
     for key in ("model.sigma2", "model.encoder_std"):   # a number or a word
         if key in overrides:
-            overrides[key] = parse_scalar(overrides[key])
+            overrides[key] = parse_value(overrides[key])
     if isinstance(overrides.get("objective.beta"), list) and len(overrides["objective.beta"]) == 1:
         overrides["objective.beta"] = overrides["objective.beta"][0]
     config = config.with_overrides(overrides)
