@@ -7,7 +7,8 @@ import json
 from typing import Any
 
 from collapsekit.cli.options import add_data_options
-from collapsekit.cli.theory_options import GRID_PARAMETERS, add_hyper_options, load_moments, settings
+from collapsekit.cli.theory_options import (THEORY_NAMES, add_hyper_options, add_model_argument, load_moments,
+                                            print_deprecation_note, settings, use_current_names)
 
 
 def add_parser(verbs: Any) -> argparse.ArgumentParser:
@@ -16,7 +17,7 @@ def add_parser(verbs: Any) -> argparse.ArgumentParser:
         "predict", help="predict collapse from the data before training (closed forms)",
         description="Closed-form optimum of the linear model on your data: which latent dimensions collapse, "
                     "their KL (nats) and critical β.")
-    parser.add_argument("model", choices=sorted(GRID_PARAMETERS))
+    add_model_argument(parser)
     add_data_options(parser)
     add_hyper_options(parser)
     out = parser.add_argument_group("output")
@@ -24,7 +25,7 @@ def add_parser(verbs: Any) -> argparse.ArgumentParser:
     out.add_argument("--plot", metavar="FILE.png", help="draw the spectrum against the collapse threshold")
     out.add_argument("--save", metavar="FILE.json", help="also write the JSON to this file (atomically)")
     out.add_argument("--recommend", type=int, metavar="K",
-                     help="also print the largest β (β2 for the MHVAE) that keeps K dimensions active")
+                     help="also print the largest β (β2 for the hvae) that keeps K dimensions active")
     parser.set_defaults(handler=run)
     return parser
 
@@ -33,17 +34,20 @@ def run(args: argparse.Namespace) -> int:
     """Predict, print (tables or JSON), and write the plot and the JSON file asked for."""
     from collapsekit.theory import predict, recommend_beta
 
+    deprecated = use_current_names(args)
     grid = settings(args)
+    print_deprecation_note(deprecated)
+    model = THEORY_NAMES[args.model]
     dataset, moments = load_moments(args)
-    predictions = [predict(args.model, moments, **kwargs) for kwargs in grid]
+    predictions = [predict(model, moments, **kwargs) for kwargs in grid]
     recommendation = None
     if args.recommend is not None:
         kwargs = dict(grid[0])
-        recommendation = recommend_beta(moments, args.model, target_active=args.recommend, **kwargs)
+        recommendation = recommend_beta(moments, model, target_active=args.recommend, **kwargs)
     if args.plot:
         from collapsekit.viz import plot_spectrum
 
-        plot_spectrum(predictions, args.plot, title=f"{args.model.upper()} on {dataset.name}: "
+        plot_spectrum(predictions, args.plot, title=f"{model.upper()} on {dataset.name}: "
                                                     "θ against the collapse threshold")
     payload: Any = [p.to_dict() for p in predictions]
     payload = payload[0] if len(payload) == 1 else payload
@@ -62,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
     terminal.print_predictions(predictions, data_name=f"{dataset.name} ({dataset.n} examples)")
     if recommendation is not None:
-        terminal.print_recommendation(args.model, args.recommend, recommendation)
+        terminal.print_recommendation(model, args.recommend, recommendation)
     for kind, path in (("plot", args.plot), ("predictions", args.save)):
         if path:
             terminal.console().print(f"{kind} written to [bold]{path}[/bold]")

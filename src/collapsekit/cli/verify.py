@@ -7,7 +7,8 @@ import json
 from typing import Any
 
 from collapsekit.cli.options import EXIT_DISAGREES, add_data_options, number
-from collapsekit.cli.theory_options import GRID_PARAMETERS, add_hyper_options, load_moments, settings
+from collapsekit.cli.theory_options import (THEORY_NAMES, add_hyper_options, add_model_argument, load_moments,
+                                            print_deprecation_note, settings, use_current_names)
 from collapsekit.errors import ParameterError
 
 
@@ -17,7 +18,7 @@ def add_parser(verbs: Any) -> argparse.ArgumentParser:
         "verify", help="check the closed form by minimising the full loss numerically",
         description="Minimise the linear model's full loss (float64, multi-start L-BFGS) and compare with the "
                     "closed form. Exit 0 if they agree, 1 if not.")
-    parser.add_argument("model", choices=sorted(GRID_PARAMETERS))
+    add_model_argument(parser)
     add_data_options(parser)
     add_hyper_options(parser)
     parser.add_argument("--starts", type=int, default=8, help="random starts of L-BFGS (default 8)")
@@ -35,12 +36,14 @@ def run(args: argparse.Namespace) -> int:
 
     if args.starts < 1:
         raise ParameterError(f"--starts must be ≥ 1, got {args.starts}")
+    deprecated = use_current_names(args)
     grid = settings(args)
+    print_deprecation_note(deprecated)
     _, moments = load_moments(args)
     results = []
     with progress(len(grid) * args.starts, "L-BFGS starts", quiet=args.json) as advance:
         for kwargs in grid:
-            results.append(verify(args.model, moments, starts=args.starts, seed=args.seed, rtol=args.rtol,
+            results.append(verify(THEORY_NAMES[args.model], moments, starts=args.starts, seed=args.seed, rtol=args.rtol,
                                   on_start_done=advance, **kwargs))
     if args.json:
         payload = [r.to_dict() for r in results]
