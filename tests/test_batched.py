@@ -16,7 +16,7 @@ import torch
 
 from collapsekit.errors import ParameterError
 from collapsekit.experiments import can_batch, train_batched
-from collapsekit.experiments.batched import _ExplicitNoiseVAE
+from collapsekit.training.batched import _ExplicitNoiseVAE
 from collapsekit.training import RunConfig, Trainer, TrainingDiverged
 from collapsekit.training.checkpoint import latest_checkpoint, load_checkpoint
 from collapsekit.training.trainer import build_model_from_config, load_training_data

@@ -42,11 +42,14 @@ def test_grid_gives_one_prediction_per_setting_and_collapse_grows_with_beta(caps
     assert [p for p in actives] == sorted(actives, reverse=True) and actives[0] > actives[-1]
 
 
-def test_mhvae_grid_over_two_flags_is_a_product(capsys):
-    status, out, _ = run(capsys, "predict", "mhvae", "--data", "gaussian:eigs=9:4:1:0.25,n=500,exact=1",
-                         "--latent-dims", "3,2", "--beta1", "0.5,1", "--beta2", "0.5,1,2", "--sigma2", "learnable,0.8",
-                         "--json")
-    assert status == 0
+HVAE_GRID = ["--data", "gaussian:eigs=9:4:1:0.25,n=500,exact=1", "--latent-dims", "3,2", "--sigma2", "learnable,0.8",
+             "--json"]
+
+
+def test_hvae_grid_over_two_flags_is_a_product(capsys):
+    betas = [arg for b1 in ("0.5", "1") for b2 in ("0.5", "1", "2") for arg in ("--beta", f"{b1},{b2}")]
+    status, out, err = run(capsys, "predict", "hvae", *HVAE_GRID, *betas)
+    assert status == 0 and err == ""
     preds = json.loads(out)
     assert len(preds) == 2 * 3 * 2
     m = Moments(xx=np.diag([9.0, 4.0, 1.0, 0.25]))
@@ -55,6 +58,19 @@ def test_mhvae_grid_over_two_flags_is_a_product(capsys):
         want = predict_mhvae(m, (3, 2), beta1=h["beta1"], beta2=h["beta2"], sigma2=h["sigma2"])
         assert p["n_active"] == want.n_active
         np.testing.assert_allclose(p["loss"], want.loss, rtol=1e-9)
+
+
+def test_deprecated_mhvae_and_level_beta_flags_still_work_with_a_one_line_note(capsys):
+    """`predict mhvae --beta1 B1 --beta2 B2` is `predict hvae --beta B1,B2` (train's vocabulary), plus a note."""
+    status, old, err = run(capsys, "predict", "mhvae", *HVAE_GRID, "--beta1", "0.5,1", "--beta2", "2")
+    assert status == 0
+    assert err.startswith("collapsekit: deprecated: 'mhvae' is now 'hvae'; --beta1/--beta2 are now --beta B1,B2")
+    assert len(err.strip().splitlines()) == 1
+    status, new, err = run(capsys, "predict", "hvae", *HVAE_GRID, "--beta", "0.5,2", "--beta", "1,2")
+    assert status == 0 and err == "" and new == old
+    status, new, _ = run(capsys, "predict", "hvae", *HVAE_GRID, "--beta", "2")      # one value: both levels
+    assert [p["hyperparameters"]["beta1"] for p in json.loads(new)] == [2.0, 2.0]
+    assert [p["hyperparameters"]["beta2"] for p in json.loads(new)] == [2.0, 2.0]
 
 
 def test_table_output_has_verdict_and_recommendation(capsys):
@@ -81,7 +97,9 @@ def test_plot_and_saved_json_are_written(tmp_path, capsys):
     (["predict", "vae", "--eta-dec", "-1"], "eta_dec must be"),
     (["predict", "vae", "--latent-dim", "0"], "latent_dim must be"),
     (["predict", "vae", "--latent-dim", "65"], "larger than the data allows"),
-    (["predict", "mhvae", "--latent-dims", "4,5"], "larger than the data allows"),
+    (["predict", "hvae", "--latent-dims", "4,5"], "larger than the data allows"),
+    (["predict", "hvae", "--beta", "1,2,3"], "B1,B2 (one per level)"),
+    (["predict", "hvae", "--beta", "1,2", "--beta2", "3"], "--beta B1,B2 only"),
     (["predict", "cvae"], "needs (x, y) pairs"),
     (["predict", "vae", "--split", "quadrants"], "for the CVAE"),
     (["predict", "vae", "--beta2", "2"], "--beta2 does not apply"),
@@ -218,3 +236,15 @@ def test_train_warns_of_collapse_then_diagnose_writes_reports_that_agree_with_th
 
     status, _, err = run(capsys, "diagnose", str(tmp_path / "missing"))
     assert status == 2 and err.count("\n") == 1
+
+
+def test_one_value_parser_for_train_flags_and_sweep_grids():
+    """`train --schedule-set` reads each value by the rule of `sweep --grid` (stated in CHANGELOG.md)."""
+    from collapsekit.cli import build_parser
+    from collapsekit.experiments.sweep import parse_grid
+
+    text = "a=true,b=none,c=1:2,d=3,e=0.5,f=word,g=False"
+    args = build_parser().parse_args(["train", "--out", "run", "--schedule-set", text])
+    want = {"a": True, "b": None, "c": [1, 2], "d": 3, "e": 0.5, "f": "word", "g": False}
+    assert repr(args.schedule__settings) == repr(want)           # repr: True is not 1, 3 is not 3.0
+    assert repr({key: values[0] for key, values in parse_grid(text.split(",")).items()}) == repr(want)

@@ -21,7 +21,7 @@ from rich.console import Console
 from collapsekit.data import load_digits, quadrant_merge, quadrant_split
 from collapsekit.diagnostics.report import CollapseReport
 from collapsekit.models import build_model
-from collapsekit.terminal import print_collapse_report
+from collapsekit.cli.terminal import print_collapse_report
 from collapsekit.viz.plots import (
     plot_activity_over_epochs,
     plot_kl_heatmap,

@@ -22,8 +22,9 @@ import pytest
 
 from collapsekit.errors import ParameterError
 from collapsekit.experiments.executors import LocalExecutor, TaskFailure
+from collapsekit.cli import main as cli_main
 from collapsekit.experiments.sweep import (POINTS_DIR, RESULT_COLUMNS, STATUS_FILE, SUMMARY_FILE, expand_grid,
-                                           format_value, main, parse_grid, point_config, read_status, read_summary,
+                                           format_value, parse_grid, point_config, read_status, read_summary,
                                            resolve_key, run_sweep)
 from collapsekit.training import RunConfig
 
@@ -31,7 +32,12 @@ SPEC = "gaussian:eigs=9:4:1:0.25,n=256,exact=1"
 GRID = {"beta": [0.5, 2, 5]}            # θ² = 9, 4, 1 on three latent dims: 3, 2 and 1 predicted active
 SEEDS = 2
 EPOCHS = 12                              # enough checkpoints per point for a kill to land mid-training
-CLI = [sys.executable, "-c", "import sys; from collapsekit.experiments.sweep import main; sys.exit(main())"]
+CLI = [sys.executable, "-m", "collapsekit", "sweep"]
+
+
+def main(argv: list[str]) -> int:
+    """`collapsekit sweep ARGV`."""
+    return cli_main(["sweep", *argv])
 
 
 def base_config(**optim: float) -> RunConfig:

@@ -1,7 +1,8 @@
-"""Experiments: sweep grids and the programs that run them (batched training of small models), and
-the paper's experiments as presets.
+"""Experiments: sweep grids and the programs that run them, and the paper's experiments as presets.
 
-Submodules are imported on first use: the CLI imports this package for every verb.
+Batched training of small models lives in :mod:`collapsekit.training.batched` (a trainer);
+``can_batch`` and ``train_batched`` stay importable from here. Submodules are imported on first
+use: the CLI imports this package for every verb.
 """
 
 from typing import Any
@@ -11,7 +12,7 @@ __all__ = ["can_batch", "train_batched"]
 
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        from collapsekit.experiments import batched
+        from collapsekit.training import batched
 
         return getattr(batched, name)
     raise AttributeError(f"module 'collapsekit.experiments' has no attribute {name!r}")

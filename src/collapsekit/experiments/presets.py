@@ -35,67 +35,26 @@ Importing this module does not import torch (the CLI imports it for every verb).
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import os
 import platform
 import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from collapsekit._io import atomic_path
 from collapsekit.errors import ParameterError
+from collapsekit.experiments.reproduction.preset import Preset
 
 if TYPE_CHECKING:
-    from collapsekit.experiments.reproduction.core import Context, PresetResult
+    from collapsekit.experiments.reproduction.core import PresetResult
 
 #: Scales a preset runs at.
 SCALES: tuple[str, ...] = ("quick", "paper")
 #: Where a preset writes when no ``--out`` is given: ``reproduce/NAME``.
 DEFAULT_ROOT = Path("reproduce")
-
-
-@dataclass(frozen=True)
-class Preset:
-    """One experiment of the paper.
-
-    Attributes
-    ----------
-    name : str
-        The CLI name (``cvae-beta-eta``).
-    paper_id : str
-        Its number in EXPERIMENTS.md (``E1``).
-    title : str
-        The paper's (README's) name of the experiment.
-    description : str
-        One line: what the preset trains and measures.
-    claim : str
-        The paper's qualitative claim, which the verdict judges.
-    quick_seconds : int
-        About how long the quick scale takes on a 2-core laptop CPU.
-    runner : str
-        ``module:function`` of the runner (imported when the preset runs: it imports torch).
-    exact : bool
-        A linear model: measured collapse must equal the closed form's prediction.
-    """
-
-    name: str
-    paper_id: str
-    title: str
-    description: str
-    claim: str
-    quick_seconds: int
-    runner: str
-    exact: bool = False
-
-    def load_runner(self) -> Callable[[Context], PresetResult]:
-        """The function that runs this preset."""
-        module, _, function = self.runner.partition(":")
-        return getattr(importlib.import_module(module), function)
 
 
 _R = "collapsekit.experiments.reproduction"
@@ -327,102 +286,3 @@ def _anchor(result: PresetResult) -> str:
     heading = f"{result.paper_id} · {result.name}: {result.title}".lower()
     kept = "".join(ch for ch in heading if ch.isalnum() or ch in " -_")
     return kept.replace(" ", "-")
-
-
-# -- command line ------------------------------------------------------------------------------------
-def add_reproduce_parser(verbs: Any) -> argparse.ArgumentParser:
-    """Add the ``reproduce`` verb to the CLI's subparsers; its handler returns the exit status."""
-    parser: argparse.ArgumentParser = verbs.add_parser(
-        "reproduce", help="run the paper's experiments (E1–E14) as presets: tables, figures, verdicts",
-        description="Run one of the paper's experiments (or several, or all): train its configurations, measure "
-                    "collapse with the diagnostics beside the closed-form prediction, and write table.csv, "
-                    "table.md, figure.png and result.json (with a verdict on the paper's claim) to the output "
-                    "directory. A rerun skips the training runs already finished.",
-        epilog="Scales: quick (minutes on a laptop CPU; MNIST presets use ../shared/data/mnist10k, or digits) and "
-               "paper (the paper's settings; needs --data mnist:DIR with the full MNIST). β is the true KL "
-               "weight: where the paper's script trained a β/2 model the preset trains nominal/2 and says so.")
-    parser.add_argument("name", nargs="?", metavar="NAME",
-                        help="a preset, several separated by commas, or 'all' (see --list)")
-    parser.add_argument("--list", action="store_true", help="list the presets and exit")
-    parser.add_argument("--scale", choices=SCALES, default="quick", help="quick (default) or paper")
-    parser.add_argument("--data", metavar="SPEC",
-                        help="data for the MNIST presets (paper scale: mnist:DIR with the full MNIST)")
-    parser.add_argument("--out", metavar="DIR",
-                        help="output directory of one preset (default reproduce/NAME); with several, the parent "
-                             "of their directories (default reproduce/)")
-    parser.add_argument("--workers", type=int, metavar="N", help="training processes at once (default: the cores)")
-    parser.add_argument("--samples", type=int, metavar="S",
-                        help="importance samples per example for the NLL (default 100 quick, 1000 paper)")
-    parser.add_argument("--report", metavar="FILE.md",
-                        help="also write a Markdown report of the presets run (figures copied beside it)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
-    parser.set_defaults(handler=run_reproduce_command)
-    return parser
-
-
-def _list_presets() -> None:
-    from rich.table import Table
-
-    from collapsekit import terminal
-
-    table = Table(title="collapsekit reproduce: the paper's experiments", title_justify="left")
-    table.add_column("name", no_wrap=True)
-    table.add_column("paper", no_wrap=True)
-    table.add_column("what it runs", overflow="fold")
-    table.add_column("quick scale", no_wrap=True)
-    for preset in PRESETS.values():
-        table.add_row(preset.name, preset.paper_id, preset.description, f"~{preset.quick_seconds} s")
-    terminal.console().print(table)
-
-
-def _command(args: argparse.Namespace) -> str:
-    parts = ["collapsekit", "reproduce", args.name, "--scale", args.scale]
-    for flag in ("data", "out", "workers", "samples", "report"):
-        value = getattr(args, flag)
-        if value is not None:
-            parts += [f"--{flag}", str(value)]
-    return " ".join(parts)
-
-
-def run_reproduce_command(args: argparse.Namespace) -> int:
-    """``collapsekit reproduce``: 0 when every preset ran (whatever its verdict); bad input raises a
-    :class:`~collapsekit.errors.CollapsekitError`, which the CLI turns into one line and status 2."""
-    if args.list:
-        _list_presets()
-        return 0
-    if not args.name:
-        raise ParameterError("name a preset, several separated by commas, or 'all' "
-                             "(collapsekit reproduce --list shows them)")
-    presets = select(args.name)
-    several = len(presets) > 1
-    root = Path(args.out) if args.out else DEFAULT_ROOT
-    say = (lambda text: None) if args.no_progress else (lambda text: print(text, file=sys.stderr, flush=True))
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    results = []
-    for preset in presets:
-        out = root / preset.name if several or not args.out else root
-        say(f"reproduce {preset.paper_id} {preset.name} ({args.scale} scale) → {out}")
-        result = run_preset(preset.name, scale=args.scale, data=args.data, out=out, workers=args.workers,
-                            samples=args.samples, progress=not args.no_progress)
-        results.append(result)
-        say(f"  {result.verdict.word} ({result.seconds:.0f} s): {result.sentence()}")
-    if args.report:
-        path = write_report(results, args.report, command=_command(args), load=load)
-        say(f"report: {path}")
-    _print_results(results)
-    return 0
-
-
-def _print_results(results: Sequence[PresetResult]) -> None:
-    from rich.table import Table
-
-    from collapsekit import terminal
-
-    table = Table(title="reproduce", title_justify="left")
-    for column in ("preset", "paper", "claim", "time (s)", "outputs"):
-        table.add_column(column, overflow="fold")
-    colour = {"holds": "green", "does not hold": "red", "inconclusive": "yellow"}
-    for r in results:
-        word = r.verdict.word
-        table.add_row(r.name, r.paper_id, f"[{colour[word]}]{word}[/]", f"{r.seconds:.0f}", str(r.out_dir / "table.md"))
-    terminal.console().print(table)

@@ -58,7 +58,6 @@ error
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
 import functools
@@ -79,7 +78,7 @@ from typing import TYPE_CHECKING, Any
 from collapsekit._io import atomic_path
 from collapsekit.activity import KL_ACTIVE_THRESHOLD, count_active, summary_level
 from collapsekit.errors import CollapsekitError, ParameterError
-from collapsekit.experiments.executors import EXECUTORS, TaskFailure, available_cores, make_executor, one_line
+from collapsekit.experiments.executors import TaskFailure, available_cores, make_executor, one_line
 
 if TYPE_CHECKING:
     from collapsekit.theory import Moments
@@ -422,7 +421,7 @@ def run_points(tasks: Sequence[PointTask]) -> list[dict[str, Any]]:
     """
     if len(tasks) == 1:
         return [run_point(tasks[0])]
-    from collapsekit.experiments.batched import train_batched
+    from collapsekit.training.batched import train_batched
     from collapsekit.training import RunConfig, load_training_data
 
     dirs = [Path(task.point_dir) for task in tasks]
@@ -469,7 +468,7 @@ def batch_groups(tasks: Sequence[PointTask], configs: Mapping[str, RunConfig], p
     singles = [[t] for t in tasks if t not in fresh]
     if not batched or len(fresh) < 2:
         return [[t] for t in tasks], "" if not batched else "not batched: fewer than 2 new points"
-    from collapsekit.experiments.batched import can_batch
+    from collapsekit.training.batched import can_batch
 
     verdict = can_batch([configs[t.point_id] for t in fresh])
     if verdict is not True:
@@ -817,9 +816,9 @@ def run_sweep(base_config: RunConfig, grid: Grid, seeds: int | Sequence[int], ou
         result.batching = how
         if progress and how:
             _print_line(f"sweep {out}: {how}")
-        from collapsekit import terminal
+        from collapsekit._progress import progress as progress_bar
 
-        with terminal.progress(len(tasks), "sweep points", quiet=not progress) as advance:
+        with progress_bar(len(tasks), "sweep points", quiet=not progress) as advance:
             for index, outcome in runner.run(run_points, groups):
                 group = groups[index]
                 records = ([_record_lost(task, outcome) for task in group] if isinstance(outcome, TaskFailure)
@@ -850,7 +849,7 @@ def _record_lost(task: PointTask, failure: TaskFailure) -> dict[str, Any]:
     return record
 
 
-def _what_ran(result: SweepResult, *, before: bool = False) -> str:
+def what_ran(result: SweepResult, *, before: bool = False) -> str:
     """``ran 4 (1 failed before, retried: ...; 2 interrupted, resumed), skipped 2 already done``;
     in the future tense (``running ...``) for the plan ``before`` the points run."""
     retry, resume, run, skip = (("retrying", "resuming", "running", "skipping") if before
@@ -867,7 +866,7 @@ def _what_ran(result: SweepResult, *, before: bool = False) -> str:
 
 def _print_plan(result: SweepResult, total: int, executor: str, workers: int | None) -> None:
     where = f"{executor} executor" + (f", {workers} workers" if workers else "")
-    _print_line(f"sweep {result.out_dir}: {total} points; {_what_ran(result, before=True)} ({where})")
+    _print_line(f"sweep {result.out_dir}: {total} points; {what_ran(result, before=True)} ({where})")
 
 
 def _print_line(text: str) -> None:
@@ -911,7 +910,7 @@ def plot_sweep(sweep: SweepResult | str | os.PathLike[str], *, x: str | None = N
     import numpy as np
     from matplotlib.ticker import MaxNLocator, NullFormatter
 
-    from collapsekit.theory.prediction import _symbol
+    from collapsekit.theory.prediction import symbol
 
     out = sweep.out_dir if isinstance(sweep, SweepResult) else Path(sweep)
     base, grid, seeds = load_sweep(out)
@@ -923,7 +922,7 @@ def plot_sweep(sweep: SweepResult | str | os.PathLike[str], *, x: str | None = N
     values = np.asarray(grid[axis], dtype=float)
     log = bool(values.min() > 0 and values.max() / values.min() >= 10)
     fine = _fine_grid(grid[axis], log)
-    x_name = _symbol(axis.rsplit(".", 1)[-1].replace("-", "_"))
+    x_name = symbol(axis.rsplit(".", 1)[-1].replace("-", "_"))
 
     fig, ax = plt.subplots(figsize=(7.5, 4.6), constrained_layout=True)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -932,7 +931,7 @@ def plot_sweep(sweep: SweepResult | str | os.PathLike[str], *, x: str | None = N
     for number, combination in enumerate(itertools.product(*(grid[k] for k in others))):
         group = dict(zip(others, combination))
         colour = colours[number % len(colours)]
-        name = ", ".join(f"{_symbol(k)}={format_value(v)}" for k, v in group.items())
+        name = ", ".join(f"{symbol(k)}={format_value(v)}" for k, v in group.items())
         label = f"{name}: " if name else ""
         mine = [row for row in rows if all(format_value(row[k]) == format_value(v) for k, v in group.items())]
         if mine:
@@ -1007,108 +1006,3 @@ def _theory_curve(base: RunConfig, group: Mapping[str, Any], axis: str, fine: Se
         counts.append(np.nan if count is None else count)
     curve = np.asarray(counts, dtype=float)
     return (None, label) if np.isnan(curve).all() else (curve, label)
-
-
-# -- command line ---------------------------------------------------------------------------------
-def add_sweep_parser(verbs: Any) -> argparse.ArgumentParser:
-    """Add the ``sweep`` verb to the CLI's subparsers; its handler returns the exit status."""
-    parser: argparse.ArgumentParser = verbs.add_parser(
-        "sweep", help="train a grid of configurations × seeds in parallel; a rerun finishes what is missing",
-        description="Train the base configuration at every combination of the --grid values and every seed, in "
-                    "parallel worker processes (or on a Ray cluster). Each point is a run directory under "
-                    "OUT/points/; summary.csv (one row per point) and a plot of measured active dimensions against "
-                    "β with the theory's curve are written to OUT. A failed point does not stop the others "
-                    "(exit status 1 names it); rerunning the same command skips finished points, resumes killed "
-                    "ones from their last checkpoint and retries failed ones.",
-        epilog="summary.csv: n_active_measured counts the top-level latent dimensions whose mean KL is ≥ "
-               f"{KL_ACTIVE_THRESHOLD:g} nats per example on the final weights and the point's data (its "
-               "evaluation.json); n_active_predicted applies the same rule to the closed form's KL at the same "
-               "settings (empty where the theory does not apply). Grid keys: configuration keys (objective.beta, model.eta_dec, schedule.settings.KEY) or "
-               "short names (beta, beta1, beta2, eta_dec, eta_enc, latent_dim, lr, epochs, batch_size, ...).")
-    parser.add_argument("config", metavar="CONFIG.yaml",
-                        help="the base run configuration (YAML), or a sweep directory to rerun as it was")
-    parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
-                        help="a grid axis; repeat for a product (values: numbers, words, true/false, A:B lists)")
-    parser.add_argument("--seeds", metavar="N|S1,S2,...",
-                        help="a number of seeds (0..N-1) or a comma-separated list of seeds (default 1)")
-    parser.add_argument("--out", metavar="DIR", help="the sweep directory (default: CONFIG's name + '-sweep')")
-    parser.add_argument("--workers", type=int, metavar="N",
-                        help="points at once (default: the cores available; each worker uses cores/N threads)")
-    parser.add_argument("--executor", choices=sorted(EXECUTORS), default="local",
-                        help="local worker processes (default) or a Ray cluster (pip install 'collapsekit[ray]')")
-    parser.add_argument("--address", metavar="HOST:PORT", help="Ray: the cluster head's address")
-    parser.add_argument("--no-progress", action="store_true", help="no plan line or progress bar on stderr")
-    parser.add_argument("--no-batch", action="store_true",
-                        help="one process per point, even where small VAEs could train as one batched program")
-    parser.set_defaults(handler=run_sweep_command)
-    return parser
-
-
-def run_sweep_command(args: argparse.Namespace) -> int:
-    """``collapsekit sweep``: 0 when every point is done, 1 when some failed (named); bad input raises
-    a :class:`~collapsekit.errors.CollapsekitError`, which the CLI turns into one line and status 2."""
-    from collapsekit.training import RunConfig
-
-    source = Path(args.config)
-    seeds: int | list[int]
-    if source.is_dir():
-        if args.grid or args.seeds is not None:
-            raise ParameterError(f"{source} is a sweep directory: it reruns with its own grid and seeds "
-                                 "(drop --grid and --seeds)")
-        base, grid, seeds = load_sweep(source)
-        out = Path(args.out) if args.out else source
-    else:
-        base = RunConfig.load(source)
-        grid = parse_grid(args.grid)
-        seeds = parse_seeds(args.seeds) if args.seeds is not None else 1
-        out = Path(args.out) if args.out else Path(f"{source.stem}-sweep")
-    result = run_sweep(base, grid, seeds, out, executor=args.executor, workers=args.workers, address=args.address,
-                       progress=not args.no_progress, batched=not args.no_batch)
-    _print_result(result)
-    return 0 if result.ok else 1
-
-
-def _print_result(result: SweepResult, max_rows: int = 40) -> None:
-    from rich.table import Table
-
-    from collapsekit import terminal
-
-    out = terminal.console()
-    table = Table(title=f"sweep: {len(result.rows)} points", title_justify="left")
-    for name in ("point", "status", "active measured", "active predicted", "loss (nats)", "KL (nats)"):
-        table.add_column(name, justify="left" if name in ("point", "status") else "right")
-    colour = {"done": "green", "failed": "red"}
-    show = lambda v, fmt="{}": "" if v is None else fmt.format(v)  # noqa: E731
-    for row in result.rows[:max_rows]:
-        status = row["status"]
-        table.add_row(row["point"], f"[{colour.get(status, 'yellow')}]{status}[/]",
-                      show(row["n_active_measured"]), show(row["n_active_predicted"]),
-                      show(row["loss_nats"], "{:.5g}"), show(row["kl_nats"], "{:.4g}"))
-    out.print(table)
-    if len(result.rows) > max_rows:
-        out.print(f"... and {len(result.rows) - max_rows} more rows in {result.summary_path}")
-    for row in result.failed:
-        out.print(f"[red]failed[/red] {row['point']}: {row['error']} "
-                  f"(traceback: {result.out_dir / POINTS_DIR / row['point'] / TRACEBACK_FILE})", soft_wrap=True)
-    plot = f"; plot: {result.plot_path}" if result.plot_path else ""
-    out.print(f"{_what_ran(result)}; summary: [bold]{result.summary_path}[/bold]{plot}", soft_wrap=True)
-    if result.failed:
-        out.print(f"{len(result.failed)} point(s) failed; rerun the same command to retry them", soft_wrap=True)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``collapsekit sweep`` on its own: ``main(["base.yaml", "--grid", "beta=0.5,1"])``.
-
-    Same conventions as :func:`collapsekit.cli.main`: bad input is one line on stderr and status 2.
-    """
-    parser = argparse.ArgumentParser(prog="collapsekit")
-    add_sweep_parser(parser.add_subparsers(dest="verb", required=True))
-    args = parser.parse_args(["sweep", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return int(args.handler(args))
-    except CollapsekitError as exc:
-        print(f"collapsekit: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("collapsekit: interrupted", file=sys.stderr)
-        return 130

@@ -115,7 +115,7 @@ class Prediction:
 
     def verdict(self) -> str:
         """One line a person can act on."""
-        setting = ", ".join(f"{_symbol(k)} = {_fmt(v)}" for k, v in self.hyperparameters.items()
+        setting = ", ".join(f"{symbol(k)} = {format_setting(v)}" for k, v in self.hyperparameters.items()
                             if k not in ("latent_dim", "latent_dims"))
         level = "z₂ " if self.model == "mhvae" else ""
         k = self.latent_dim
@@ -147,15 +147,17 @@ _SYMBOLS = {"beta": "β", "beta1": "β₁", "beta2": "β₂", "eta_enc": "η_enc
             "sigma1": "σ₁", "sigma2": "σ₂", "encoder_std": "σ"}
 
 
-def _symbol(name: str) -> str:
+def symbol(name: str) -> str:
+    """The printed name of a hyper-parameter: ``beta2`` → ``β₂`` (unknown names as they are)."""
     return _SYMBOLS.get(name, name)
 
 
-def _fmt(value: Any) -> str:
+def format_setting(value: Any) -> str:
+    """A hyper-parameter's value as printed: ``None`` is a learnable std, floats in ``%g``, lists bracketed."""
     if value is None:
         return "learnable"
     if isinstance(value, (list, tuple, np.ndarray)):
-        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+        return "[" + ", ".join(format_setting(v) for v in value) + "]"
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)

@@ -127,7 +127,8 @@ def build_objective_from_config(config: RunConfig) -> tuple[Any, Any]:
     return bind_schedule(build_objective(o.name, **settings), schedule), schedule
 
 
-def _optimizer(config: RunConfig, parameters: Sequence[nn.Parameter]) -> torch.optim.Optimizer:
+def build_optimizer(config: RunConfig, parameters: Sequence[nn.Parameter]) -> torch.optim.Optimizer:
+    """The optimiser ``config.optim`` names (Adam or SGD), over ``parameters``."""
     o = config.optim
     if o.name == "sgd":
         return torch.optim.SGD(parameters, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
@@ -143,7 +144,8 @@ def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
     return bounds
 
 
-def _epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """The seed of one epoch's data order (rank 0) or of a rank's sampling noise (rank + 1)."""
     return (seed * 1_000_003 + epoch * 7919 + rank * 104_729) % (2**63 - 1)
 
 
@@ -254,7 +256,7 @@ class Trainer:
             raise ParameterError(f"{data.n} examples cannot be shared by {world} processes")
         schedule.validate(per_epoch * cfg.train.epochs)
         start_epoch = self._prepare_run_dir(fabric)
-        optimizer = _optimizer(cfg, list(model.parameters()))
+        optimizer = build_optimizer(cfg, list(model.parameters()))
         metrics_path = self.run_dir / METRICS_FILE
         history: list[dict[str, Any]] = []
         if start_epoch:
@@ -293,10 +295,9 @@ class Trainer:
         cfg = self.config
         metrics_path = self.run_dir / METRICS_FILE
         show = cfg.train.progress and fabric.global_rank == 0
-        from collapsekit import terminal
+        from collapsekit._progress import training_progress
 
-        with terminal.training_progress(cfg.train.epochs, per_epoch, enabled=show,
-                                        start_epoch=start_epoch) as progress:
+        with training_progress(cfg.train.epochs, per_epoch, enabled=show, start_epoch=start_epoch) as progress:
             for epoch in range(start_epoch + 1, cfg.train.epochs + 1):
                 started = time.perf_counter()
                 sums = self._run_epoch(fabric, model, optimizer, objective, schedule, x, y, epoch, per_epoch,
@@ -326,9 +327,9 @@ class Trainer:
                    progress: Any, monitor: CollapseMonitor | None = None) -> dict[str, Any]:
         cfg = self.config.train
         world, rank = fabric.world_size, fabric.global_rank
-        order = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch)))
+        order = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch)))
         shard = order[: (x.shape[0] // world) * world][rank::world].to(x.device)
-        torch.manual_seed(_epoch_seed(cfg.seed, epoch, rank + 1))   # this epoch's sampling noise
+        torch.manual_seed(epoch_seed(cfg.seed, epoch, rank + 1))   # this epoch's sampling noise
         clip = self.config.optim.grad_clip
         sums: dict[str, Any] = {}
         first_step = (epoch - 1) * per_epoch
@@ -346,7 +347,7 @@ class Trainer:
             if clip is not None:
                 fabric.clip_gradients(model, optimizer, max_norm=clip)
             optimizer.step()
-            _accumulate(sums, terms, len(batch))
+            accumulate_terms(sums, terms, len(batch))
             if monitor is not None:
                 monitor.update_output(output, terms.kl_per_dim)
             if world == 1 and not torch.isfinite(terms.loss):
@@ -407,7 +408,7 @@ def _rank_weight_mismatch(fabric: Any, model: nn.Module) -> float:
     return mismatch
 
 
-def _accumulate(sums: dict[str, Any], terms: Any, batch_size: int) -> None:
+def accumulate_terms(sums: dict[str, Any], terms: Any, batch_size: int) -> None:
     """Add per-example sums (weighted by batch size) on the device; no host sync per step."""
     weight = float(batch_size)
     values = {"loss": terms.loss.detach(), "reconstruction": terms.reconstruction.detach(),
@@ -441,7 +442,7 @@ def evaluate(model: nn.Module, objective: Callable[..., Any], data: TrainingData
                 stop = min(start + batch_size, data.n)
                 output = model(data.x[start:stop], None if data.y is None else data.y[start:stop],
                                n_samples=n_samples)
-                _accumulate(sums, objective(output), stop - start)
+                accumulate_terms(sums, objective(output), stop - start)
     finally:
         torch.set_rng_state(generator_state)
     count = sums["count"]

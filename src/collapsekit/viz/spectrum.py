@@ -16,10 +16,10 @@ _SPECTRUM_LABEL = {"vae": "θ = eig E[xxᵀ]", "mhvae": "θ = eig E[xxᵀ]",
 
 
 def _setting_label(prediction: Prediction, varying: Sequence[str]) -> str:
-    from collapsekit.theory.prediction import _fmt, _symbol
+    from collapsekit.theory.prediction import format_setting, symbol
 
     hyper = prediction.hyperparameters
-    parts = [f"{_symbol(k)}={_fmt(hyper[k])}" for k in varying] or ["threshold"]
+    parts = [f"{symbol(k)}={format_setting(hyper[k])}" for k in varying] or ["threshold"]
     return f"{', '.join(parts)}: {prediction.n_active}/{prediction.latent_dim} active"
 
 

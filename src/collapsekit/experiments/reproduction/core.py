@@ -30,7 +30,7 @@ from collapsekit.experiments.sweep import POINTS_DIR, TRACEBACK_FILE
 if TYPE_CHECKING:
     from torch import nn
 
-    from collapsekit.experiments.presets import Preset
+    from collapsekit.experiments.reproduction.preset import Preset
     from collapsekit.theory import Moments
     from collapsekit.training import RunConfig, TrainingData
 

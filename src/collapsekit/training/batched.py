@@ -9,9 +9,9 @@ larger kernels for about the overhead of one run.
 Slice k of the program reproduces ``Trainer(configs[k], run_dirs[k]).fit()``:
 
 - initial weights: the model built right after ``torch.manual_seed(seed)``, as the trainer builds it;
-- data order: each epoch, the trainer's seeded permutation (``_epoch_seed(seed, epoch)``) for the
+- data order: each epoch, the trainer's seeded permutation (``epoch_seed(seed, epoch)``) for the
   slice's own seed, cut by the trainer's ``batch_bounds``;
-- sampling noise: the trainer reseeds the global generator with ``_epoch_seed(seed, epoch, 1)`` at each
+- sampling noise: the trainer reseeds the global generator with ``epoch_seed(seed, epoch, 1)`` at each
   epoch start and ``Normal.rsample`` draws one standard normal tensor (S, B, d) per batch; here each
   slice has its own generator with that seed, drawn in the same order, and z = μ + noise·σ exactly
   as ``rsample`` computes it;
@@ -54,8 +54,8 @@ from collapsekit.objectives.terms import LossTerms
 from collapsekit.training.config import RunConfig, TrainConfig
 from collapsekit.training.evaluation import record_final_evaluation
 from collapsekit.training.trainer import (CHECKPOINT_DIR, METRICS_FILE, RunResult, Trainer, TrainingData,
-                                          _accumulate, _epoch_seed, _optimizer, batch_bounds,
-                                          build_model_from_config, build_objective_from_config,
+                                          accumulate_terms, batch_bounds, build_model_from_config,
+                                          build_objective_from_config, build_optimizer, epoch_seed,
                                           load_training_data)
 
 #: Architectures whose runs are small enough to gain from batching and whose forward pass is reproduced here.
@@ -403,7 +403,7 @@ class _Program:
         # Each run's own monitor, as its trainer would make it.
         self.monitors = [trainer._monitor(_OneProcess(), run_data, self.per_epoch, 0)
                          for trainer, run_data in zip(self.trainers, runs_data)]
-        self.run_optimizers = [_optimizer(config, list(model.parameters()))
+        self.run_optimizers = [build_optimizer(config, list(model.parameters()))
                                for config, model in zip(configs, self.models)]
 
     def _optimizer_groups(self, params: dict[str, Tensor]) -> list[_OptimizerGroup]:
@@ -416,7 +416,7 @@ class _Program:
             leaves = {name: nn.Parameter(p[start:stop].detach().clone()) for name, p in params.items()}
             # The trainer's own optimiser factory; parameters in model.parameters() order, so that
             # a run's slice of this optimiser's state is that run's optimiser state.
-            optimizer = _optimizer(self.configs[start], list(leaves.values()))
+            optimizer = build_optimizer(self.configs[start], list(leaves.values()))
             groups.append(_OptimizerGroup(range(start, stop), self.configs[start], leaves, optimizer))
             start = stop
         return groups
@@ -483,10 +483,10 @@ class _Program:
         """One epoch of every run; returns the trainer's per-example sums with a leading run axis."""
         cfg = self.configs[0]
         seeds = [config.train.seed for config in self.configs]
-        orders = torch.stack([torch.randperm(self.n, generator=torch.Generator().manual_seed(_epoch_seed(seed, epoch)))
+        orders = torch.stack([torch.randperm(self.n, generator=torch.Generator().manual_seed(epoch_seed(seed, epoch)))
                               for seed in seeds]).to(self.device)
         # The trainer reseeds the global generator here; each run draws from its own generator instead.
-        noise_generators = [torch.Generator(device=self.device).manual_seed(_epoch_seed(seed, epoch, 1))
+        noise_generators = [torch.Generator(device=self.device).manual_seed(epoch_seed(seed, epoch, 1))
                             for seed in seeds]
         n_samples = 1                                     # the β-ELBO's (the trainer's n_samples for "elbo")
         first_step = (epoch - 1) * self.per_epoch
@@ -514,7 +514,7 @@ class _Program:
                 self._clip_gradients(cfg.optim.grad_clip)
             for group in self.groups:
                 group.optimizer.step()
-            _accumulate(sums, LossTerms(loss, reconstruction, kl, [kl_per_dim]), stop - start)
+            accumulate_terms(sums, LossTerms(loss, reconstruction, kl, [kl_per_dim]), stop - start)
             for k, monitor in enumerate(self.monitors):
                 if monitor is not None:
                     monitor.update_level("z", loc[k], std[k], kl_per_dim[k])

@@ -1,21 +1,22 @@
-"""What the CLI prints: rich tables of predictions and verifications, progress bars."""
+"""What the CLI prints: rich tables of predictions and verifications.
+
+Progress bars live in :mod:`collapsekit._progress`, where the trainer and the sweep may use them too.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import math
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.markup import escape
 
 from collapsekit.activity import KL_ACTIVE_THRESHOLD
-from collapsekit.theory.prediction import Prediction, _fmt, _symbol
+from collapsekit.theory.prediction import Prediction, format_setting, symbol
 
 
 def console() -> Console:
@@ -70,11 +71,11 @@ def grid_table(predictions: Sequence[Prediction]) -> Table:
     varying = [k for k in first if len({repr(p.hyperparameters.get(k)) for p in predictions}) > 1]
     table = Table(title="hyper-parameter grid", title_justify="left")
     for name in varying:
-        table.add_column(_symbol(name), justify="right")
+        table.add_column(symbol(name), justify="right")
     for name in ("active", "collapsed", "total KL (nats)", "loss (nats/example)"):
         table.add_column(name, justify="right")
     for p in predictions:
-        table.add_row(*[_fmt(p.hyperparameters[k]) for k in varying],
+        table.add_row(*[format_setting(p.hyperparameters[k]) for k in varying],
                       f"{p.n_active}/{p.latent_dim}", str(p.n_collapsed), _num(p.kl), _num(p.loss, 8))
     return table
 
@@ -111,54 +112,10 @@ def print_verifications(results: Sequence[Any]) -> None:
     for name in ("setting", "closed form", "numerical", "relative gap", "max |Δ sv|", "verdict"):
         table.add_column(name, justify="right")
     for r in results:
-        setting = ", ".join(f"{_symbol(k)}={_fmt(v)}" for k, v in r.prediction.hyperparameters.items())
+        setting = ", ".join(f"{symbol(k)}={format_setting(v)}" for k, v in r.prediction.hyperparameters.items())
         table.add_row(setting, f"{r.prediction.loss:.10g}", f"{r.numerical_loss:.10g}", f"{r.relative_gap:.2e}",
                       f"{r.max_sv_error:.2e}", "[green]agrees[/green]" if r.agrees else "[red]DISAGREES[/red]")
     console().print(table)
-
-
-@contextlib.contextmanager
-def progress(total: int, description: str, *, quiet: bool = False) -> Iterator[Callable[..., None]]:
-    """A progress bar on stderr; yields a function that advances it by its argument (default one)."""
-    if quiet or total <= 1:
-        yield lambda steps=1: None
-        return
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(file=sys.stderr), transient=True) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda steps=1: bar.advance(task, steps)
-
-
-class _TrainingBar:
-    """Advances a rich progress bar per step; shows the loss terms every ``every`` steps."""
-
-    def __init__(self, bar: Progress | None, task: Any, every: int = 10) -> None:
-        self._bar, self._task, self._every, self._count = bar, task, every, 0
-
-    def advance(self, terms: Any) -> None:
-        if self._bar is None:
-            return
-        self._count += 1
-        if self._count % self._every == 0:
-            self._bar.update(self._task, advance=self._every,
-                             terms=f"loss {float(terms.loss.detach()):.4g}  "
-                                   f"rec {float(terms.reconstruction.detach()):.4g}  "
-                                   f"KL {float(terms.kl.detach().sum()):.4g} nats")
-
-
-@contextlib.contextmanager
-def training_progress(epochs: int, steps_per_epoch: int, *, enabled: bool,
-                      start_epoch: int = 0) -> Iterator[_TrainingBar]:
-    """A progress bar over all training steps on stderr (nothing when ``enabled`` is false)."""
-    if not enabled:
-        yield _TrainingBar(None, None)
-        return
-    columns = (TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.fields[terms]}"))
-    with Progress(*columns, console=Console(file=sys.stderr), transient=True) as bar:
-        task = bar.add_task("training", total=epochs * steps_per_epoch, completed=start_epoch * steps_per_epoch,
-                            terms="")
-        yield _TrainingBar(bar, task)
 
 
 def print_training_summary(result: Any) -> None:
@@ -233,7 +190,7 @@ def print_collapse_report(report: Any, console: Console | None = None, *, max_ro
 
     out = console if console is not None else _stdout_console()
     model = report.model or {}
-    hyper = ", ".join(f"{name} {_fmt(model[key])}" for key, name in
+    hyper = ", ".join(f"{name} {format_setting(model[key])}" for key, name in
                       (("latent_dims", "latent"), ("beta", "β"), ("eta_enc", "η_enc"), ("eta_dec", "η_dec"),
                        ("epoch", "epoch")) if model.get(key) is not None)
     out.print(f"[bold]{escape(model_title(report))}[/bold]" + escape(f" — {hyper}" if hyper else "")

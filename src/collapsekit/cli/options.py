@@ -1,0 +1,80 @@
+"""What several verbs share: exit statuses, argument types, the value parser, the data options."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Any
+
+# The one parser of a configuration value typed on the command line, shared with `sweep --grid`:
+# int, float, true/false (a bool), none/null (None), A:B (a list of numbers), else the word itself.
+from collapsekit.experiments.sweep import parse_value
+
+__all__ = ["EXIT_BAD_INPUT", "EXIT_DISAGREES", "add_data_options", "int_list", "key_values", "number", "number_list",
+           "parse_value", "sigma2_list"]
+
+#: Exit statuses: bad input (argparse uses 2 for usage errors as well), and `verify` disagreeing.
+EXIT_BAD_INPUT = 2
+EXIT_DISAGREES = 1
+
+
+# -- argument types ------------------------------------------------------------------------------
+def number(text: str) -> float:
+    """A finite float."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def number_list(text: str) -> list[float]:
+    """Comma-separated finite floats (at least one)."""
+    values = [number(part) for part in text.split(",") if part.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError(f"{text!r} holds no numbers")
+    return values
+
+
+def int_list(text: str) -> list[int]:
+    """Comma-separated integers."""
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+
+
+def sigma2_list(text: str) -> list[float | None]:
+    """Comma-separated fixed stds or ``learnable`` (None)."""
+    return [None if part.strip() == "learnable" else number(part) for part in text.split(",")]
+
+
+# -- values ---------------------------------------------------------------------------------------
+def key_values(text: str) -> dict[str, Any]:
+    """``"a=1,b=x,c=true"`` → ``{"a": 1, "b": "x", "c": True}`` (values by :func:`parse_value`)."""
+    settings: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise argparse.ArgumentTypeError(f"{item!r} is not KEY=VALUE")
+        settings[key.strip()] = parse_value(value)
+    return settings
+
+
+# -- option groups --------------------------------------------------------------------------------
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    """--data and its views (split, condition, digit, part of a seeded split)."""
+    from collapsekit.data import SPEC_HELP
+
+    group = parser.add_argument_group("data", SPEC_HELP)
+    group.add_argument("--data", default="digits", metavar="SPEC", help="data source (default: digits)")
+    group.add_argument("--split", choices=["quadrants"],
+                       help="CVAE view: x = bottom-left image quadrant, y = the other three")
+    group.add_argument("--condition", choices=["label"], help="CVAE view: x = one-hot label, y = the image")
+    group.add_argument("--digit", type=int, metavar="N", help="keep only examples with label N")
+    group.add_argument("--part", choices=["train", "test"], help="keep one part of a seeded train/test split")
+    group.add_argument("--test-fraction", type=number, default=0.2, metavar="F",
+                       help="test share of the split (default 0.2)")
+    group.add_argument("--seed", type=int, default=0, help="seed of the split and of random starts (default 0)")

@@ -1,0 +1,110 @@
+"""``collapsekit train``: a run directory from a configuration and flags (every flag has a config key)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from collapsekit.cli.options import int_list, key_values, number, number_list, parse_value
+
+# Flags of `train`: (flag, config key, argparse keyword arguments).
+TRAIN_FLAGS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("--data", "data.spec", {"metavar": "SPEC", "help": "data source (default digits)"}),
+    ("--split", "data.split", {"choices": ["quadrants"], "help": "CVAE view: quadrant split"}),
+    ("--condition", "data.condition", {"choices": ["label"], "help": "CVAE view: one-hot label as x"}),
+    ("--digit", "data.digit", {"type": int, "metavar": "N", "help": "keep only label N"}),
+    ("--part", "data.part", {"choices": ["train", "test"], "help": "one part of a seeded train/test split"}),
+    ("--test-fraction", "data.test_fraction", {"type": number, "metavar": "F"}),
+    ("--model", "model.kind", {"choices": ["vae", "cvae", "hvae"]}),
+    ("--arch", "model.arch", {"choices": ["linear", "mlp", "conv"]}),
+    ("--latent-dims", "model.latent_dims", {"type": int_list, "metavar": "D[,D2,...]",
+                                            "help": "latent size, one per level (hvae: ≥ 2)"}),
+    ("--hidden", "model.hidden", {"type": int_list, "metavar": "H[,H2,...]", "help": "MLP hidden sizes"}),
+    ("--activation", "model.activation", {"choices": ["relu", "tanh"]}),
+    ("--mean-activation", "model.mean_activation", {"choices": ["none", "relu", "tanh", "sigmoid"],
+                                                    "help": "squash every latent mean"}),
+    ("--out-activation", "model.out_activation", {"choices": ["none", "relu", "tanh", "sigmoid"],
+                                                  "help": "squash the decoder's output mean"}),
+    ("--channels", "model.channels", {"type": int_list, "metavar": "C1,C2", "help": "conv channels"}),
+    ("--init-std", "model.init_std", {"type": number, "metavar": "S",
+                                      "help": "starting value of a learnable encoder std"}),
+    ("--likelihood", "model.likelihood", {"choices": ["gaussian", "bernoulli"]}),
+    ("--eta-enc", "model.eta_enc", {"type": number, "metavar": "E", "help": "prior std"}),
+    ("--eta-dec", "model.eta_dec", {"type": number, "metavar": "E", "help": "decoder std"}),
+    ("--learn-eta-dec", "model.learn_eta_dec", {"action": "store_const", "const": True}),
+    ("--encoder-std", "model.encoder_std", {"metavar": "S", "help": "'data', 'learnable' or a fixed std"}),
+    ("--sigma1", "model.sigma1", {"metavar": "S", "help": "hvae: z1 std: a fixed value, 'learnable' or 'data'"}),
+    ("--sigma2", "model.sigma2", {"metavar": "S", "help": "hvae: upper-level std: 'learnable', 'data' or a value"}),
+    ("--objective", "objective.name", {"choices": ["elbo", "iwae", "infovae"]}),
+    ("--beta", "objective.beta", {"type": number_list, "metavar": "B[,B2,...]",
+                                  "help": "true KL weight, one for all levels or one per level"}),
+    ("--free-bits", "objective.free_bits", {"type": number, "metavar": "λ", "help": "nats per dimension"}),
+    ("--k", "objective.k", {"type": int, "help": "IWAE samples"}),
+    ("--alpha", "objective.alpha", {"type": number, "help": "InfoVAE α"}),
+    ("--lambda", "objective.lambda", {"type": number, "help": "InfoVAE λ"}),
+    ("--schedule", "schedule.name", {"choices": ["constant", "linear", "sigmoid", "cyclical", "capacity"],
+                                     "help": "schedule of the factor on β"}),
+    ("--schedule-set", "schedule.settings", {"metavar": "KEY=VALUE,...", "type": key_values,
+                                             "help": "schedule settings, e.g. warmup_steps=1000"}),
+    ("--optimizer", "optim.name", {"choices": ["adam", "sgd"]}),
+    ("--lr", "optim.lr", {"type": number}),
+    ("--momentum", "optim.momentum", {"type": number}),
+    ("--weight-decay", "optim.weight_decay", {"type": number}),
+    ("--grad-clip", "optim.grad_clip", {"type": number, "metavar": "NORM"}),
+    ("--lr-schedule", "optim.lr_schedule", {"choices": ["constant", "cosine"]}),
+    ("--epochs", "train.epochs", {"type": int, "metavar": "N"}),
+    ("--batch-size", "train.batch_size", {"type": int, "metavar": "B"}),
+    ("--seed", "train.seed", {"type": int}),
+    ("--accelerator", "train.accelerator", {"help": "cpu, gpu, auto, ... (Lightning Fabric)"}),
+    ("--devices", "train.devices", {"help": "number of devices, or 'auto'"}),
+    ("--num-nodes", "train.num_nodes", {"type": int}),
+    ("--strategy", "train.strategy", {"help": "auto, ddp, ddp_spawn, ... (Lightning Fabric)"}),
+    ("--logger", "train.loggers", {"action": "append", "choices": ["csv", "tensorboard"]}),
+    ("--no-progress", "train.progress", {"action": "store_const", "const": False}),
+    ("--no-monitor", "train.monitor", {"action": "store_const", "const": False,
+                                       "help": "no collapse monitor (per-epoch active units, MI, warnings)"}),
+)
+
+
+def add_parser(verbs: Any) -> argparse.ArgumentParser:
+    """Add the ``train`` verb to the CLI's subparsers."""
+    parser: argparse.ArgumentParser = verbs.add_parser(
+        "train", help="train a VAE, CVAE or hierarchical VAE into a run directory",
+        description="Train a model; writes config.yaml, metrics.jsonl (per epoch, nats) and checkpoints/ "
+                    "(safetensors + JSON) to --out. Every flag has a config key (shown in brackets); flags "
+                    "override --config.")
+    add_options(parser)
+    parser.set_defaults(handler=run)
+    return parser
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """--config, --out, --resume and one flag per configuration key (:data:`TRAIN_FLAGS`)."""
+    parser.add_argument("--config", metavar="RUN.yaml", help="a run configuration (YAML); flags override it")
+    parser.add_argument("--out", required=True, metavar="RUN_DIR", help="the run directory")
+    parser.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its last checkpoint")
+    for flag, key, options in TRAIN_FLAGS:
+        options = dict(options)
+        options["help"] = (options.get("help", "") + f" [{key}]").strip()
+        if "choices" not in options and "action" not in options:
+            options.setdefault("metavar", flag.lstrip("-").replace("-", "_").upper())
+        parser.add_argument(flag, dest=key.replace(".", "__"), default=None, **options)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train (or resume) the run and print its summary."""
+    from collapsekit.cli import terminal
+    from collapsekit.training import RunConfig, train
+
+    config = RunConfig.load(args.config) if args.config else RunConfig()
+    overrides = {key: getattr(args, key.replace(".", "__")) for _, key, _ in TRAIN_FLAGS}
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    for key in ("model.sigma2", "model.encoder_std"):   # a number or a word
+        if key in overrides:
+            overrides[key] = parse_value(overrides[key])
+    if isinstance(overrides.get("objective.beta"), list) and len(overrides["objective.beta"]) == 1:
+        overrides["objective.beta"] = overrides["objective.beta"][0]
+    config = config.with_overrides(overrides)
+    result = train(config, args.out, resume=args.resume)
+    terminal.print_training_summary(result)
+    return 0
