@@ -197,7 +197,7 @@ def run_preset(name: str, *, scale: str = "quick", data: str | None = None, out:
     scale : {"quick", "paper"}
     data : str, optional
         Data spec for the presets that train on MNIST (paper scale: the full MNIST,
-        ``mnist:DIR``; quick default: the project's mnist10k). Synthetic presets ignore it.
+        ``mnist:DIR``; quick default: the bundled ``mnist10k``). Synthetic presets ignore it.
     out : path, optional
         The output directory (default ``reproduce/NAME``). A rerun into the same directory
         skips the training runs already finished.
@@ -338,7 +338,7 @@ def add_reproduce_parser(verbs: Any) -> argparse.ArgumentParser:
                     "collapse with the diagnostics beside the closed-form prediction, and write table.csv, "
                     "table.md, figure.png and result.json (with a verdict on the paper's claim) to the output "
                     "directory. A rerun skips the training runs already finished.",
-        epilog="Scales: quick (minutes on a laptop CPU; MNIST presets use ../shared/data/mnist10k, or digits) and "
+        epilog="Scales: quick (minutes on a laptop CPU; MNIST presets use the bundled mnist10k) and "
                "paper (the paper's settings; needs --data mnist:DIR with the full MNIST). β is the true KL "
                "weight: where the paper's script trained a β/2 model the preset trains nominal/2 and says so.")
     parser.add_argument("name", nargs="?", metavar="NAME",
