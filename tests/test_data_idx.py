@@ -17,6 +17,7 @@ from collapsekit.data import (
     MNIST10K_DIR,
     MNIST10K_SHA256,
     MNIST_FILES,
+    apply_views,
     download_mnist,
     load,
     load_mnist,
@@ -238,6 +239,9 @@ def test_bundled_mnist10k() -> None:
     # the same bytes as the IDX files read by the MNIST directory loader
     np.testing.assert_array_equal(load_mnist(MNIST10K_DIR).x, ds.x)
     np.testing.assert_array_equal(load_mnist10k().labels, ds.labels)
+    # digit data: a one-digit subset keeps ten one-hot classes (like digits and mnist)
+    sevens = apply_views(ds, digit=7, condition="label")
+    assert sevens.n == DOCUMENTED_COUNTS[7] and sevens.x.shape[1] == 10 and (sevens.x[:, 7] == 1).all()
 
 
 def test_bundled_mnist10k_checksums_match_the_readme() -> None:
