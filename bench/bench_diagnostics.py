@@ -46,7 +46,6 @@ from collapsekit.data import load
 from collapsekit.diagnostics import diagnose_model, importance_sampled_log_likelihood
 from collapsekit.models import build_model
 
-MNIST10K = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist10k"
 START, END = "<!-- bench:diagnostics:start -->", "<!-- bench:diagnostics:end -->"
 MODEL = {"kind": "vae", "arch": "mlp", "x_dim": 784, "latent_dims": [16], "hidden": [256], "encoder_std": "data",
          "eta_dec": 1.0}
@@ -54,7 +53,7 @@ METHODS = ("likelihood", "likelihood_subset", "diagnose", "metrics", "paper_loop
 
 
 def data() -> torch.Tensor:
-    return torch.as_tensor(load(f"mnist:{MNIST10K}").x, dtype=torch.float32)
+    return torch.as_tensor(load("mnist10k").x, dtype=torch.float32)
 
 
 def trained_weights(path: Path, epochs: int) -> None:
@@ -201,8 +200,6 @@ def main() -> None:
     if args.child:
         print(json.dumps(run_method(args.child, args.weights, args.samples, args.subset, args.threads)))
         return
-    if not MNIST10K.is_dir():
-        sys.exit(f"needs the MNIST digits in {MNIST10K}")
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(tmp) / "vae.safetensors"

@@ -29,7 +29,6 @@ from collapsekit.models import build_model
 from collapsekit.objectives import build_objective
 from collapsekit.training.monitor import CollapseMonitor
 
-MNIST10K = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist10k"
 START, END = "<!-- bench:monitor:start -->", "<!-- bench:monitor:end -->"
 BATCH = 128
 
@@ -50,7 +49,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    x = torch.as_tensor(load(f"mnist:{MNIST10K}").x, device=device)
+    x = torch.as_tensor(load("mnist10k").x, device=device)
     steps_per_epoch = -(-x.shape[0] // BATCH)
     torch.manual_seed(0)
     model = build_model("vae", "mlp", x_dim=784, latent_dims=[32], hidden=[512, 512], encoder_std="data").to(device)

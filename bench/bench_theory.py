@@ -5,8 +5,8 @@ Three ways to get the CVAE spectrum θ = eig E, run side by side on the same dat
   naive float64 one float64 copy of all the data, X.T @ X, then the same algebra
   official code float32 whitening (eigh + 1e-9) and E = D (I − ZᵀZ) Dᵀ as in the paper's scripts
 
-Data: the 10,000 real MNIST digits of ../shared/data/mnist10k tiled to 60,000 rows (real structure:
-constant borders make E[xxᵀ] singular), or, without them, synthetic low-rank images with zero borders.
+Data: the 10,000 real MNIST digits of the bundled mnist10k tiled to 60,000 rows (real structure:
+constant borders make E[xxᵀ] singular).
 Time is the best of --repeats runs; memory is the tracemalloc peak of numpy allocations beyond the
 input array. Writes its section of docs/benchmarks.md with --write.
 """
@@ -28,24 +28,14 @@ from collapsekit.data import load, quadrant_split
 from collapsekit.theory import Moments, predict_cvae
 
 ROWS = 60_000
-MNIST10K = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist10k"
 START, END = "<!-- bench:theory:start -->", "<!-- bench:theory:end -->"
 
 
 def make_data() -> tuple[np.ndarray, np.ndarray, str]:
-    if MNIST10K.is_dir():
-        ds = quadrant_split(load(f"mnist:{MNIST10K}"))
-        reps = -(-ROWS // ds.n)
-        x, y = np.tile(ds.x, (reps, 1))[:ROWS], np.tile(ds.y, (reps, 1))[:ROWS]
-        return np.ascontiguousarray(x), np.ascontiguousarray(y), f"mnist10k tiled to {ROWS:,} rows"
-    rng = np.random.default_rng(0)
-    images = np.zeros((ROWS, 28, 28), np.float32)
-    images[:, 4:24, 4:24] = (rng.random((ROWS, 30), np.float32) @ rng.random((30, 400), np.float32)).reshape(-1, 20, 20) / 30
-    flat = images.reshape(ROWS, -1)
-    from collapsekit.data import Dataset
-
-    ds = quadrant_split(Dataset(x=flat, image_shape=(28, 28)))
-    return ds.x, ds.y, f"synthetic rank-30 images with zero borders, {ROWS:,} rows"
+    ds = quadrant_split(load("mnist10k"))
+    reps = -(-ROWS // ds.n)
+    x, y = np.tile(ds.x, (reps, 1))[:ROWS], np.tile(ds.y, (reps, 1))[:ROWS]
+    return np.ascontiguousarray(x), np.ascontiguousarray(y), f"mnist10k tiled to {ROWS:,} rows"
 
 
 def collapsekit_way(x: np.ndarray, y: np.ndarray) -> np.ndarray:

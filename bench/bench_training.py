@@ -1,7 +1,7 @@
 """Benchmark: training throughput (examples/s) of an MLP VAE on MNIST, three trainers side by side.
 
 Model: encoder 784-512-512-(μ, log σ²) 32, decoder 32-512-512-784, ReLU, Gaussian likelihood with
-η_dec = 1 fixed, Adam lr 1e-3, batch size 128, the 10,000 digits of ../shared/data/mnist10k.
+η_dec = 1 fixed, Adam lr 1e-3, batch size 128, the 10,000 digits of the bundled mnist10k.
 
   collapsekit  ``Trainer(config, run_dir, data=...).fit()``: Lightning Fabric, a seeded permutation
                per epoch, the β-ELBO objective, per-epoch metrics.jsonl line and checkpoint
@@ -40,7 +40,6 @@ from pathlib import Path
 
 import _common
 
-MNIST10K = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist10k"
 START, END = "<!-- bench:training:start -->", "<!-- bench:training:end -->"
 HIDDEN, LATENT, BATCH, LR, SEED = (512, 512), 32, 128, 1e-3, 0
 INTERPRETATION = ("The hand loop does the arithmetic and nothing else. Per step the trainer adds Fabric's "
@@ -119,7 +118,7 @@ def run_config(epochs: int) -> RunConfig:  # noqa: F821  (imported inside: not i
     from collapsekit.training import RunConfig
 
     return RunConfig.parse({
-        "data": {"spec": f"mnist:{MNIST10K}"},
+        "data": {"spec": "mnist10k"},
         "model": {"kind": "vae", "arch": "mlp", "hidden": list(HIDDEN), "latent_dims": [LATENT], "activation": "relu",
                   "likelihood": "gaussian", "eta_dec": 1.0, "learn_eta_dec": False, "encoder_std": "data"},
         "objective": {"name": "elbo", "beta": 1.0},
@@ -247,9 +246,7 @@ def main() -> None:
 
     from collapsekit.data import load
 
-    if not MNIST10K.is_dir():
-        sys.exit(f"bench_training: needs the MNIST digits in {MNIST10K}")
-    x = np.ascontiguousarray(load(f"mnist:{MNIST10K}").x, dtype=np.float32)
+    x = np.ascontiguousarray(load("mnist10k").x, dtype=np.float32)
 
     pythae_python, skipped = args.pythae_python, None
     if pythae_python is None:

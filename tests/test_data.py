@@ -396,6 +396,7 @@ def test_spec_correlated() -> None:
         ("", "non-empty"),
         ("cifar", "unknown data spec 'cifar' .*accepted: digits, mnist"),
         ("digits:extra", "no parameters"),
+        ("mnist10k:t10k", "mnist10k takes no parameters"),
         ("mnist:", "needs a directory"),
         ("file:", "needs a path"),
         ("gaussian:eigs=1:2,d=2", "exactly one of"),
@@ -425,5 +426,5 @@ def test_spec_errors(spec: str, message: str) -> None:
 
 
 def test_spec_help_mentions_every_scheme() -> None:
-    for word in ("digits", "mnist:", ".npz", "file:", "gaussian:", "correlated:", "1/8"):
+    for word in ("digits", "mnist10k", "mnist:", ".npz", "file:", "gaussian:", "correlated:", "1/8"):
         assert word in SPEC_HELP

@@ -11,10 +11,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from collapsekit.data import MNIST_FILES, download_mnist, load, load_mnist, read_idx
+import collapsekit.data.builtin as builtin
+from collapsekit.data import (
+    MNIST10K_CLASS_COUNTS,
+    MNIST10K_DIR,
+    MNIST10K_SHA256,
+    MNIST_FILES,
+    apply_views,
+    download_mnist,
+    load,
+    load_mnist,
+    load_mnist10k,
+    read_idx,
+)
 from collapsekit.errors import DataError, DataFileNotFoundError
-
-SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist10k"
 
 _CODES = {"u1": 0x08, "i1": 0x09, "i2": 0x0B, "i4": 0x0C, "f4": 0x0D, "f8": 0x0E}
 
@@ -194,16 +204,71 @@ def test_load_mnist_bad_part(tmp_path: Path) -> None:
         load_mnist(tmp_path, "validation")
 
 
-@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason=f"shared MNIST subset not present at {SHARED_MNIST}")
-def test_shared_mnist10k() -> None:
-    ds = load_mnist(SHARED_MNIST)
-    assert ds.x.shape == (10000, 784) and ds.image_shape == (28, 28)
+# --- the bundled mnist10k ------------------------------------------------------------------------
+
+#: What the data's README documents, typed here independently of the code's constants.
+DOCUMENTED_COUNTS = [1001, 1127, 991, 1032, 980, 863, 1014, 1070, 944, 978]
+
+
+def readme_sha256s() -> dict[str, str]:
+    """The file → SHA-256 pairs the README beside the files lists (its table rows)."""
+    found = {}
+    for line in (MNIST10K_DIR / "README.md").read_text(encoding="utf-8").splitlines():
+        cells = [cell.strip().strip("`") for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].endswith(".gz"):
+            found[cells[0]] = cells[2]
+    return found
+
+
+def test_bundled_mnist10k() -> None:
+    ds = load("mnist10k")
+    assert ds.name == "mnist10k" and ds.x.shape == (10000, 784) and ds.x.dtype == np.float32
+    assert ds.image_shape == (28, 28)
     assert ds.x.min() == 0.0 and ds.x.max() == 1.0
-    counts = np.bincount(ds.labels, minlength=10)
-    assert counts.size == 10 and counts.min() > 800 and counts.max() < 1200
+    # 8-bit grey levels: every value is a byte divided by 255
+    np.testing.assert_array_equal(np.round(ds.x * 255) / np.float32(255), ds.x)
+    assert np.bincount(ds.labels, minlength=10).tolist() == DOCUMENTED_COUNTS == list(MNIST10K_CLASS_COUNTS)
+    # the README documents the counts too
+    readme = (MNIST10K_DIR / "README.md").read_text(encoding="utf-8")
+    assert "| count | " + " | ".join(map(str, DOCUMENTED_COUNTS)) + " |" in readme
     # Real digits, not noise: most pixels are background and each image has some ink.
     assert (ds.x == 0).mean() > 0.7
     assert (ds.x.max(axis=1) > 0.5).all()
+    # shuffled: the first 29 examples already hold every digit
+    assert set(ds.labels[:29].tolist()) == set(range(10))
+    # the same bytes as the IDX files read by the MNIST directory loader
+    np.testing.assert_array_equal(load_mnist(MNIST10K_DIR).x, ds.x)
+    np.testing.assert_array_equal(load_mnist10k().labels, ds.labels)
+    # digit data: a one-digit subset keeps ten one-hot classes (like digits and mnist)
+    sevens = apply_views(ds, digit=7, condition="label")
+    assert sevens.n == DOCUMENTED_COUNTS[7] and sevens.x.shape[1] == 10 and (sevens.x[:, 7] == 1).all()
+
+
+def test_bundled_mnist10k_checksums_match_the_readme() -> None:
+    documented = readme_sha256s()
+    assert set(documented) == {"images-idx3-ubyte.gz", "labels-idx1-ubyte.gz"} == set(MNIST10K_SHA256)
+    for name, digest in documented.items():
+        assert hashlib.sha256((MNIST10K_DIR / name).read_bytes()).hexdigest() == digest == MNIST10K_SHA256[name]
+    # the data's licence travels with it
+    notice = (MNIST10K_DIR / "LICENSE").read_text(encoding="utf-8")
+    assert "Attribution-ShareAlike 3.0 Unported" in notice and "LeCun" in notice and "Copyright (c) 2015" in notice
+
+
+def test_bundled_mnist10k_refuses_a_damaged_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in MNIST10K_SHA256:
+        (tmp_path / name).write_bytes((MNIST10K_DIR / name).read_bytes())
+    monkeypatch.setattr(builtin, "MNIST10K_DIR", tmp_path)
+    assert load("mnist10k").n == 10000                     # an intact copy loads
+    labels = tmp_path / "labels-idx1-ubyte.gz"
+    raw = gzip.decompress(labels.read_bytes())
+    labels.write_bytes(gzip.compress(raw[:-1] + bytes([(raw[-1] + 1) % 10]), mtime=0))   # one label changed
+    with pytest.raises(DataError, match="SHA-256 .* does not match") as info:
+        load("mnist10k")
+    assert "\n" not in str(info.value)
+    labels.unlink()
+    with pytest.raises(DataFileNotFoundError, match="missing") as info:
+        load("mnist10k")
+    assert "\n" not in str(info.value)
 
 
 def test_mnist_spec_forms(tmp_path: Path) -> None:

@@ -253,6 +253,6 @@ def test_trained_linear_vae_has_as_many_active_units_as_the_theory_keeps(tmp_pat
     assert level.n_collapsed == prediction.n_collapsed
     assert level.rate == pytest.approx(float(np.sum(prediction.kl_per_dim)), rel=0.01)
     assert min(level.kl_per_dim) < 0.01
-    # the activity histogram is bimodal (METHODS.md §1): the threshold sits in a wide gap
+    # the activity histogram is bimodal (docs/metrics.md §1): the threshold sits in a wide gap
     activity = np.sort(level.variance_of_mean)
     assert activity[0] < 1e-3 and activity[1] > 0.1

@@ -123,7 +123,7 @@ def test_linear_cvae_matches_its_exact_conditional_likelihood():
 
 def test_two_level_linear_hierarchy_matches_its_exact_marginal():
     rng = np.random.default_rng(3)
-    eta_enc, eta = 1.1, 0.8                                  # the same η at both decoder levels (THEORY.md §1.3)
+    eta_enc, eta = 1.1, 0.8                                  # the same η at both decoder levels (docs/theory.md §1.3)
     u1, u2 = rng.normal(size=(5, 3)), rng.normal(size=(3, 2))
     c1 = eta_enc**2 * u2 @ u2.T + eta**2 * np.eye(3)
     p1 = np.linalg.inv(u1.T @ u1 / eta**2 + np.linalg.inv(c1))            # p(z₁|x) = N(K x, P₁)

@@ -1,4 +1,4 @@
-"""The linear models implement exactly the theory's parameterisation (THEORY.md §1).
+"""The linear models implement exactly the theory's parameterisation (docs/theory.md §1).
 
 For each linear model, the closed-form optimum of ``collapsekit.theory`` is turned into weights
 (W = V Φ^{-1/2} P_Aᵀ, U = P_A diag(ω), ...), set into a model built by the registry, and a Monte
@@ -114,7 +114,7 @@ def test_linear_cvae_at_closed_form_optimum():
     assert 0 < pred.n_active < k
     model = build_model("cvae", "linear", x_dim=4, y_dim=5, latent_dims=[k], eta_enc=eta_enc,
                         eta_dec=eta_dec).double()
-    # Exactly W₁, W₂, U₁, U₂ and one data-independent std vector (THEORY.md §1.2).
+    # Exactly W₁, W₂, U₁, U₂ and one data-independent std vector (docs/theory.md §1.2).
     assert parameter_names(model) == {"encoder.x_branch.head.mean.weight", "encoder.y_branch.head.mean.weight",
                                       "encoder.shared_std.log_std", "decoder.x_branch.map.weight",
                                       "decoder.z_branch.map.weight"}

@@ -73,7 +73,7 @@ class LinearGaussian:
         return 0.5 * self.D * math.log(2 * math.pi * self.sigma**2) + (residual + spread) / (2 * self.sigma**2)
 
     def kl(self, loc: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-        """KL(q ‖ p) per example and dimension, closed form (METHODS.md §0)."""
+        """KL(q ‖ p) per example and dimension, closed form (docs/metrics.md §0)."""
         return 0.5 * ((std**2 + loc**2) / self.eta**2 - 1 - torch.log(std**2 / self.eta**2))
 
 
@@ -140,7 +140,7 @@ class TwoLevelLinear:
 
 
 def test_lower_level_term_is_paired_not_analytic():
-    """The β₁ term of THEORY.md §1.3 is the paired estimate; the analytic KL at the sampled z₂ is biased."""
+    """The β₁ term of docs/theory.md §1.3 is the paired estimate; the analytic KL at the sampled z₂ is biased."""
     torch.manual_seed(1)
     hierarchy = TwoLevelLinear()
     out = hierarchy.output(n_samples=200_000)

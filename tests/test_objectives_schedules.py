@@ -36,14 +36,14 @@ def test_sigmoid_warmup_start_midpoint_end():
     assert all(a < b for a, b in zip(values, values[1:]))
     shifted = SigmoidWarmup(warmup_steps=100, start=0.2, end=0.8, steepness=4.0)
     assert shifted.value(50) == pytest.approx(0.5) and shifted.value(0) == pytest.approx(0.2)
-    # Bowman-style logistic 1/(1 + exp(−k(t − x₀))), k = 0.0025, x₀ = 2500 (METHODS.md §9.2).
+    # Bowman-style logistic 1/(1 + exp(−k(t − x₀))), k = 0.0025, x₀ = 2500 (docs/metrics.md §9.2).
     bowman = SigmoidWarmup(warmup_steps=5000, steepness=12.5)
     for t in range(0, 5001, 250):
         assert bowman.value(t) == pytest.approx(1 / (1 + math.exp(-0.0025 * (t - 2500))), abs=0.002)
 
 
 def frange_cycle_linear(n_iter: int, start: float, stop: float, n_cycle: int, ratio: float) -> list[float]:
-    """The array of Fu et al.'s reference code as METHODS.md §9.3 describes it (whole array, linear ramps,
+    """The array of Fu et al.'s reference code as docs/metrics.md §9.3 describes it (whole array, linear ramps,
     ``step = (stop − start)/(period·ratio)``, ones·stop elsewhere), rewritten here for the comparison."""
     values = [stop] * n_iter
     period = n_iter / n_cycle

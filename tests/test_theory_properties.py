@@ -1,7 +1,7 @@
 """Properties of the closed forms: critical β, recommend_beta, loss/KL accounting (with Monte Carlo),
 CVAE-vs-VAE ordering, JSON export, Moments, and typed errors on bad input.
 
-Expected values come from THEORY.md formulas (re-derived here from the data with numpy), from the
+Expected values come from docs/theory.md formulas (re-derived here from the data with numpy), from the
 §2.x reference implementation, from direct numpy computations, or from Monte Carlo.
 """
 
@@ -283,7 +283,8 @@ def test_kl_per_dim_is_gaussian_kl_and_theory_value(mx, mxy):
             continue                                # z₂'s mean square is w₂²t, checked by Monte Carlo below
         np.testing.assert_allclose(p.kl_per_dim, gaussian_kl(p.encoder_sv**2, p.encoder_std, ee),
                                    rtol=1e-12, atol=1e-15)
-    # at the learnable-Σ optimum the KL of an active dimension is ½ log(θ/βη_dec²), θ an eigenvalue
+    # docs/theory.md §2.2: at the learnable-Σ optimum the KL of an active dimension is ½ log(θ/βη_dec²), θ an
+    # eigenvalue of E[xxᵀ] (the scale every output uses)
     p = predict_vae(mx, 5, beta=0.7, eta_enc=1.2, eta_dec=0.8)
     act = ~p.inactive
     np.testing.assert_allclose(p.kl_per_dim[act], 0.5 * np.log(p.theta[act] / (0.7 * 0.8**2)), rtol=1e-12)

@@ -252,7 +252,7 @@ def mh_moments():
 
 
 def thm3_thresholds(beta1, beta2, eta_dec, sigma1):
-    """θ at which z₂ stops collapsing, and the two z₁ zero-thresholds (THEORY.md Theorem 3)."""
+    """θ at which z₂ stops collapsing, and the two z₁ zero-thresholds (docs/theory.md §2.4, Theorem 3)."""
     return [beta2 * eta_dec**2 / (np.sqrt(beta1) * sigma1), np.sqrt(beta2) * eta_dec, np.sqrt(beta1) * sigma1]
 
 
@@ -308,7 +308,7 @@ def test_mhvae_thm3_beta1_not_one(mh_moments):
 
 # -- MHVAE, Theorem 5 (σ₂ fixed) ------------------------------------------------------------------
 def thm5_thresholds(beta1, beta2, c, sigma1, sigma2):
-    """t₂ (z₂ mode nonzero, correct form), t₁ and √β₁σ₁ (z₁ mode nonzero), THEORY.md Theorem 5."""
+    """t₂ (z₂ mode nonzero, correct form), t₁ and √β₁σ₁ (z₁ mode nonzero), docs/theory.md §2.5, Theorem 5."""
     return [beta2 * c**2 * sigma2**2 / (np.sqrt(beta1) * sigma1),
             np.sqrt(np.sqrt(beta1 * beta2) * c * sigma1 * sigma2), np.sqrt(beta1) * sigma1]
 

@@ -1,7 +1,7 @@
-"""THEORY.md §4 worked examples (the spec) and the §2.x numpy reference for the MHVAE.
+"""docs/theory.md §4 worked examples (the spec) and the §2.6 numpy reference for the MHVAE.
 
-Every expected number here is copied from THEORY.md §4, or computed by the reference
-implementation of THEORY.md §2.x reproduced verbatim below as an independent oracle.
+Every expected number here is copied from docs/theory.md §4, or computed by the reference
+implementation of docs/theory.md §2.6 reproduced verbatim below as an independent oracle.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from collapsekit.theory import Moments, predict_cvae, predict_mhvae, predict_vae
 from theory_reference import mhvae_fixed, mhvae_learnable_sigma2
 
-DEC = 4  # THEORY.md §4 quotes 4 decimals
+DEC = 4  # docs/theory.md §4 quotes 4 decimals
 ATOL = 0.5 * 10.0**-DEC
 
 
@@ -21,7 +21,7 @@ def assert_4dp(actual, expected):
 
 
 def scaled_loss(loss: float, dim: int, eta_dec: float) -> float:
-    """ℓ* = 2η_dec²(L* − (d/2)·log(2πη_dec²)) (THEORY.md §1.1)."""
+    """ℓ* = 2η_dec²(L* − (d/2)·log(2πη_dec²)) (docs/theory.md §1.1)."""
     return 2 * eta_dec**2 * (loss - 0.5 * dim * np.log(2 * np.pi * eta_dec**2))
 
 
@@ -109,7 +109,7 @@ def test_cvae_example_from_data_matches():
     assert_4dp(p.kl_per_dim, [0.6547, 0.1054, 0])
 
 
-# -- MHVAE: the §2.x numpy reference (verbatim) is the oracle -----------------------------------
+# -- MHVAE: the §2.6 numpy reference (verbatim) is the oracle -----------------------------------
 def _random_mhvae_instance(rng, fixed_sigma2: bool):
     d = int(rng.integers(2, 8))
     theta = np.sort(rng.uniform(0.0, 4.0, size=d))[::-1]

@@ -1,4 +1,4 @@
-"""THEORY.md §2.x numpy reference, verbatim: the independent oracle the theory tests compare against.
+"""docs/theory.md §2.6 numpy reference, verbatim: the independent oracle the theory tests compare against.
 
 These few lines are the spec's own implementation (checked there against direct minimisation);
 collapsekit's closed forms are written separately in src/collapsekit/theory/linear.py.

@@ -28,7 +28,7 @@ def add_parser(verbs: Any) -> argparse.ArgumentParser:
                     "collapse with the diagnostics beside the closed-form prediction, and write table.csv, "
                     "table.md, figure.png and result.json (with a verdict on the paper's claim) to the output "
                     "directory. A rerun skips the training runs already finished.",
-        epilog="Scales: quick (minutes on a laptop CPU; MNIST presets use ../shared/data/mnist10k, or digits) and "
+        epilog="Scales: quick (minutes on a laptop CPU; MNIST presets use the bundled mnist10k) and "
                "paper (the paper's settings; needs --data mnist:DIR with the full MNIST). β is the true KL "
                "weight: where the paper's script trained a β/2 model the preset trains nominal/2 and says so.")
     parser.add_argument("name", nargs="?", metavar="NAME",

@@ -123,7 +123,7 @@ def _candidates(part: str) -> list[tuple[str, str]]:
         (f"{prefix}-images.idx3-ubyte", f"{prefix}-labels.idx1-ubyte"),
     ]
     if part == "train":
-        # Directories holding a single unnamed part (like shared/data/mnist10k). Not offered for
+        # Directories holding a single unnamed part (like the bundled mnist10k). Not offered for
         # t10k: returning the only part when the test part was asked for would mix up the two.
         pairs.append(("images-idx3-ubyte", "labels-idx1-ubyte"))
     return pairs

@@ -8,6 +8,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from collapsekit.data.arrays import ARRAY_SUFFIXES, load_array_file
+from collapsekit.data.builtin import load_mnist10k
 from collapsekit.data.dataset import Dataset
 from collapsekit.data.digits import load_digits
 from collapsekit.data.idx import load_mnist
@@ -19,6 +20,7 @@ __all__ = ["SPEC_HELP", "apply_views", "load"]
 
 SPEC_HELP = """\
 digits                      scikit-learn's 1797 8x8 digits (no download)
+mnist10k                    10,000 28x28 MNIST digits bundled with collapsekit (no download)
 mnist:DIR[:train|:t10k]     MNIST IDX files in DIR (train-/t10k-images-idx3-ubyte[.gz], or
                             images-idx3-ubyte[.gz]); the training part by default
 PATH.npy|.npz|.csv          an array file (also file:PATH); .npz holds x and optionally y, labels
@@ -28,7 +30,9 @@ gaussian:d=20,decay=0.7     eigenvalues scale*decay^i; keys n (1000), seed (0), 
 correlated:rho=1/8,d=128    CVAE pairs y~N(0,I), x=rho*y+sqrt(1-rho^2)*noise; keys n (1000), seed (0)
 Numbers accept fractions such as 1/8; lists are separated by ':'."""
 
-_ACCEPTED = "digits, mnist:DIR[:train|:t10k], PATH.npy|.npz|.csv, file:PATH, gaussian:..., correlated:..."
+_ACCEPTED = "digits, mnist10k, mnist:DIR[:train|:t10k], PATH.npy|.npz|.csv, file:PATH, gaussian:..., correlated:..."
+#: Data sets shipped with the software: a bare name, no parameters.
+_BUNDLED: dict[str, Callable[[], Dataset]] = {"digits": load_digits, "mnist10k": load_mnist10k}
 _GAUSSIAN_KEYS = ("eigs", "d", "decay", "scale", "n", "seed", "exact", "rotate")
 _CORRELATED_KEYS = ("rho", "d", "n", "seed")
 _DEFAULT_N = 1000
@@ -42,7 +46,7 @@ def load(spec: str | os.PathLike[str]) -> Dataset:
     Parameters
     ----------
     spec : str or path-like
-        ``digits``, ``mnist:DIR[:train|:t10k|:test]``, ``PATH.npy|.npz|.csv``, ``file:PATH``,
+        ``digits``, ``mnist10k``, ``mnist:DIR[:train|:t10k|:test]``, ``PATH.npy|.npz|.csv``, ``file:PATH``,
         ``gaussian:KEY=VALUE,...`` or ``correlated:KEY=VALUE,...``. A path-like object is
         read as an array file.
 
@@ -58,10 +62,10 @@ def load(spec: str | os.PathLike[str]) -> Dataset:
         raise DataError(f"data spec must be a non-empty string, got {spec!r} (accepted: {_ACCEPTED})")
     spec = spec.strip()
     scheme, colon, rest = spec.partition(":")
-    if spec == "digits":
-        return load_digits()
-    if colon and scheme == "digits":
-        raise DataError(f"data spec {spec!r}: digits takes no parameters")
+    if spec in _BUNDLED:
+        return _BUNDLED[spec]()
+    if colon and scheme in _BUNDLED:
+        raise DataError(f"data spec {spec!r}: {scheme} takes no parameters")
     if colon and scheme == "mnist":
         return _load_mnist_spec(spec, rest)
     if colon and scheme == "file":

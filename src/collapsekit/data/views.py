@@ -13,7 +13,7 @@ from collapsekit.errors import DataError
 __all__ = ["digit_filter", "label_condition", "quadrant_merge", "quadrant_split", "train_test_split"]
 
 # Sources whose labels are the ten digits: their one-hot width stays 10 even on a subset.
-_DIGIT_SOURCES = ("digits", "mnist")
+_DIGIT_SOURCES = ("digits", "mnist", "mnist10k")
 
 
 def _require_labels(ds: Dataset, view: str) -> np.ndarray:

@@ -31,7 +31,7 @@ from collapsekit.diagnostics.posterior import (Encoder, LevelStats, PosteriorSta
 from collapsekit.diagnostics.report import CollapseReport, LevelReport
 from collapsekit.models._checks import count
 
-#: The ε of the (ε, δ)-collapse sweep (METHODS.md §10).
+#: The ε of the (ε, δ)-collapse sweep (docs/metrics.md §10).
 EPSILONS = (0.01, 0.05, 0.1)
 
 

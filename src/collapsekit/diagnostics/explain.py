@@ -26,7 +26,7 @@ the reports (after training): given the dimensions *measured* collapsed and what
 
 Numbers come from :mod:`collapsekit.theory` (never re-derived here). For a model that is not linear
 they are a *linear-theory estimate* (the text says so); for the linear models they are exact.
-β is the true KL weight, KL in nats (DESIGN.md).
+β is the true KL weight, KL in nats (docs/theory.md §1.0).
 """
 
 from __future__ import annotations
@@ -498,7 +498,7 @@ def _cvae_correlation(level: str, setting: Setting, theory: _Theory, label: str)
 
 
 def _learnable_sigma2(level: str, setting: Setting, scale: float) -> Explanation | None:
-    """Theorem 3 (learnable Σ₂) against Theorem 5 (fixed σ₂): THEORY.md §2."""
+    """Theorem 3 (learnable Σ₂) against Theorem 5 (fixed σ₂): docs/theory.md §2."""
     beta1, beta2 = setting.beta(0) * scale, setting.beta(1) * scale
     eta_dec, s1 = setting.eta_dec, setting.sigma1
     if s1 is None:

@@ -1,4 +1,4 @@
-"""Importance-sampled log-likelihood and ELBO per example (METHODS.md §4).
+"""Importance-sampled log-likelihood and ELBO per example (docs/metrics.md §4).
 
 For each example, S samples z_s ~ q(z|x) (every level of a hierarchy, drawn up the encoder chain):
 

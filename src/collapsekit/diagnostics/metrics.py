@@ -2,13 +2,13 @@
 
 Each function returns a dict of named values plus a ``"units"`` entry (disentanglement_lib's
 metric protocol): scalars are Python numbers, per-dimension values float64 arrays of shape (d,).
-Definitions follow METHODS.md (sections named in each docstring); KL values are in nats.
+Definitions follow docs/metrics.md (sections named in each docstring); KL values are in nats.
 
 Two different things are called "active units" in the literature, and both are here:
 
 * :func:`active_units`: Burda et al.'s count of dimensions whose posterior **mean** varies
   across examples (Var_x E_q[z_j] > 0.01);
-* :func:`active_fraction`: the paper's "AU" (THEORY.md §3), the fraction of (example, dimension)
+* :func:`active_fraction`: the paper's "AU" (docs/theory.md §3), the fraction of (example, dimension)
   pairs whose **KL** to the prior is at least 0.01 nats.
 """
 
@@ -41,7 +41,7 @@ def _fraction(name: str, value: object) -> float:
 
 
 def kl_per_dim(kl: np.ndarray) -> dict[str, Any]:
-    """Per-dimension rate R_j = E_x KL_j(x) and the total rate R = Σ_j R_j (METHODS.md §0).
+    """Per-dimension rate R_j = E_x KL_j(x) and the total rate R = Σ_j R_j (docs/metrics.md §0).
 
     Parameters
     ----------
@@ -54,7 +54,7 @@ def kl_per_dim(kl: np.ndarray) -> dict[str, Any]:
 
 
 def active_units(mean: np.ndarray, threshold: float = 0.01) -> dict[str, Any]:
-    """Burda et al.'s active units (METHODS.md §1): dimensions with Var_x E_q[z_j] > ``threshold``.
+    """Burda et al.'s active units (docs/metrics.md §1): dimensions with Var_x E_q[z_j] > ``threshold``.
 
     The variance is the unbiased one (ddof = 1, He et al.'s code) over the whole set, never an
     average of per-batch variances (which misses the between-batch part). It depends on the latent
@@ -74,7 +74,7 @@ def active_units(mean: np.ndarray, threshold: float = 0.01) -> dict[str, Any]:
 
 
 def active_fraction(kl: np.ndarray, threshold: float = 0.01) -> dict[str, Any]:
-    """The paper's "AU" (THEORY.md §3): the fraction of (example, dimension) pairs with KL ≥ ``threshold``.
+    """The paper's "AU" (docs/theory.md §3): the fraction of (example, dimension) pairs with KL ≥ ``threshold``.
 
     Returns
     -------
@@ -89,7 +89,7 @@ def active_fraction(kl: np.ndarray, threshold: float = 0.01) -> dict[str, Any]:
 
 
 def eps_delta_collapse(kl: np.ndarray, epsilon: float = 0.01, delta: float = 0.01) -> dict[str, Any]:
-    """(ε, δ)-collapse of Lucas et al. (METHODS.md §2a): P_x[KL_j(x) < ε] ≥ 1 − δ, per dimension.
+    """(ε, δ)-collapse of Lucas et al. (docs/metrics.md §2a): P_x[KL_j(x) < ε] ≥ 1 − δ, per dimension.
 
     Counted exactly: dimension j is collapsed when at most δ·N examples have KL_j ≥ ε (a KL equal
     to ε is not below it, the same boundary as :func:`active_fraction`).
@@ -129,7 +129,7 @@ def collapse_fractions(kl: np.ndarray, epsilons: Sequence[float] = (0.01, 0.05, 
 
 def variable_types(var: np.ndarray, prior_var: float = 1.0, var_threshold: float = 0.1,
                    mean_error: float = 0.1) -> dict[str, Any]:
-    """Active / passive / mixed variables of Bonheme & Grzes (METHODS.md §5).
+    """Active / passive / mixed variables of Bonheme & Grzes (docs/metrics.md §5).
 
     On the variance representation s_j(x) = σ_j²(x) / prior_var: with m_j its mean and v_j its
     (population) variance over the examples,
@@ -185,7 +185,7 @@ def _mean_abs_offdiag(values: np.ndarray, columns: np.ndarray) -> float | None:
 
 
 def mean_sampled_correlation(mean: np.ndarray, sample: np.ndarray, types: Sequence[str]) -> dict[str, Any]:
-    """Mean |off-diagonal correlation| of the mean and of the sampled representations (METHODS.md §5).
+    """Mean |off-diagonal correlation| of the mean and of the sampled representations (docs/metrics.md §5).
 
     Bonheme & Grzes's finding: passive variables look correlated through their (near-constant) means
     and uncorrelated in the samples. Columns that are constant up to rounding are left out (their

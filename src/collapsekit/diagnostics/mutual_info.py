@@ -1,4 +1,4 @@
-"""Mutual information I_q(x; z) between the data and a diagonal Gaussian encoder (METHODS.md §3).
+"""Mutual information I_q(x; z) between the data and a diagonal Gaussian encoder (docs/metrics.md §3).
 
     I = E_n E_{q(z|x_n)}[log q(z|x_n)] − E_n E_{q(z|x_n)}[log q(z)],   q(z) = (1/N) Σ_m q(z|x_m)
 
@@ -163,7 +163,7 @@ def _samples(mean: np.ndarray, var: np.ndarray, n_samples: int, rng: np.random.G
 
 
 def mutual_info_minibatch(mean: np.ndarray, var: np.ndarray, batch_size: int = 128, seed: int = 0) -> dict[str, Any]:
-    """He et al.'s minibatch estimate of I_q(x; z) (METHODS.md §3b).
+    """He et al.'s minibatch estimate of I_q(x; z) (docs/metrics.md §3b).
 
     The estimator needs minibatches drawn at random from the data distribution: the examples are first
     put in a seeded random order (batches of data sorted by class would estimate I(x; z | class)

@@ -1,7 +1,7 @@
 """Theory beside measurement: the linear closed form on the same data and hyper-parameters.
 
 For a VAE, a CVAE or a two-level hierarchy trained with the β-ELBO and a Gaussian likelihood,
-THEORY.md's optimum says which dimensions collapse and the KL each keeps. For a linear model the
+the closed form (docs/theory.md §2) says which dimensions collapse and the KL each keeps. For a linear model the
 numbers are exact (at the optimum); for MLP/conv models they are a *linear-theory estimate* and
 every report labels them so. Latent dimensions are identified only up to permutation, so the
 prediction is set beside the measurement sorted by KL.

@@ -7,7 +7,7 @@
     collapsekit reproduce cvae-linear --scale paper --data mnist:~/data/mnist
     collapsekit reproduce all --scale quick --report docs/reproduction.md
 
-One preset per experiment E1–E14 of Dang et al. (ICLR 2024) as EXPERIMENTS.md lists them. Each
+One preset per experiment E1–E14 of Dang et al. (ICLR 2024) as docs/experiments.md §1.3 lists them. Each
 trains its configurations through the sweep machinery (batched and resumable: a rerun skips
 finished runs), measures every trained model with the diagnostics (KL per dimension, active
 dimensions, importance-sampled NLL, Burda active units) beside the closed-form prediction, and

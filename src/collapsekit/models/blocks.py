@@ -141,7 +141,7 @@ class LinearEncoder(_Encoder):
         Input size D and latent size d.
     std : "learnable", float, sequence of float or None
         See :class:`SharedStd`; None makes a mean-only branch (for a CVAE's additive encoder).
-        The std of this encoder never depends on x, as in THEORY.md §1.
+        The std of this encoder never depends on x, as in docs/theory.md §1.
     init_std : float or sequence of float
         Starting std when ``std="learnable"``.
 
@@ -193,7 +193,7 @@ class MLPEncoder(_Encoder):
     init_std : float or sequence of float
         Starting std when ``std="learnable"``.
     mean_activation : None, "relu", "tanh" or "sigmoid"
-        Applied to the mean: "relu" gives the paper's ReLU VAE (μ ≥ 0, EXPERIMENTS.md note d),
+        Applied to the mean: "relu" gives the paper's ReLU VAE (μ ≥ 0, docs/experiments.md §2, note d),
         "tanh" its MHVAE (note e).
     """
 
@@ -224,7 +224,7 @@ class ConvEncoder(_Encoder):
     """Convolutional encoder for square single-channel images, given flattened (..., side²).
 
     Conv(1→c₁, k3, s2, p1)-act-Conv(c₁→c₂, k3, s2, p1)-act-flatten → Gaussian heads
-    (EXPERIMENTS.md note b). Each stride-2 convolution maps a side s to ⌈s/2⌉, so any side ≥ 4
+    (docs/experiments.md §2, note b). Each stride-2 convolution maps a side s to ⌈s/2⌉, so any side ≥ 4
     works: 28 → 14 → 7 (MNIST), 8 → 4 → 2 (digits), 14 → 7 → 4 (an MNIST quadrant).
 
     Parameters
@@ -384,7 +384,7 @@ class KeepColumns(nn.Module):
     """Keep some output columns of a decoder: ``decoder(z)[..., index]``.
 
     With :func:`quadrant_columns` a CVAE's z-decoder can draw a full image and keep only the
-    three target quadrants (EXPERIMENTS.md note c).
+    three target quadrants (docs/experiments.md §2, note c).
     """
 
     index: Tensor
@@ -407,7 +407,7 @@ class QuadrantCanvas(nn.Module):
     """Place the CVAE output y (three quadrants, see :func:`quadrant_columns`) in a blank image.
 
     (..., 3·side²/4) → (..., side²) with the input quadrant (bottom-left) zero: the paper's conv
-    CVAE encodes y as the full image with the bottom-left quadrant zeroed (EXPERIMENTS.md).
+    CVAE encodes y as the full image with the bottom-left quadrant zeroed (docs/experiments.md §1.2).
     Use it in front of a :class:`ConvEncoder` of the full side.
     """
 

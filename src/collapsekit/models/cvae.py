@@ -1,6 +1,6 @@
 """The conditional VAE of the paper: q(z|x,y), p(z) = N(0, η_enc² I) independent of x, p(y|x,z).
 
-The paper's structure (THEORY.md §1.2, EXPERIMENTS.md notes a–c) is additive in both directions:
+The paper's structure (docs/theory.md §1.2, docs/experiments.md §2, notes a–c) is additive in both directions:
 the encoder mean is x-branch(x) + y-branch(y) and the decoder mean is f(x) + g(z).
 :class:`AdditiveEncoder` and :class:`AdditiveDecoder` build it from any blocks; with
 :class:`~collapsekit.models.blocks.LinearEncoder` / :class:`~collapsekit.models.blocks.LinearDecoder`
@@ -95,7 +95,7 @@ class AdditiveDecoder(nn.Module):
     """Decoder of the paper's CVAE: output = f(x) + g(z).
 
     ``f(x)`` is (B, D) and ``g(z)`` (S, B, D); their sum broadcasts to (S, B, D). With linear
-    branches this is U₂x + U₁z (THEORY.md §1.2). ``out_activation`` (None, "tanh", "sigmoid",
+    branches this is U₂x + U₁z (docs/theory.md §1.2). ``out_activation`` (None, "tanh", "sigmoid",
     "relu") is applied to the sum.
     """
 

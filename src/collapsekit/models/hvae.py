@@ -1,4 +1,4 @@
-"""The L-level Markovian hierarchical VAE; two levels are the paper's MHVAE (THEORY.md §1.3).
+"""The L-level Markovian hierarchical VAE; two levels are the paper's MHVAE (docs/theory.md §1.3).
 
 Inference goes up, generation comes down:
 
@@ -56,7 +56,7 @@ class HierarchicalVAE(nn.Module):
         Std of the top prior p(z_L).
     eta_dec_latent : float, sequence of L−1 floats, or "likelihood"
         Std η of the latent conditionals p(z_l | z_{l+1}) (one value for every level, or one per
-        level from the bottom). THEORY.md §1.3 uses the data decoder's η_dec at every level: pass
+        level from the bottom). docs/theory.md §1.3 uses the data decoder's η_dec at every level: pass
         that value (the registry does). A float is **fixed**, even when the likelihood learns its
         η_dec: a learned pixel-noise scale says nothing about the scale of z, and a learnable
         prior std at lower levels is a different model from the theory's. ``"likelihood"`` ties

@@ -2,7 +2,7 @@
 
 Each returns a ``torch.distributions`` object with event dimension 1, so that
 ``distribution.log_prob(target)`` is one value per (sample, example), in nats, with every
-normalising constant — the convention of DESIGN.md (β is the true weight on KL only when the
+normalising constant — the convention of docs/theory.md §1.0 (β is the true weight on KL only when the
 reconstruction term is the full log-density).
 """
 

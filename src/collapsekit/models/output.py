@@ -2,7 +2,7 @@
 
 A model turns a batch into distributions; an objective (β-ELBO, IWAE, InfoVAE, free bits, ...)
 turns distributions into a loss. Models never compute a loss, so every objective applies to every
-model (the defect DESIGN.md names in other libraries: a loss baked into each model's forward).
+model (a defect common in other VAE libraries: a loss baked into each model's forward).
 
 Shapes: every sampled tensor has a leading sample dimension S (``n_samples``, 1 by default),
 then the batch B, then features. Distributions are ``torch.distributions`` objects.

@@ -6,7 +6,7 @@ Every impossible combination raises :class:`~collapsekit.errors.ParameterError` 
 
 Architectures, per kind:
 
-- ``"linear"``: THEORY.md §1 exactly — no biases, data-independent encoder std; the CVAE is
+- ``"linear"``: docs/theory.md §1 exactly — no biases, data-independent encoder std; the CVAE is
   W₁x + W₂y → z, U₁z + U₂x → y; the hierarchy is linear at every level.
 - ``"mlp"``: (Linear-activation) × len(hidden) blocks; a CVAE has an MLP per branch (note a).
 - ``"conv"``: :class:`~collapsekit.models.blocks.ConvEncoder` / ``ConvDecoder`` on the image
@@ -131,7 +131,7 @@ def _build_vae(s: Settings, likelihood: nn.Module) -> nn.Module:
 
 
 def _cvae_vector(s: Settings, d: int) -> tuple[nn.Module, nn.Module]:
-    """Linear or MLP branches on vectors (THEORY.md §1.2, note a)."""
+    """Linear or MLP branches on vectors (docs/theory.md §1.2; docs/experiments.md §2, note a)."""
     assert s.y_dim is not None
     branch_std, shared = _branch_stds(s)
     encoder = AdditiveEncoder(ENCODERS[s.arch](s, s.x_dim, d, branch_std, None, s.mean_activation),
@@ -326,7 +326,7 @@ def build_model(kind: str, arch: str, *, x_dim: int, y_dim: int | None = None, i
         Std of every upper level q(z_{l+1}|z_l) in a hierarchy.
     eta_dec_latent : float, sequence, "likelihood" or None
         Std of the latent conditionals p(z_l|z_{l+1}); None uses ``eta_dec`` (fixed), as in
-        THEORY.md §1.3. See :class:`~collapsekit.models.hvae.HierarchicalVAE`.
+        docs/theory.md §1.3. See :class:`~collapsekit.models.hvae.HierarchicalVAE`.
 
     Returns
     -------

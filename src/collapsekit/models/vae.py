@@ -35,7 +35,7 @@ class VAE(OneLevelModel):
 
     Examples
     --------
-    The linear VAE of THEORY.md §1.1 with learnable Σ:
+    The linear VAE of docs/theory.md §1.1 with learnable Σ:
 
     >>> from collapsekit.models import GaussianLikelihood, LinearDecoder, LinearEncoder, VAE
     >>> vae = VAE(LinearEncoder(6, 3), LinearDecoder(3, 6), GaussianLikelihood(eta_dec=0.5))

@@ -2,7 +2,7 @@
 
 Models return distributions; everything about the loss lives here, so β per level, free bits,
 IWAE, InfoVAE-MMD, capacity and every schedule apply to every model. All values are in nats per
-example; ``LossTerms.kl`` is never multiplied by β (DESIGN.md).
+example; ``LossTerms.kl`` is never multiplied by β (docs/theory.md §1.0).
 
 >>> objective = build_objective("elbo", beta=[1.0, 0.5], free_bits=0.25)      # doctest: +SKIP
 >>> schedule = build_schedule("linear", warmup_steps=1000)                    # doctest: +SKIP

@@ -1,13 +1,13 @@
 """β-ELBO with one β per level and optional free bits; the capacity objective of Burgess et al.
 
-With the full log-density in the reconstruction (DESIGN.md), the β-ELBO loss per example is
+With the full log-density in the reconstruction (docs/theory.md §1.0), the β-ELBO loss per example is
 
     loss = −E_q log p(target | z) + Σ_l β_l · KL_l,
 
 β_l the **true** weight on level l's KL term (bottom to top: β₁ on z₁'s term, β₂ on the top KL
-of a two-level hierarchy, THEORY.md §1.3). A schedule multiplies every β_l by the same factor.
+of a two-level hierarchy, docs/theory.md §1.3). A schedule multiplies every β_l by the same factor.
 
-Free bits (Kingma et al. 2016, METHODS.md §9.4), per dimension on the batch-averaged KL:
+Free bits (Kingma et al. 2016, docs/metrics.md §9.4), per dimension on the batch-averaged KL:
 
     loss = −E_q log p(target | z) + Σ_l β_l · Σ_d max(λ, mean_batch KL_{l,d}),
 

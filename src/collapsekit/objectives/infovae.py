@@ -1,4 +1,4 @@
-"""InfoVAE with the MMD divergence (Zhao, Song & Ermon 2019; METHODS.md §9.7).
+"""InfoVAE with the MMD divergence (Zhao, Song & Ermon 2019; docs/metrics.md §9.7).
 
     loss = −E_q log p(target | z) + (1 − α)·Σ_l KL_l + (α + λ − 1)·MMD²(q(z_top), p(z_top))
 

@@ -1,4 +1,4 @@
-"""The importance-weighted bound (Burda et al. 2016; METHODS.md §4 and §9.8).
+"""The importance-weighted bound (Burda et al. 2016; docs/metrics.md §4 and §9.8).
 
 For k samples z_1..z_k ~ q (all levels, drawn by the model's forward pass with ``n_samples=k``):
 
@@ -7,7 +7,7 @@ For k samples z_1..z_k ~ q (all levels, drawn by the model's forward pass with `
 
 L_1 is the single-sample ELBO estimate (β = 1, Monte Carlo KL); L_k increases with k towards
 log p(target) in expectation. The full log-densities are used, never the analytic KL: substituting
-it would change the bound (METHODS.md §4). The gradient of logsumexp is Σ_s w̃_s ∇log w_s with the
+it would change the bound (docs/metrics.md §4). The gradient of logsumexp is Σ_s w̃_s ∇log w_s with the
 self-normalised weights w̃, as in Burda's code, through autograd.
 """
 
@@ -40,7 +40,7 @@ def iwae_bound(output: ModelOutput) -> Tensor:
     """Per-example bound logsumexp_s log w_s − log S, shape (B,), nats (S = the output's samples).
 
     For evaluation (importance-sampled log-likelihood) run the model in ``eval()`` mode, under
-    ``torch.no_grad()``, ideally in float64 for large S (METHODS.md §4), and in chunks of samples
+    ``torch.no_grad()``, ideally in float64 for large S (docs/metrics.md §4), and in chunks of samples
     concatenated along the sample dimension if memory is short: logsumexp over all of them.
     """
     log_w = log_importance_weights(output)

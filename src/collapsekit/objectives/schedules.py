@@ -129,7 +129,7 @@ class SigmoidWarmup(LinearWarmup):
 
     ``value(0) = start``, ``value(warmup_steps / 2) = (start + end) / 2`` (the logistic's midpoint),
     ``value(t) = end`` for t ≥ warmup_steps. ``steepness`` κ > 0 is the slope in units of the warm-up:
-    the common reimplementation 1/(1 + exp(−k(t − x₀))) with k = 0.0025, x₀ = 2500 (METHODS.md §9.2)
+    the common reimplementation 1/(1 + exp(−k(t − x₀))) with k = 0.0025, x₀ = 2500 (docs/metrics.md §9.2)
     is, up to the rescaling (< 0.5 % there), ``warmup_steps = 2·x₀ = 5000`` and ``steepness = k·2x₀ = 12.5``.
     Without the rescaling the logistic never reaches 0 or 1, and "a warm-up longer than the run"
     would have no meaning.
@@ -152,7 +152,7 @@ class SigmoidWarmup(LinearWarmup):
 
 @dataclass(frozen=True)
 class Cyclical(Schedule):
-    """Cyclical annealing (Fu et al. 2019, ``frange_cycle_linear``; METHODS.md §9.3).
+    """Cyclical annealing (Fu et al. 2019, ``frange_cycle_linear``; docs/metrics.md §9.3).
 
     The run of T = ``total_steps`` steps is cut into M = ``n_cycles`` cycles of period T/M (a real
     number, as in the reference code); cycle c starts at step s_c = ⌊c·T/M⌋. At step t of cycle c,

@@ -1,6 +1,6 @@
 """What every objective returns (:class:`LossTerms`) and the per-level pieces they share.
 
-Conventions (DESIGN.md): every value is in nats per example; ``kl`` is the KL itself, never
+Conventions (docs/theory.md §1.0): every value is in nats per example; ``kl`` is the KL itself, never
 multiplied by β or a schedule's factor; ``loss`` is what gets backpropagated.
 
 Two ways to score a latent level, and which one each level gets
@@ -11,7 +11,7 @@ Two ways to score a latent level, and which one each level gets
   conditional prior p(z|x).
 * **paired**: −H[q(z|·)] − log p(z_s|·) at the returned sample z_s. A level below the top of a
   bottom-up hierarchy has prior p(z_l | z_{l+1}) where z_{l+1} was drawn from q(z_{l+1} | z_l = z_s);
-  the β_l term of THEORY.md §1.3 is E_{q(z_l|·) q(z_{l+1}|z_l)}[log q(z_l|·) − log p(z_l|z_{l+1})],
+  the β_l term of docs/theory.md §1.3 is E_{q(z_l|·) q(z_{l+1}|z_l)}[log q(z_l|·) − log p(z_l|z_{l+1})],
   and only the paired estimate is unbiased for it. The analytic KL at the sampled z_{l+1} treats z_l
   as independent of z_{l+1}: in the linear two-level model it overstates the term by
   σ₁²·tr(U₂W₂)/η_dec² nats (tests/test_objectives.py checks both numbers against the closed form).
@@ -118,7 +118,7 @@ def kl_per_dimension(level: LatentLevel, *, paired: bool = False) -> Tensor:
     paired : bool
         False (default): the analytic KL(q(z|·) ‖ p(z|·)) per dimension, with the prior broadcast to
         (S, B, d). For a lower level of a hierarchy this is KL(q(z₁|x) ‖ p(z₁|z₂)) *given* each
-        sampled z₂, which is **not** the β₁ term of THEORY.md §1.3 (z₂ was drawn from z₁; module
+        sampled z₂, which is **not** the β₁ term of docs/theory.md §1.3 (z₂ was drawn from z₁; module
         docstring). True: −H[q] − log p(z_s|·) at the returned sample, the unbiased estimate of
         that term.
 

@@ -1,9 +1,9 @@
-"""Closed-form global optima of the linear VAE, CVAE and two-level MHVAE (THEORY.md §2).
+"""Closed-form global optima of the linear VAE, CVAE and two-level MHVAE (docs/theory.md §2).
 
 Each ``predict_*`` reads the data only through :class:`~collapsekit.theory.moments.Moments`,
 computes the optimal singular values per latent mode, and evaluates the exact optimal loss
 (per example, nats, every Gaussian constant included) from those values. The three official
-code bugs (THEORY.md) are not reproduced: the CVAE σ threshold is θ ≥ βη_dec², c = η_dec/η_enc
+code bugs (docs/theory.md §5) are not reproduced: the CVAE σ threshold is θ ≥ βη_dec², c = η_dec/η_enc
 everywhere, and the Theorem 5 threshold has β₁ where the derivation puts it.
 
 Conventions: θ is descending; at equality with a threshold the optimum is the collapsed one.

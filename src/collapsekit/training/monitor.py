@@ -525,7 +525,7 @@ class CollapseMonitor:
 
     def _mutual_info(self, sums: _LevelSums) -> tuple[float | None, float | None]:
         """He et al. (2019)'s minibatch estimate of I(x; z) on the kept batch: E[log q(z|x)] − E[log q(z)],
-        q(z) ≈ (1/B) Σ_j q(z|x_j). It is at most log B and can be negative (METHODS.md)."""
+        q(z) ≈ (1/B) Σ_j q(z|x_j). It is at most log B and can be negative (docs/metrics.md §3b)."""
         if sums.reservoir is None or sums.reservoir[0].shape[0] < 2:
             return None, None
         mu, var = (t.double() for t in sums.reservoir)

@@ -39,8 +39,8 @@ if TYPE_CHECKING:
 QUICK_SAMPLES, PAPER_SAMPLES = 100, 1000
 #: Examples the quick scale evaluates (the NLL costs S decoder passes per example).
 QUICK_EVAL_EXAMPLES = 500
-#: Where the project keeps its MNIST subset, relative to the working directory.
-MNIST10K_RELATIVE = Path("..") / "shared" / "data" / "mnist10k"
+#: The quick scale's MNIST: the 10,000 digits bundled with collapsekit.
+QUICK_MNIST = "mnist10k"
 #: A β or η "near" a threshold: within this factor of it (the quick scale leaves such values out,
 #: since training converges slowest there; see :func:`well_separated`).
 QUICK_MARGIN = 1.15
@@ -115,19 +115,14 @@ class Context:
 
     # -- data ---------------------------------------------------------------------------------
     def mnist(self) -> str:
-        """The MNIST spec: ``--data``; else at quick scale the project's mnist10k (digits when it is
-        missing); the paper scale needs the full MNIST and says how to get it."""
+        """The MNIST spec: ``--data``; else at quick scale the bundled mnist10k; the paper scale needs
+        the full MNIST and says how to get it."""
         if self.data:
             return self.data
         if not self.quick:
             raise ParameterError(f"reproduce {self.preset.name} --scale paper trains on the full MNIST: pass "
                                  "--data mnist:DIR (collapsekit.data.download_mnist(DIR) fetches it)")
-        found = default_mnist_dir()
-        if found is None:
-            self.note("the project's MNIST subset (../shared/data/mnist10k) was not found: scikit-learn's 8×8 "
-                      "digits stand in for MNIST")
-            return "digits"
-        return f"mnist:{found}"
+        return QUICK_MNIST
 
     def count(self, spec: str) -> int:
         """Number of examples a spec holds (loaded once)."""
@@ -175,15 +170,6 @@ class Context:
         key = json.dumps(["eval", config.data.model_dump(mode="json"), config.train.seed, config.model.kind, limit,
                           test_spec])
         return self.cached(key, make)
-
-
-def default_mnist_dir() -> Path | None:
-    """The project's mnist10k: beside the working directory, else beside this source checkout."""
-    if MNIST10K_RELATIVE.is_dir():
-        return MNIST10K_RELATIVE
-    checkout = Path(__file__).resolve().parents[4]        # src/collapsekit/experiments/reproduction/ → root
-    beside = checkout.parent / "shared" / "data" / "mnist10k"
-    return beside if beside.is_dir() else None
 
 
 def _test_spec(spec: str) -> str | None:

@@ -17,7 +17,7 @@ from collapsekit.experiments.reproduction.grids import Axis, axis_columns, halve
 _MODEL_NOTE = ("model: two-level MHVAE, d₁ = d₂ = 16, σ₁ = 0.5 fixed, Σ₂ a learnable vector, η_enc = η_dec = 0.5 "
                "unless varied; {arch}. The paper's ReLU MHVAE squashes every mean with tanh and has a data-dependent "
                "σ₂ head (note e), neither configurable here; its KL clamping and double-counted trace term "
-               "(EXPERIMENTS.md) are not reproduced")
+               "(docs/experiments.md §3.3) are not reproduced")
 
 
 def _nll_note(ctx: Context, where: str) -> str:

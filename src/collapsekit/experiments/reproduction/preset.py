@@ -21,7 +21,7 @@ class Preset:
     name : str
         The CLI name (``cvae-beta-eta``).
     paper_id : str
-        Its number in EXPERIMENTS.md (``E1``).
+        Its number in docs/experiments.md §1.3 (``E1``).
     title : str
         The paper's (README's) name of the experiment.
     description : str
