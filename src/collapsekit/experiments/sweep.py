@@ -76,7 +76,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from collapsekit._io import atomic_path
+from collapsekit._io import LOCK_FILE, atomic_path, exclusive_directory
 from collapsekit.errors import CollapsekitError, ParameterError
 from collapsekit.experiments.executors import EXECUTORS, TaskFailure, available_cores, make_executor, one_line
 
@@ -89,7 +89,6 @@ SUMMARY_FILE = "summary.csv"
 POINTS_DIR = "points"
 STATUS_FILE = "status.json"
 TRACEBACK_FILE = "traceback.txt"
-LOCK_FILE = ".lock"
 SWEEP_FORMAT = 1
 
 #: x values of the plot's theory curve: each is one closed-form prediction (an eigendecomposition of
@@ -638,16 +637,7 @@ def _exclusive(out: Path) -> Iterator[None]:
 
     The kernel drops an ``flock`` when its holder dies, so a killed sweep never leaves a stale lock.
     """
-    try:
-        import fcntl
-    except ImportError:                           # Windows: no advisory locks; run one sweep at a time
-        yield
-        return
-    with open(out / LOCK_FILE, "a", encoding="utf-8") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ParameterError(f"another sweep is running in {out}; wait for it to finish") from None
+    with exclusive_directory(out, f"another sweep is running in {out}; wait for it to finish"):
         yield
 
 
