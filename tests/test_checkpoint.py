@@ -1,5 +1,7 @@
-"""Checkpoints: checksums catch planted corruption (one typed line naming the checkpoint), checkpoints
-without checksums are still checked as they are parsed, weights that do not fit the model are refused."""
+"""Checkpoints and run directories: checksums catch planted corruption (for `diagnose`, `train --resume`
+and sweep reruns, each with one typed line naming the checkpoint), the last K are kept and one is
+written every N epochs, a corrupt newest checkpoint falls back to the previous one, checkpoints of
+the previous format still resume exactly, the run directory is locked, a sweep directory is refused."""
 
 from __future__ import annotations
 
@@ -11,10 +13,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from collapsekit._io import exclusive_directory
 from collapsekit.cli import main
-from collapsekit.training import CorruptCheckpointError, RunConfig, Trainer, train
-from collapsekit.training.checkpoint import (CHECKSUM_FILE, MODEL_FILE, OPTIMIZER_FILE, STATE_FILE, latest_checkpoint,
-                                             load_checkpoint)
+from collapsekit.errors import ParameterError
+from collapsekit.training import CheckpointWarning, CorruptCheckpointError, RunConfig, Trainer, TrainingDiverged, train
+from collapsekit.training import trainer as trainer_module
+from collapsekit.training.checkpoint import (CHECKSUM_FILE, LATEST, MODEL_FILE, OPTIMIZER_FILE, STATE_FILE,
+                                             _optimizer_state_for_json, latest_checkpoint, load_checkpoint)
 
 SMALL = {"data": {"spec": "gaussian:d=6,decay=0.6,n=256,seed=3"},
          "model": {"kind": "vae", "arch": "mlp", "latent_dims": [3], "hidden": [16]},
@@ -233,3 +238,234 @@ def test_diagnose_names_weights_that_do_not_fit_the_run(run, capsys):
     status = main(["diagnose", str(run), "--no-theory", "--samples", "2"])
     line = one_line_error(status, capsys.readouterr().err)
     assert f"checkpoint {newest} is corrupt: its weights do not fit" in line
+
+
+def test_train_resume_with_no_intact_checkpoint_names_it_in_one_line(run, capsys):
+    for name in epochs_on_disk(run):
+        garble(run / "checkpoints" / name / MODEL_FILE)
+    status = main(["train", "--out", str(run), "--resume", "--epochs", "6"])
+    line = one_line_error(status, capsys.readouterr().err)
+    assert f"checkpoint {run / 'checkpoints' / 'epoch-000004'} is corrupt" in line and "no earlier checkpoint" in line
+
+
+def test_train_resume_with_weights_that_do_not_fit_names_the_checkpoint(run, capsys):
+    newest = plant_foreign_weights(run)
+    status = main(["train", "--out", str(run), "--resume", "--epochs", "6"])
+    assert f"checkpoint {newest} is corrupt: its weights do not fit" in one_line_error(status, capsys.readouterr().err)
+
+
+def test_a_corrupt_newest_checkpoint_resumes_from_the_previous_one_exactly(tmp_path):
+    config = small_config(**{"train.epochs": 6})
+    train(config, tmp_path / "reference")
+    crash_in_epoch(config, tmp_path / "run", epoch=5)
+    assert epochs_on_disk(tmp_path / "run") == ["epoch-000003", "epoch-000004"]
+    newest = tmp_path / "run" / "checkpoints" / "epoch-000004"
+    overwrite_tensor_bytes(newest / MODEL_FILE)
+    with pytest.warns(CheckpointWarning) as warned:
+        resumed = train(config, tmp_path / "run", resume=True)
+    [warning] = [str(w.message) for w in warned if w.category is CheckpointWarning]
+    assert str(newest) in warning and "is corrupt" in warning and "\n" not in warning
+    assert f"resuming from the previous intact one, {tmp_path / 'run' / 'checkpoints' / 'epoch-000003'} (epoch 3)" \
+        in warning
+    assert resumed.resumed_from == 3
+    assert_same_run(tmp_path / "run", tmp_path / "reference")
+
+
+def test_the_cli_says_in_one_warning_line_which_checkpoint_it_passed_over(run, capsys):
+    state = run / "checkpoints" / "epoch-000004" / STATE_FILE
+    state.write_text("")
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "5"]) == 0
+    err = capsys.readouterr().err
+    warnings = [line for line in err.splitlines() if "warning: checkpoint" in line]
+    assert warnings == [f"collapsekit: warning: checkpoint {state.parent} is corrupt: {STATE_FILE} does not match its "
+                        f"checksum (0 bytes; truncated, garbled or overwritten); resuming from the previous intact "
+                        f"one, {run / 'checkpoints' / 'epoch-000003'} (epoch 3)"], err
+    assert [r["epoch"] for r in metrics(run)] == [1, 2, 3, 4, 5]
+
+
+def test_a_sweep_rerun_records_a_corrupt_checkpoint_as_the_points_failure(tmp_path):
+    """A rerun resumes an interrupted point through the trainer (``run_point``, what a sweep's workers run)."""
+    from collapsekit.experiments.sweep import PointTask, run_point
+
+    config = small_config(**{"train.keep_checkpoints": 1})
+    point = tmp_path / "points" / "beta=1,seed=5"
+    crash_in_epoch(config, point, epoch=3)
+    garble(point / "checkpoints" / "epoch-000002" / MODEL_FILE)
+    task = PointTask("beta=1,seed=5", str(point), config.model_dump(by_alias=True, mode="json"), settings={}, seed=5)
+    record = run_point(task)
+    assert record["status"] == "failed"
+    assert record["error"].startswith(f"CorruptCheckpointError: checkpoint {point / 'checkpoints' / 'epoch-000002'} "
+                                      "is corrupt"), record["error"]
+
+
+def test_a_sweep_rerun_resumes_a_point_from_its_previous_intact_checkpoint(tmp_path):
+    from collapsekit.experiments.sweep import PointTask, run_point
+
+    config = small_config()
+    train(config, tmp_path / "reference")
+    point = tmp_path / "points" / "beta=1,seed=5"
+    crash_in_epoch(config, point, epoch=4)
+    truncate(point / "checkpoints" / "epoch-000003" / OPTIMIZER_FILE)
+    task = PointTask("beta=1,seed=5", str(point), config.model_dump(by_alias=True, mode="json"), settings={}, seed=5)
+    with pytest.warns(CheckpointWarning, match="epoch-000003 is corrupt"):
+        record = run_point(task)
+    assert record["status"] == "done" and record["resumed_from"] == 2
+    assert_same_run(point, tmp_path / "reference")
+
+
+# -- keep K, every N ---------------------------------------------------------------------------------
+def test_checkpoints_every_n_epochs_and_the_last_k_kept(tmp_path):
+    config = small_config(**{"train.epochs": 7, "train.checkpoint_every": 2, "train.keep_checkpoints": 3})
+    train(config, tmp_path / "run")
+    assert epochs_on_disk(tmp_path / "run") == ["epoch-000004", "epoch-000006", "epoch-000007"]   # 7: the last
+    assert [r["epoch"] for r in metrics(tmp_path / "run")] == list(range(1, 8))
+    assert json.loads((tmp_path / "run" / "checkpoints" / LATEST).read_text())["path"] == "epoch-000007"
+
+
+def test_a_kill_between_checkpoints_resumes_from_the_last_one_exactly(tmp_path):
+    config = small_config(**{"train.epochs": 6, "train.checkpoint_every": 3})
+    train(config, tmp_path / "reference")
+    crash_in_epoch(config, tmp_path / "run", epoch=5)
+    assert epochs_on_disk(tmp_path / "run") == ["epoch-000003"]
+    assert [r["epoch"] for r in metrics(tmp_path / "run")] == [1, 2, 3, 4]
+    resumed = train(config, tmp_path / "run", resume=True)
+    assert resumed.resumed_from == 3
+    assert_same_run(tmp_path / "run", tmp_path / "reference")
+    assert epochs_on_disk(tmp_path / "run") == ["epoch-000003", "epoch-000006"]
+
+
+def test_checkpoint_settings_are_flags_and_validated(tmp_path, capsys):
+    status = main(["train", *FLAGS, "--epochs", "3", "--checkpoint-every", "2", "--keep-checkpoints", "1",
+                   "--out", str(tmp_path / "run")])
+    assert status == 0, capsys.readouterr().err
+    assert epochs_on_disk(tmp_path / "run") == ["epoch-000003"]
+    saved = RunConfig.load(tmp_path / "run" / "config.yaml").train
+    assert (saved.checkpoint_every, saved.keep_checkpoints) == (2, 1)
+    with pytest.raises(ParameterError, match="keep_checkpoints"):
+        small_config(**{"train.keep_checkpoints": 0})
+    with pytest.raises(ParameterError, match="checkpoint_every"):
+        small_config(**{"train.checkpoint_every": 0})
+
+
+# -- the previous format ---------------------------------------------------------------------------------
+def old_save_checkpoint(directory: Path, *, epoch: int, model: dict, optimizer: dict, state: dict,
+                        keep: int = 1) -> Path:
+    """save_checkpoint as collapsekit wrote it before checksums (one checkpoint kept, no checksums.json)."""
+    from safetensors.torch import save_file
+
+    from collapsekit._io import atomic_path
+
+    directory.mkdir(parents=True, exist_ok=True)
+    final = directory / f"epoch-{epoch:06d}"
+    staging = directory / f".staging-epoch-{epoch:06d}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.items()}, staging / "model.safetensors")
+    optimizer_tensors: dict = {}
+    optimizer_tree = _optimizer_state_for_json(optimizer, optimizer_tensors)
+    save_file(optimizer_tensors, staging / "optimizer.safetensors")
+    (staging / "state.json").write_text(json.dumps({"epoch": epoch, "optimizer": optimizer_tree, **state},
+                                                   indent=1, allow_nan=False))
+    shutil.rmtree(final, ignore_errors=True)
+    staging.rename(final)
+    with atomic_path(directory / "latest.json") as temporary:
+        temporary.write_text(json.dumps({"epoch": epoch, "path": final.name}))
+    for old in sorted(directory.glob("epoch-*"))[:-1]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def test_a_run_written_the_old_way_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch, capsys):
+    """No checksums, one checkpoint, a config.yaml without the keys added since: `--resume` still continues it
+    exactly, and new checkpoints come with checksums."""
+    config = small_config(**{"train.epochs": 5})
+    train(config, tmp_path / "reference")
+    with monkeypatch.context() as patch:
+        patch.setattr(trainer_module, "save_checkpoint", old_save_checkpoint)
+        crash_in_epoch(config, tmp_path / "run", epoch=4)
+    run_dir = tmp_path / "run"
+    assert epochs_on_disk(run_dir) == ["epoch-000003"]
+    assert not (run_dir / "checkpoints" / "epoch-000003" / CHECKSUM_FILE).exists()
+    saved = (run_dir / "config.yaml").read_text()
+    old = "".join(line for line in saved.splitlines(keepends=True)
+                  if not line.strip().startswith(("precision:", "checkpoint_every:", "keep_checkpoints:")))
+    assert old != saved
+    (run_dir / "config.yaml").write_text(old)
+    assert main(["train", "--out", str(run_dir), "--resume"]) == 0, capsys.readouterr().err
+    assert_same_run(run_dir, tmp_path / "reference")
+    assert epochs_on_disk(run_dir) == ["epoch-000004", "epoch-000005"]
+    assert (run_dir / "checkpoints" / "epoch-000005" / CHECKSUM_FILE).is_file()
+
+
+def test_a_metrics_line_torn_by_a_kill_does_not_stop_the_resume(tmp_path):
+    config = small_config()
+    train(config, tmp_path / "reference")
+    crash_in_epoch(config, tmp_path / "run", epoch=3)
+    with open(tmp_path / "run" / "metrics.jsonl", "a") as stream:
+        stream.write('{"epoch": 3, "step": 12, "lo')          # the kill landed mid-write
+    train(config, tmp_path / "run", resume=True)
+    assert_same_run(tmp_path / "run", tmp_path / "reference")
+
+
+# -- the run directory ---------------------------------------------------------------------------------
+def test_a_second_trainer_into_a_locked_run_directory_is_refused_in_one_line(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with exclusive_directory(run_dir, "busy"):                # as a first `collapsekit train` holds it
+        status = main(["train", *FLAGS, "--epochs", "1", "--out", str(run_dir)])
+        line = one_line_error(status, capsys.readouterr().err)
+        assert f"{run_dir} is in use: another process is training into it" in line
+        with pytest.raises(ParameterError, match="is in use"):
+            train(small_config(), run_dir)
+    assert sorted(p.name for p in run_dir.iterdir()) == [".lock"]    # nothing written
+    train(small_config(**{"train.epochs": 1}), run_dir)                 # free again
+
+
+def test_two_train_processes_into_one_directory(tmp_path):
+    """A real second `collapsekit train` while the first one trains: refused, and the first finishes intact."""
+    import subprocess
+    import sys
+    import time
+
+    args = [sys.executable, "-m", "collapsekit", "train", *FLAGS, "--epochs", "100000", "--out", str(tmp_path / "run")]
+    first = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        log = tmp_path / "run" / "metrics.jsonl"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (log.exists() and log.read_text().count("\n") >= 1):
+            assert first.poll() is None, first.stderr.read()
+            time.sleep(0.05)
+        second = subprocess.run([*args[:-2], "--resume", "--out", str(tmp_path / "run")], capture_output=True,
+                                text=True, timeout=120)
+        assert second.returncode == 2 and "is in use" in second.stderr and second.stderr.count("\n") == 1, \
+            second.stderr
+    finally:
+        first.kill()
+        first.wait()
+    records = metrics(tmp_path / "run")
+    assert [r["epoch"] for r in records] == list(range(1, len(records) + 1))
+
+
+def test_a_sweep_directory_is_not_a_run_directory(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "sweep.yaml").write_text("config: {}\n")
+    status = main(["train", *FLAGS, "--epochs", "1", "--out", str(sweep)])
+    assert "is a sweep directory" in one_line_error(status, capsys.readouterr().err)
+    assert sorted(p.name for p in sweep.iterdir()) == ["sweep.yaml"]
+
+
+def test_a_loss_that_is_not_finite_in_epoch_1_claims_no_checkpoint(tmp_path):
+    from collapsekit.training.trainer import build_model_from_config, load_training_data
+
+    config = small_config()
+    torch.manual_seed(config.train.seed)
+    data = load_training_data(config)
+    model = build_model_from_config(config, data)
+    model.register_forward_pre_hook(lambda module, inputs: (inputs[0] * float("nan"), *inputs[1:]))
+    with pytest.raises(TrainingDiverged) as caught:
+        Trainer(config, tmp_path / "run", data=data, model=model).fit()
+    message = str(caught.value)
+    assert "during epoch 1" in message and "no checkpoint had been written yet" in message
+    assert "epoch 0" not in message and "last good checkpoint" not in message
+    assert latest_checkpoint(tmp_path / "run" / "checkpoints") is None

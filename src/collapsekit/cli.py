@@ -228,6 +228,10 @@ _TRAIN_FLAGS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("--devices", "train.devices", {"help": "number of devices, or 'auto'"}),
     ("--num-nodes", "train.num_nodes", {"type": int}),
     ("--strategy", "train.strategy", {"help": "auto, ddp, ddp_spawn, ... (Lightning Fabric)"}),
+    ("--checkpoint-every", "train.checkpoint_every", {"type": int, "metavar": "N",
+                                                      "help": "a checkpoint every N epochs and at the last"}),
+    ("--keep-checkpoints", "train.keep_checkpoints", {"type": int, "metavar": "K",
+                                                      "help": "keep the newest K checkpoints (default 2)"}),
     ("--logger", "train.loggers", {"action": "append", "choices": ["csv", "tensorboard"]}),
     ("--no-progress", "train.progress", {"action": "store_const", "const": False}),
     ("--no-monitor", "train.monitor", {"action": "store_const", "const": False,
@@ -268,9 +272,8 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
 
 def _run_train(args: argparse.Namespace) -> int:
     from collapsekit import terminal
-    from collapsekit.training import RunConfig, train
+    from collapsekit.training import resolve_config, resume_hint, train
 
-    config = RunConfig.load(args.config) if args.config else RunConfig()
     overrides = {key: getattr(args, key.replace(".", "__")) for _, key, _ in _TRAIN_FLAGS}
     overrides = {key: value for key, value in overrides.items() if value is not None}
     for key in ("model.sigma2", "model.encoder_std"):   # a number or a word
@@ -278,8 +281,12 @@ def _run_train(args: argparse.Namespace) -> int:
             overrides[key] = _parse_scalar(overrides[key])
     if isinstance(overrides.get("objective.beta"), list) and len(overrides["objective.beta"]) == 1:
         overrides["objective.beta"] = overrides["objective.beta"][0]
-    config = config.with_overrides(overrides)
-    result = train(config, args.out, resume=args.resume)
+    config = resolve_config(args.out, config=args.config, overrides=overrides, resume=args.resume)
+    try:
+        result = train(config, args.out, resume=args.resume)
+    except KeyboardInterrupt:
+        print(f"collapsekit: interrupted; {resume_hint(args.out)}", file=sys.stderr)
+        return 130
     terminal.print_training_summary(result)
     return 0
 
@@ -488,7 +495,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                   file: Any = None, line: str | None = None) -> None:
     """A collapse warning is a message for the user, not a source location: print it as one."""
-    if category.__name__ == "CollapseWarning":     # by name: the CLI does not import torch to start
+    if category.__name__ in ("CollapseWarning", "CheckpointWarning"):   # by name: the CLI does not import torch
         print(f"collapsekit: warning: {message}", file=sys.stderr)
     else:
         _python_showwarning(message, category, filename, lineno, file, line)

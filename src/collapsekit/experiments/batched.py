@@ -52,10 +52,9 @@ from collapsekit.models.vae import VAE
 from collapsekit.objectives.elbo import BetaELBO
 from collapsekit.objectives.terms import LossTerms
 from collapsekit.training.config import RunConfig, TrainConfig
-from collapsekit.training.trainer import (CHECKPOINT_DIR, METRICS_FILE, RunResult, Trainer, TrainingData,
-                                          _accumulate, _epoch_seed, _optimizer, batch_bounds,
-                                          build_model_from_config, build_objective_from_config,
-                                          load_training_data)
+from collapsekit.training.trainer import (METRICS_FILE, RunResult, Trainer, TrainingData, _accumulate,
+                                          _epoch_seed, _optimizer, batch_bounds, build_model_from_config,
+                                          build_objective_from_config, diverged_message, load_training_data)
 
 #: Architectures whose runs are small enough to gain from batching and whose forward pass is reproduced here.
 BATCHABLE_ARCHS: tuple[str, ...] = ("linear", "mlp")
@@ -456,9 +455,7 @@ class _Program:
                 record = self.trainers[k]._epoch_record(_OneProcess(), run_sums, epoch, step, seconds,
                                                         schedule.controls, schedule.value(step - 1))
                 if not math.isfinite(record["loss"]):
-                    diverged[k] = (f"the loss became {record['loss']} during epoch {epoch}; the last good checkpoint "
-                                   f"(epoch {epoch - 1}) is kept in {self.run_dirs[k] / CHECKPOINT_DIR}. Lower the "
-                                   "learning rate or add optim.grad_clip")
+                    diverged[k] = diverged_message(self.run_dirs[k], epoch, record["loss"])
                     continue
                 monitor = self.monitors[k]
                 if monitor is not None:

@@ -570,9 +570,12 @@ def _spec(base: RunConfig, grid: Grid, seeds: Sequence[int]) -> dict[str, Any]:
 
 
 def _comparable(spec: dict[str, Any]) -> dict[str, Any]:
-    """What must match for a rerun to be the same sweep (the base seed and progress flag do not count)."""
-    config = json.loads(json.dumps(spec["config"]))
-    for key in ("seed", "progress"):
+    """What must match for a rerun to be the same sweep (the base seed and output-only settings do not count)."""
+    from collapsekit.training import RunConfig
+
+    # Parsed, so that keys added to the configuration since the sweep began compare at their defaults.
+    config = RunConfig.parse(spec["config"]).model_dump(by_alias=True, mode="json")
+    for key in ("seed", "progress", "checkpoint_every", "keep_checkpoints"):
         config.get("train", {}).pop(key, None)
     return {"config": config, "grid": {k: [format_value(v) for v in vs] for k, vs in spec["grid"].items()},
             "seeds": list(spec["seeds"])}
@@ -595,7 +598,7 @@ def _claim_directory(out: Path, spec: dict[str, Any]) -> None:
         stored = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         try:
             theirs = _comparable(stored)
-        except (KeyError, TypeError, AttributeError):
+        except (KeyError, TypeError, AttributeError, CollapsekitError):
             raise ParameterError(f"{path}: not a sweep description; choose another --out") from None
         mine = _comparable(spec)
         if mine != theirs:

@@ -135,6 +135,10 @@ class TrainConfig(_Section):
     progress: bool = True
     #: The CollapseMonitor: per-epoch active units, minibatch MI and collapse warnings with their causes.
     monitor: bool = True
+    #: Write a checkpoint every this many epochs (the final epoch always gets one).
+    checkpoint_every: int = Field(default=1, ge=1)
+    #: How many of the newest checkpoints stay on disk (a corrupt newest one falls back to the one before).
+    keep_checkpoints: int = Field(default=2, ge=1)
 
 
 class RunConfig(_Section):
