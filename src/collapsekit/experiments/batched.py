@@ -54,7 +54,8 @@ from collapsekit.objectives.terms import LossTerms
 from collapsekit.training.config import RunConfig, TrainConfig
 from collapsekit.training.trainer import (METRICS_FILE, RunResult, Trainer, TrainingData, _accumulate,
                                           _epoch_seed, _optimizer, batch_bounds, build_model_from_config,
-                                          build_objective_from_config, diverged_message, load_training_data)
+                                          build_objective_from_config, deterministic_algorithms,
+                                          diverged_message, load_training_data)
 
 #: Architectures whose runs are small enough to gain from batching and whose forward pass is reproduced here.
 BATCHABLE_ARCHS: tuple[str, ...] = ("linear", "mlp")
@@ -101,6 +102,8 @@ def can_batch(configs: Sequence[RunConfig]) -> Literal[True] | str:
                 "the batched program runs in one process on one device")
     if train.loggers:
         return f"train.loggers={train.loggers}: the batched program writes metrics.jsonl and checkpoints only"
+    if train.precision != "32-true":
+        return f"train.precision={train.precision!r}: the batched program runs in float32 (32-true)"
     reference = _flat(first)
     for index, config in enumerate(configs[1:], start=1):
         flat = _flat(config)
@@ -313,7 +316,9 @@ def train_batched(configs: Sequence[RunConfig], run_dirs: Sequence[str | Path], 
     # neighbours; results go back in the caller's order.
     keys = [_optimizer_key(config) for config in configs]
     order = sorted(range(len(configs)), key=lambda k: keys.index(keys[k]))
-    results = _Program([configs[k] for k in order], [dirs[k] for k in order], data).fit()
+    # The trainer's setting: the same kernels as a separate run, for this program only.
+    with deterministic_algorithms(_device(configs[0].train)):
+        results = _Program([configs[k] for k in order], [dirs[k] for k in order], data).fit()
     by_caller: list[RunResult | None] = [None] * len(configs)
     for position, k in enumerate(order):
         by_caller[k] = results[position]
@@ -352,8 +357,6 @@ class _Program:
     def __init__(self, configs: list[RunConfig], run_dirs: list[Path], data: TrainingData | None) -> None:
         self.configs, self.run_dirs, self.k = configs, run_dirs, len(configs)
         first = configs[0]
-        # The trainer's setting: the same kernels as a separate run.
-        torch.use_deterministic_algorithms(True, warn_only=True)
         self.device = _device(first.train)
         runs_data = _run_data(configs, data)
         if len({(d.n, tuple(d.x.shape[1:])) for d in runs_data}) > 1:

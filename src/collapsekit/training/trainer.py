@@ -41,6 +41,7 @@ CONFIG_FILE = "config.yaml"
 CHECKPOINT_DIR = "checkpoints"
 #: What a sweep directory holds (collapsekit.experiments.sweep): no run trains into one.
 SWEEP_FILE = "sweep.yaml"
+CUBLAS_WORKSPACE_CONFIG = "CUBLAS_WORKSPACE_CONFIG"
 
 
 class TrainingDiverged(CollapsekitError):
@@ -56,6 +57,29 @@ def diverged_message(run_dir: Path, epoch: int, loss: float) -> str:
             else f"no checkpoint had been written yet, so there is none to resume from in {Path(run_dir)}")
     return (f"the loss became {loss} during epoch {epoch}; training stopped and {left}. "
             "Lower the learning rate or add optim.grad_clip")
+
+
+@contextlib.contextmanager
+def deterministic_algorithms(device: torch.device | str | None = None) -> Iterator[None]:
+    """Deterministic kernels (warn-only) for the duration; the caller's setting is restored afterwards.
+
+    On CUDA, cuBLAS also needs ``CUBLAS_WORKSPACE_CONFIG``: it is set to ``:4096:8`` unless the
+    caller set it, and removed again afterwards. cuBLAS reads it when the process first uses it, so a
+    program that ran cuBLAS before training should set it in its environment itself.
+    """
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    set_cublas = device is not None and torch.device(device).type == "cuda" \
+        and CUBLAS_WORKSPACE_CONFIG not in os.environ
+    if set_cublas:
+        os.environ[CUBLAS_WORKSPACE_CONFIG] = ":4096:8"
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+        if set_cublas:
+            os.environ.pop(CUBLAS_WORKSPACE_CONFIG, None)
 
 
 class Callback(Protocol):
@@ -189,7 +213,7 @@ class Trainer:
 
         cfg = self.config.train
         fabric = Fabric(accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
-                        strategy=cfg.strategy, loggers=self._loggers())
+                        strategy=cfg.strategy, precision=cfg.precision, loggers=self._loggers())
         # launch(fn) serves every strategy: in-process, subprocess ("ddp") and spawn ("ddp_spawn").
         result = fabric.launch(self._fit)
         if result.model is None:   # from spawned processes: rebuild the trained model from its checkpoint
@@ -313,9 +337,8 @@ class Trainer:
         return history
 
     def _fit(self, fabric: Any) -> RunResult:
-        with contextlib.ExitStack() as claimed:
+        with deterministic_algorithms(fabric.device), contextlib.ExitStack() as claimed:
             cfg = self.config
-            torch.use_deterministic_algorithms(True, warn_only=True)
             torch.manual_seed(cfg.train.seed)                     # the initial weights
             data = self._data if self._data is not None else load_training_data(cfg)
             model = self._model if self._model is not None else build_model_from_config(cfg, data)
@@ -330,11 +353,13 @@ class Trainer:
             checkpoint = self._resume_from
             optimizer = _optimizer(cfg, list(model.parameters()))
             history = self._read_history(fabric, start_epoch) if self.resume else []
-            if checkpoint is not None:
-                checkpoint.restore_model(model)
-                checkpoint.restore_optimizer(optimizer)
             raw_model, raw_optimizer = model, optimizer
             model, optimizer = fabric.setup(model, optimizer)
+            if checkpoint is not None:
+                # After setup, where the parameters have their device and dtype: the weights are copied
+                # into them, and torch casts the optimiser state to each parameter's as it loads.
+                checkpoint.restore_model(raw_model)
+                checkpoint.restore_optimizer(raw_optimizer)
             x = fabric.to_device(data.x)
             y = None if data.y is None else fabric.to_device(data.y)
             n_samples = cfg.objective.k if cfg.objective.name == "iwae" else 1
@@ -479,12 +504,15 @@ def _rank_weight_mismatch(fabric: Any, model: nn.Module) -> float:
 
 
 def _accumulate(sums: dict[str, Any], terms: Any, batch_size: int) -> None:
-    """Add per-example sums (weighted by batch size) on the device; no host sync per step."""
+    """Add per-example sums (weighted by batch size) on the device; no host sync per step. Half-precision
+    terms are summed in float32 (an epoch's sum overflows float16 and loses digits in bfloat16)."""
     weight = float(batch_size)
     values = {"loss": terms.loss.detach(), "reconstruction": terms.reconstruction.detach(),
               "kl": terms.kl.detach()}
     values |= {f"kl_dim{i}": level.detach() for i, level in enumerate(terms.kl_per_dim)}
     for key, value in values.items():
+        if value.dtype in (torch.float16, torch.bfloat16):
+            value = value.float()
         sums[key] = sums.get(key, 0) + value * weight
     sums["count"] = sums.get("count", 0) + weight
     if not isinstance(sums["count"], torch.Tensor):
