@@ -1,22 +1,27 @@
-"""What would break on a GPU, checked on the CPU: the optimiser state restored after Fabric's set-up (a
-`64-true` kill → resume round trip), and deterministic mode set for the run only."""
+"""What would break or crawl on a GPU, checked on the CPU: the optimiser state restored after Fabric's
+set-up (a `64-true` kill → resume round trip), no host read in the step loop (a dispatch counter; a
+step of every model × objective on the `meta` device, where any host read or device-less tensor
+raises), and deterministic mode set for the run only."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from pathlib import Path
 
 import pytest
 import torch
+import torch.optim.optimizer as torch_optimizer
 from safetensors.torch import load_file
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from collapsekit.errors import ParameterError
 from collapsekit.training import RunConfig, Trainer, TrainingDiverged, train
 from collapsekit.training import trainer as trainer_module
 from collapsekit.training.checkpoint import latest_checkpoint
-from collapsekit.training.trainer import (CUBLAS_WORKSPACE_CONFIG, build_model_from_config, deterministic_algorithms,
-                                          load_training_data)
+from collapsekit.training.trainer import (CUBLAS_WORKSPACE_CONFIG, build_model_from_config,
+                                          build_objective_from_config, deterministic_algorithms, load_training_data)
 
 SMALL = {"data": {"spec": "gaussian:d=6,decay=0.6,n=256,seed=3"},
          "model": {"kind": "vae", "arch": "mlp", "latent_dims": [3], "hidden": [16]},
@@ -82,6 +87,156 @@ def test_precision_is_a_configuration_key_and_a_flag(tmp_path):
     assert all(isinstance(record[k], float) and abs(record[k]) < 1e6 for k in ("loss", "reconstruction", "kl"))
 
 
+# -- host reads -----------------------------------------------------------------------------------------
+#: aten operators whose result the host must wait for: a scalar read (item, float(), int(), bool(), if
+#: tensor:), or an output whose size depends on the values.
+HOST_READS = {"_local_scalar_dense", "is_nonzero", "nonzero", "masked_select", "equal", "_unique2", "unique_dim",
+              "unique_consecutive", "repeat_interleave"}
+
+
+class HostReads(TorchDispatchMode):
+    """Counts the host reads of every tensor operation (dispatched below Python, so nothing escapes by
+    going through torch functions), plus ``tolist`` and ``numpy``, which read CPU memory directly.
+
+    Reads inside ``Optimizer.step`` are left out: torch's Adam reads its step counter, a CPU tensor
+    whatever the parameters' device (no device synchronisation on a GPU).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count, self.in_optimizer, self.where = 0, 0, []
+
+    def read(self, name: str) -> None:
+        if not self.in_optimizer:
+            self.count += 1
+            self.where.append(name)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket.__name__ in HOST_READS:
+            self.read(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+def host_reads_per_epoch(config: RunConfig, run_dir: Path, monkeypatch) -> tuple[list[int], list[int]]:
+    """(host reads inside each epoch's step loop, host reads per epoch in all) of training ``config``."""
+    counter = HostReads()
+    in_loop: list[int] = []
+    starts: list[int] = []
+    run_epoch, write_epoch = trainer_module.Trainer._run_epoch, trainer_module.Trainer._write_epoch
+
+    def counted_run_epoch(self, *args, **kwargs):
+        starts.append(counter.count)
+        sums = run_epoch(self, *args, **kwargs)
+        in_loop.append(counter.count - starts[-1])
+        return sums
+
+    def counted_write_epoch(self, *args, **kwargs):
+        write_epoch(self, *args, **kwargs)
+        starts.append(counter.count)                           # the epoch's end: the metrics line and checkpoint
+
+    for name in ("tolist", "numpy"):
+        method = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name,
+                            lambda self, *a, _m=method, _n=name, **k: (counter.read(_n), _m(self, *a, **k))[1])
+    monkeypatch.setattr(trainer_module.Trainer, "_run_epoch", counted_run_epoch)
+    monkeypatch.setattr(trainer_module.Trainer, "_write_epoch", counted_write_epoch)
+    hooks = [torch_optimizer.register_optimizer_step_pre_hook(
+                 lambda *a: setattr(counter, "in_optimizer", counter.in_optimizer + 1)),
+             torch_optimizer.register_optimizer_step_post_hook(
+                 lambda *a: setattr(counter, "in_optimizer", counter.in_optimizer - 1))]
+    try:
+        with counter:
+            train(config, run_dir)
+    finally:
+        for hook in hooks:
+            hook.remove()
+        monkeypatch.undo()
+    per_epoch = [end - start for start, end in zip(starts[::2], starts[1::2])]
+    return in_loop, per_epoch
+
+
+OBJECTIVES = {
+    "elbo": {},
+    "free bits": {"objective.free_bits": 0.05},
+    "iwae": {"objective.name": "iwae", "objective.k": 3},
+    "infovae": {"objective.name": "infovae", "objective.alpha": 0.5, "objective.lambda": 10.0},
+    "capacity": {"schedule.name": "capacity", "schedule.settings": {"c_max": 5.0, "steps": 3}},
+    "hvae, grad clip, cosine lr": {"model.kind": "hvae", "model.latent_dims": [3, 2], "optim.grad_clip": 1.0,
+                                   "optim.lr_schedule": "cosine", "schedule.name": "linear",
+                                   "schedule.settings": {"warmup_steps": 3}},
+}
+
+
+@pytest.mark.parametrize("objective", sorted(OBJECTIVES))
+def test_host_reads_per_epoch_do_not_grow_with_the_number_of_steps(objective, tmp_path, monkeypatch):
+    """2 and 8 steps per epoch: the same host reads per epoch (the epoch's record, the monitor's end of
+    epoch), and none inside the step loop."""
+    counts = {}
+    for steps in (2, 8):
+        config = small_config(**{"data.spec": f"gaussian:d=6,decay=0.6,n={32 * steps},seed=3", "train.batch_size": 32,
+                                 "train.epochs": 2, "train.progress": True, **OBJECTIVES[objective]})
+        counts[steps] = host_reads_per_epoch(config, tmp_path / f"run{steps}", monkeypatch)
+    (loop2, epoch2), (loop8, epoch8) = counts[2], counts[8]
+    assert loop2 == loop8 == [0, 0]
+    assert epoch2 == epoch8 and epoch2[0] > 0                  # the counter sees the per-epoch reads
+
+
+# -- the meta device ------------------------------------------------------------------------------------
+class _MetaFabric:
+    world_size, global_rank = 1, 0
+
+    @staticmethod
+    def backward(loss: torch.Tensor) -> None:
+        loss.backward()
+
+    @staticmethod
+    def clip_gradients(model, optimizer, max_norm: float, error_if_nonfinite: bool = True) -> None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm, error_if_nonfinite=error_if_nonfinite)
+
+
+META_OBJECTIVES = {
+    "elbo": {"objective": {"name": "elbo", "beta": [0.5]}},
+    "free bits": {"objective": {"name": "elbo", "free_bits": 0.1}},
+    "iwae": {"objective": {"name": "iwae", "k": 3}},
+    "infovae": {"objective": {"name": "infovae", "alpha": 0.5, "lambda": 10.0}},
+    "capacity": {"schedule": {"name": "capacity", "settings": {"c_max": 5.0, "steps": 2}}},
+}
+
+
+@pytest.mark.parametrize(("kind", "arch", "objective"),
+                         list(itertools.product(["vae", "cvae", "hvae"], ["linear", "mlp", "conv"], META_OBJECTIVES)))
+def test_a_training_step_on_the_meta_device(kind, arch, objective):
+    """The trainer's step loop (two steps, the collapse monitor on, gradient clipping) with every tensor on
+    ``meta``: a host read (``item``, ``float()``, ``if tensor``) raises there, and so does mixing in a
+    non-scalar tensor made on the CPU. One β per level for the hierarchy."""
+    from collapsekit import terminal
+    from collapsekit.training.monitor import CollapseMonitor
+    from collapsekit.training.trainer import _optimizer
+
+    data = {"spec": "digits", "split": "quadrants"} if kind == "cvae" else {"spec": "digits"}
+    latent = [4, 2] if kind == "hvae" else [4]
+    settings = json.loads(json.dumps(META_OBJECTIVES[objective]))
+    if kind == "hvae" and "beta" in settings.get("objective", {}):
+        settings["objective"]["beta"] = [0.5, 2.0]
+    config = RunConfig.parse({"data": data, "model": {"kind": kind, "arch": arch, "latent_dims": latent, "hidden": [8],
+                                                      "channels": [4, 2]},
+                              "optim": {"grad_clip": 1.0}, "train": {"epochs": 1, "batch_size": 8}, **settings})
+    cpu_data = load_training_data(config)
+    torch.manual_seed(0)
+    model = build_model_from_config(config, cpu_data).to("meta")
+    objective_fn, schedule = build_objective_from_config(config)
+    x = cpu_data.x[:16].to("meta")
+    y = None if cpu_data.y is None else cpu_data.y[:16].to("meta")
+    optimizer = _optimizer(config, list(model.parameters()))
+    monitor = CollapseMonitor.from_config(config, cpu_data, total_steps=2, warn=False, seed=0)
+    with terminal.training_progress(1, 2, enabled=False) as progress:
+        sums = Trainer(config, "unused")._run_epoch(_MetaFabric(), model, optimizer, objective_fn, schedule, x, y, 1, 2,
+                                                    config.objective.k if objective == "iwae" else 1, progress,
+                                                    monitor)
+    assert sums["loss"].device.type == "meta" and sums["count"].device.type == "meta"
+    assert all(p.device.type == "meta" and p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
 # -- deterministic mode -------------------------------------------------------------------------------
 @pytest.fixture()
 def restore_determinism():
@@ -142,3 +297,32 @@ def test_batched_training_restores_the_setting_too(tmp_path, restore_determinism
                for beta in (0.5, 2.0)]
     train_batched(configs, [tmp_path / "a", tmp_path / "b"])
     assert determinism() == (False, False)
+
+
+# -- progress ---------------------------------------------------------------------------------------------
+class _Terminal(__import__("io").StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_progress_bar_shows_the_epoch_and_reads_nothing_from_the_device(tmp_path, monkeypatch):
+    """On a terminal: a bar showing the epoch and the last epoch's terms, with no host read in the step loop."""
+    screen = _Terminal()
+    monkeypatch.setattr("sys.stderr", screen)
+    monkeypatch.setenv("COLUMNS", "120")
+    config = small_config(**{"data.spec": "gaussian:d=6,decay=0.6,n=256,seed=3", "train.batch_size": 16,
+                             "train.epochs": 2, "train.progress": True})
+    in_loop, _ = host_reads_per_epoch(config, tmp_path / "run", monkeypatch)
+    assert in_loop == [0, 0]
+    shown = screen.getvalue()
+    assert "epoch 2/2" in shown and "loss " in shown and " nats" in shown and "/3 active" in shown
+
+
+def test_off_a_terminal_progress_is_one_line_per_epoch(tmp_path, capsys):
+    train(small_config(**{"train.epochs": 2, "train.progress": True}), tmp_path / "run")
+    lines = capsys.readouterr().err.splitlines()
+    records = metrics(tmp_path / "run")
+    for record in records:
+        active = 3 - len(record["collapsed_dims"][-1])
+        assert (f"epoch {record['epoch']}/2: loss {record['loss']:.4g}, reconstruction {record['reconstruction']:.4g}, "
+                f"KL {record['kl']:.4g} nats; {active} of 3 dimensions active") in lines

@@ -6,7 +6,9 @@ Design choices that keep runs exact and cheap:
 - the sampling noise is reseeded from (seed, rank, epoch) at each epoch start, so an epoch's
   randomness does not depend on what ran before it: resuming from an epoch checkpoint reproduces
   an uninterrupted run exactly, on every rank, without saving generator states;
-- per-example sums are accumulated on the device and reduced across ranks once per epoch;
+- per-example sums are accumulated on the device and reduced across ranks once per epoch; nothing
+  in the step loop reads a device value on the host (finiteness is checked from the epoch's sums);
+- deterministic kernels are switched on for the run only, the caller's setting restored afterwards;
 - the run directory is locked while training (one writer); a checkpoint is written every
   ``train.checkpoint_every`` epochs and at the last, the newest ``train.keep_checkpoints`` kept, each
   with checksums; resuming passes over a corrupt newest checkpoint to the one before, saying so.
@@ -391,6 +393,7 @@ class Trainer:
                                         start_epoch=start_epoch) as progress:
             for epoch in range(start_epoch + 1, cfg.train.epochs + 1):
                 started = time.perf_counter()
+                progress.start_epoch(epoch)
                 sums = self._run_epoch(fabric, model, optimizer, objective, schedule, x, y, epoch, per_epoch,
                                        n_samples, progress, monitor)
                 record = self._epoch_record(fabric, sums, epoch, epoch * per_epoch, time.perf_counter() - started,
@@ -402,6 +405,7 @@ class Trainer:
                                       step=epoch * per_epoch, epoch=epoch)
                     record |= monitor.epoch_metrics()
                 history.append(record)
+                progress.end_epoch(record)
                 if fabric.global_rank == 0:
                     self._write_epoch(metrics_path, record, raw_model, raw_optimizer, monitor)
                     for callback in self.callbacks:
@@ -432,15 +436,15 @@ class Trainer:
             terms = objective(output, **{schedule.controls: schedule.value(first_step + index)})
             optimizer.zero_grad(set_to_none=True)
             fabric.backward(terms.loss)
-            if clip is not None:
-                fabric.clip_gradients(model, optimizer, max_norm=clip)
+            if clip is not None:   # a non-finite norm is not checked here (a host read): the epoch's sums show it
+                fabric.clip_gradients(model, optimizer, max_norm=clip, error_if_nonfinite=False)
             optimizer.step()
             _accumulate(sums, terms, len(batch))
             if monitor is not None:
                 monitor.update_output(output, terms.kl_per_dim)
-            if world == 1 and not torch.isfinite(terms.loss):
-                break                                         # no peers to keep in step with
-            progress.advance(terms)
+            # No finiteness check here: it would read the loss on the host at every step. A NaN or
+            # infinite loss makes the epoch's sums non-finite, and the epoch's record stops the run.
+            progress.advance()
         return sums
 
     def _epoch_record(self, fabric: Any, sums: dict[str, Any], epoch: int, step: int, seconds: float,
