@@ -87,6 +87,16 @@ def test_precision_is_a_configuration_key_and_a_flag(tmp_path):
     assert all(isinstance(record[k], float) and abs(record[k]) < 1e6 for k in ("loss", "reconstruction", "kl"))
 
 
+def test_a_diverging_run_names_its_first_non_finite_loss(tmp_path):
+    """No host read per step, yet the message says "inf" when the loss first overflowed (the epoch's sum is
+    nan by then): the first non-finite loss is kept on the device and read once, when the run stops."""
+    config = RunConfig.parse({"data": {"spec": "gaussian:eigs=9:4:1:0.25,n=256,exact=1"},
+                              "model": {"kind": "vae", "arch": "linear", "latent_dims": [3]},
+                              "optim": {"lr": 100.0}, "train": {"epochs": 3, "batch_size": 64, "progress": False}})
+    with pytest.raises(TrainingDiverged, match="^the loss became inf during epoch 1; "):
+        train(config, tmp_path / "run")
+
+
 # -- host reads -----------------------------------------------------------------------------------------
 #: aten operators whose result the host must wait for: a scalar read (item, float(), int(), bool(), if
 #: tensor:), or an output whose size depends on the values.

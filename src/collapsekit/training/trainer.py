@@ -399,7 +399,10 @@ class Trainer:
                 record = self._epoch_record(fabric, sums, epoch, epoch * per_epoch, time.perf_counter() - started,
                                             schedule.controls, schedule.value(epoch * per_epoch - 1))
                 if not math.isfinite(record["loss"]):
-                    raise TrainingDiverged(diverged_message(self.run_dir, epoch, record["loss"]))
+                    became = record["loss"]
+                    if bool(sums["nonfinite_seen"]):          # read once, on the way out: inf or nan
+                        became = float(sums["first_nonfinite"])
+                    raise TrainingDiverged(diverged_message(self.run_dir, epoch, became))
                 if monitor is not None:
                     monitor.end_epoch(reduce=lambda t: fabric.all_reduce(t, reduce_op="sum"),
                                       step=epoch * per_epoch, epoch=epoch)
@@ -440,6 +443,7 @@ class Trainer:
                 fabric.clip_gradients(model, optimizer, max_norm=clip, error_if_nonfinite=False)
             optimizer.step()
             _accumulate(sums, terms, len(batch))
+            _track_nonfinite(sums, terms.loss)
             if monitor is not None:
                 monitor.update_output(output, terms.kl_per_dim)
             # No finiteness check here: it would read the loss on the host at every step. A NaN or
@@ -521,6 +525,17 @@ def _accumulate(sums: dict[str, Any], terms: Any, batch_size: int) -> None:
     sums["count"] = sums.get("count", 0) + weight
     if not isinstance(sums["count"], torch.Tensor):
         sums["count"] = torch.tensor(sums["count"], device=terms.loss.device)
+
+
+def _track_nonfinite(sums: dict[str, Any], loss: torch.Tensor) -> None:
+    """Keep the epoch's first non-finite loss (inf or nan) on the device, without a host read, for the
+    message of a run that diverges (the epoch's sum of an inf followed by nans is nan)."""
+    loss = loss.detach()
+    bad = ~torch.isfinite(loss)
+    if "nonfinite_seen" not in sums:
+        sums["first_nonfinite"], sums["nonfinite_seen"] = torch.zeros_like(loss), torch.zeros_like(bad)
+    sums["first_nonfinite"] = torch.where(bad & ~sums["nonfinite_seen"], loss, sums["first_nonfinite"])
+    sums["nonfinite_seen"] = sums["nonfinite_seen"] | bad
 
 
 def train(config: RunConfig, run_dir: str | Path, *, resume: bool = False,
