@@ -87,6 +87,15 @@ def test_precision_is_a_configuration_key_and_a_flag(tmp_path):
     assert all(isinstance(record[k], float) and abs(record[k]) < 1e6 for k in ("loss", "reconstruction", "kl"))
 
 
+def test_a_precision_whose_package_is_missing_is_a_parameter_error(tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("transformer_engine") is not None:
+        pytest.skip("NVIDIA Transformer Engine is installed")
+    with pytest.raises(ParameterError, match="transformer-engine.*a package is missing"):
+        train(small_config(**{"train.precision": "transformer-engine"}), tmp_path / "run")
+
+
 def test_a_diverging_run_names_its_first_non_finite_loss(tmp_path):
     """No host read per step, yet the message says "inf" when the loss first overflowed (the epoch's sum is
     nan by then): the first non-finite loss is kept on the device and read once, when the run stops."""

@@ -214,8 +214,12 @@ class Trainer:
         from lightning_fabric import Fabric
 
         cfg = self.config.train
-        fabric = Fabric(accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
-                        strategy=cfg.strategy, precision=cfg.precision, loggers=self._loggers())
+        try:
+            fabric = Fabric(accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
+                            strategy=cfg.strategy, precision=cfg.precision, loggers=self._loggers())
+        except ImportError as exc:                    # e.g. a precision that needs NVIDIA Transformer Engine
+            raise ParameterError(f"train.precision {cfg.precision!r} / accelerator {cfg.accelerator!r}: a package "
+                                 f"is missing ({str(exc).splitlines()[0]})") from None
         # launch(fn) serves every strategy: in-process, subprocess ("ddp") and spawn ("ddp_spawn").
         result = fabric.launch(self._fit)
         if result.model is None:   # from spawned processes: rebuild the trained model from its checkpoint
