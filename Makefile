@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/bench_monitor.py --write docs/benchmarks.md
 	$(VENV)/bin/python bench/bench_diagnostics.py --write docs/benchmarks.md
 	$(VENV)/bin/python bench/bench_batched.py --write docs/benchmarks.md
+	$(VENV)/bin/python bench/bench_checkpoint.py --write docs/benchmarks.md
 
 # `make bench-venv` once, then `make bench` includes Pythae in the training benchmark. torch is
 # installed first and pinned: a requirement that admits a newer torch downloads GBs of CUDA wheels.

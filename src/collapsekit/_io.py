@@ -13,6 +13,9 @@ from typing import Any
 
 import numpy as np
 
+#: The lock file a directory lock (:func:`exclusive_directory`) creates in its directory.
+LOCK_FILE = ".lock"
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
@@ -33,6 +36,29 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def exclusive_directory(directory: str | os.PathLike[str], busy: str) -> Iterator[None]:
+    """Hold ``directory``'s lock (an ``flock`` on its :data:`LOCK_FILE`) for the duration; raise a
+    :class:`~collapsekit.errors.ParameterError` saying ``busy`` when another process holds it.
+
+    The kernel drops an ``flock`` when its holder dies, so a killed process never leaves a stale lock.
+    The sweep locks its directory with it, the trainer its run directory.
+    """
+    from collapsekit.errors import ParameterError
+
+    try:
+        import fcntl
+    except ImportError:                           # Windows: no advisory locks; run one at a time
+        yield
+        return
+    with open(Path(directory) / LOCK_FILE, "a", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ParameterError(busy) from None
+        yield
 
 
 def jsonable(value: Any) -> Any:

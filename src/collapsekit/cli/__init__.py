@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                   file: Any = None, line: str | None = None) -> None:
     """A collapse warning is a message for the user, not a source location: print it as one."""
-    if category.__name__ == "CollapseWarning":     # by name: the CLI does not import torch to start
+    if category.__name__ in ("CollapseWarning", "CheckpointWarning"):   # by name: the CLI does not import torch
         print(f"collapsekit: warning: {message}", file=sys.stderr)
     else:
         _python_showwarning(message, category, filename, lineno, file, line)

@@ -125,6 +125,9 @@ def print_training_summary(result: Any) -> None:
         out.print(f"nothing to train: {result.run_dir} already holds all {result.config.train.epochs} epochs")
         return
     last = result.metrics[-1]
+    if result.resumed_from is not None and result.resumed_from >= result.config.train.epochs:
+        out.print(f"{result.run_dir} had already finished its {result.config.train.epochs} epochs: nothing to "
+                  "train (add --epochs N, more than that, to train further)", soft_wrap=True, markup=False)
     out.print(f"epoch {last['epoch']}: loss {last['loss']:.6g}, reconstruction {last['reconstruction']:.6g}, "
               f"KL {last['kl']:.6g} (nats per example, averaged over the epoch's batches)", soft_wrap=True)
     evaluation = getattr(result, "evaluation", None)

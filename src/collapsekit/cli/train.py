@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from collapsekit.cli.options import int_list, key_values, number, number_list, parse_value
@@ -59,6 +60,13 @@ TRAIN_FLAGS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("--devices", "train.devices", {"help": "number of devices, or 'auto'"}),
     ("--num-nodes", "train.num_nodes", {"type": int}),
     ("--strategy", "train.strategy", {"help": "auto, ddp, ddp_spawn, ... (Lightning Fabric)"}),
+    ("--precision", "train.precision", {"choices": ["32-true", "64-true", "bf16-mixed", "16-mixed", "bf16-true",
+                                                    "16-true", "transformer-engine", "transformer-engine-float16"],
+                                        "help": "Lightning Fabric's precision (default 32-true)"}),
+    ("--checkpoint-every", "train.checkpoint_every", {"type": int, "metavar": "N",
+                                                      "help": "a checkpoint every N epochs and at the last"}),
+    ("--keep-checkpoints", "train.keep_checkpoints", {"type": int, "metavar": "K",
+                                                      "help": "keep the newest K checkpoints (default 2)"}),
     ("--logger", "train.loggers", {"action": "append", "choices": ["csv", "tensorboard"]}),
     ("--no-progress", "train.progress", {"action": "store_const", "const": False}),
     ("--no-monitor", "train.monitor", {"action": "store_const", "const": False,
@@ -94,9 +102,8 @@ def add_options(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Train (or resume) the run and print its summary."""
     from collapsekit.cli import terminal
-    from collapsekit.training import RunConfig, train
+    from collapsekit.training import resolve_config, resume_hint, train
 
-    config = RunConfig.load(args.config) if args.config else RunConfig()
     overrides = {key: getattr(args, key.replace(".", "__")) for _, key, _ in TRAIN_FLAGS}
     overrides = {key: value for key, value in overrides.items() if value is not None}
     for key in ("model.sigma2", "model.encoder_std"):   # a number or a word
@@ -104,7 +111,11 @@ def run(args: argparse.Namespace) -> int:
             overrides[key] = parse_value(overrides[key])
     if isinstance(overrides.get("objective.beta"), list) and len(overrides["objective.beta"]) == 1:
         overrides["objective.beta"] = overrides["objective.beta"][0]
-    config = config.with_overrides(overrides)
-    result = train(config, args.out, resume=args.resume)
+    config = resolve_config(args.out, config=args.config, overrides=overrides, resume=args.resume)
+    try:
+        result = train(config, args.out, resume=args.resume)
+    except KeyboardInterrupt:
+        print(f"collapsekit: interrupted; {resume_hint(args.out)}", file=sys.stderr)
+        return 130
     terminal.print_training_summary(result)
     return 0

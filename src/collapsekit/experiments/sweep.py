@@ -75,7 +75,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from collapsekit._io import atomic_path
+from collapsekit._io import LOCK_FILE, atomic_path, exclusive_directory
 from collapsekit.activity import KL_ACTIVE_THRESHOLD, count_active, summary_level
 from collapsekit.errors import CollapsekitError, ParameterError
 from collapsekit.experiments.executors import TaskFailure, available_cores, make_executor, one_line
@@ -89,7 +89,6 @@ SUMMARY_FILE = "summary.csv"
 POINTS_DIR = "points"
 STATUS_FILE = "status.json"
 TRACEBACK_FILE = "traceback.txt"
-LOCK_FILE = ".lock"
 SWEEP_FORMAT = 1
 
 #: x values of the plot's theory curve: each is one closed-form prediction (an eigendecomposition of
@@ -573,9 +572,12 @@ def _spec(base: RunConfig, grid: Grid, seeds: Sequence[int]) -> dict[str, Any]:
 
 
 def _comparable(spec: dict[str, Any]) -> dict[str, Any]:
-    """What must match for a rerun to be the same sweep (the base seed and progress flag do not count)."""
-    config = json.loads(json.dumps(spec["config"]))
-    for key in ("seed", "progress"):
+    """What must match for a rerun to be the same sweep (the base seed and output-only settings do not count)."""
+    from collapsekit.training import RunConfig
+
+    # Parsed, so that keys added to the configuration since the sweep began compare at their defaults.
+    config = RunConfig.parse(spec["config"]).model_dump(by_alias=True, mode="json")
+    for key in ("seed", "progress", "checkpoint_every", "keep_checkpoints"):
         config.get("train", {}).pop(key, None)
     return {"config": config, "grid": {k: [format_value(v) for v in vs] for k, vs in spec["grid"].items()},
             "seeds": list(spec["seeds"])}
@@ -598,7 +600,7 @@ def _claim_directory(out: Path, spec: dict[str, Any]) -> None:
         stored = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         try:
             theirs = _comparable(stored)
-        except (KeyError, TypeError, AttributeError):
+        except (KeyError, TypeError, AttributeError, CollapsekitError):
             raise ParameterError(f"{path}: not a sweep description; choose another --out") from None
         mine = _comparable(spec)
         if mine != theirs:
@@ -640,16 +642,7 @@ def _exclusive(out: Path) -> Iterator[None]:
 
     The kernel drops an ``flock`` when its holder dies, so a killed sweep never leaves a stale lock.
     """
-    try:
-        import fcntl
-    except ImportError:                           # Windows: no advisory locks; run one sweep at a time
-        yield
-        return
-    with open(out / LOCK_FILE, "a", encoding="utf-8") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ParameterError(f"another sweep is running in {out}; wait for it to finish") from None
+    with exclusive_directory(out, f"another sweep is running in {out}; wait for it to finish"):
         yield
 
 

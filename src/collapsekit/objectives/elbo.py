@@ -58,6 +58,21 @@ class BetaELBO:
                 raise ParameterError("beta: an empty list; give one number, or one per latent level")
             self.beta = tuple(non_negative(f"beta[{i}]", b) for i, b in enumerate(beta))
         self.free_bits = None if free_bits is None else non_negative("free_bits", free_bits)
+        # β per level as a tensor, one per (values, device, dtype): building it from Python floats at every
+        # step would copy it to the device each time (a blocking host-to-device copy on a GPU).
+        self._weights: dict[tuple[Any, ...], torch.Tensor] = {}
+
+    def weights(self, n_levels: int, like: torch.Tensor) -> torch.Tensor:
+        """:meth:`betas` as a tensor on ``like``'s device and dtype, built once and cached."""
+        betas = self.betas(n_levels)
+        key = (betas, like.device, like.dtype)
+        cached = self._weights.get(key)
+        if cached is None:
+            cached = self._weights[key] = like.new_tensor(betas)
+        return cached
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_weights": {}}             # device tensors stay where they were made
 
     def betas(self, n_levels: int) -> tuple[float, ...]:
         """One β per level (bottom to top) for a model with ``n_levels`` levels."""
@@ -87,13 +102,12 @@ class BetaELBO:
         """
         scale = check_beta_scale(beta_scale)
         terms = level_terms(output)
-        weights = self.betas(len(terms.kl_per_dim))
         if self.free_bits is None:
             kl_objective = terms.kl
         else:
             # clamp has zero gradient below its floor: that is the whole point of free bits.
             kl_objective = torch.stack([k.clamp(min=self.free_bits).sum() for k in terms.kl_per_dim])
-        weight = kl_objective.new_tensor(weights) * scale
+        weight = self.weights(len(terms.kl_per_dim), kl_objective) * scale
         loss = terms.reconstruction + (weight * kl_objective).sum()
         extras = {} if self.free_bits is None else {"kl_objective": kl_objective}
         return LossTerms(loss, terms.reconstruction, terms.kl, terms.kl_per_dim, extras)
@@ -133,8 +147,9 @@ class CapacityELBO:
         target = non_negative("capacity", capacity)
         terms = level_terms(output)
         loss = terms.reconstruction + self.gamma * (terms.kl.sum() - target).abs()
+        # new_full fills on the device from the scalar (no host-to-device copy, unlike new_tensor)
         return LossTerms(loss, terms.reconstruction, terms.kl, terms.kl_per_dim,
-                         {"capacity": loss.new_tensor(target)})
+                         {"capacity": loss.new_full((), target)})
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "gamma": self.gamma}

@@ -35,16 +35,16 @@ if TYPE_CHECKING:
     from collapsekit.models.output import ModelOutput
 
 
-def _imq(sq_dist: Tensor, scale: float) -> Tensor:
+def _imq(sq_dist: Tensor, scale: float | Tensor) -> Tensor:
     return scale / (scale + sq_dist)
 
 
-def _rbf(sq_dist: Tensor, scale: float) -> Tensor:
+def _rbf(sq_dist: Tensor, scale: float | Tensor) -> Tensor:
     return torch.exp(-sq_dist / scale)
 
 
-#: Kernels k(z, z') as functions of the squared distance and the scale C.
-KERNELS: dict[str, Callable[[Tensor, float], Tensor]] = {"imq": _imq, "rbf": _rbf}
+#: Kernels k(z, z') as functions of the squared distance and the scale C (a number or a 0-d tensor).
+KERNELS: dict[str, Callable[[Tensor, Any], Tensor]] = {"imq": _imq, "rbf": _rbf}
 
 
 def _sq_dist(a: Tensor, b: Tensor) -> Tensor:
@@ -77,15 +77,21 @@ def mmd_unbiased(q_samples: Tensor, p_samples: Tensor, *, kernel: str = "imq", s
     """
     if kernel not in KERNELS:
         raise ParameterError(f"kernel must be one of {sorted(KERNELS)}, got {kernel!r}")
-    k = KERNELS[kernel]
-    n, m = q_samples.shape[0], p_samples.shape[0]
-    if m < 2:
-        raise ParameterError(f"MMD needs at least 2 prior samples, got {m}")
+    n = q_samples.shape[0]
     groups = torch.arange(n, device=q_samples.device) if q_groups is None else q_groups
     independent = groups[:, None] != groups[None, :]
     pairs = int(independent.sum())
     if pairs == 0:
         raise ParameterError("MMD needs q samples from at least 2 examples (a batch of ≥ 2), got 1")
+    return _mmd(q_samples, p_samples, KERNELS[kernel], scale, independent, pairs)
+
+
+def _mmd(q_samples: Tensor, p_samples: Tensor, k: Callable[[Tensor, Any], Tensor], scale: float | Tensor,
+         independent: Tensor, pairs: int) -> Tensor:
+    """:func:`mmd_unbiased` given the mask of independent q–q pairs and their number (no host read)."""
+    m = p_samples.shape[0]
+    if m < 2:
+        raise ParameterError(f"MMD needs at least 2 prior samples, got {m}")
     k_qq = (k(_sq_dist(q_samples, q_samples), scale) * independent).sum() / pairs
     off_diagonal = ~torch.eye(m, dtype=torch.bool, device=p_samples.device)
     k_pp = (k(_sq_dist(p_samples, p_samples), scale) * off_diagonal).sum() / (m * (m - 1))
@@ -137,16 +143,26 @@ class InfoVAEMMD:
         return self.alpha + self.lambda_ - 1.0
 
     def mmd(self, output: ModelOutput) -> Tensor:
-        """MMD² between the top level's samples and as many fresh prior samples, a scalar tensor."""
+        """MMD² between the top level's samples and as many fresh prior samples, a scalar tensor.
+
+        Nothing here reads a device value on the host: the default kernel scale stays a 0-d tensor
+        (rounded to the samples' dtype as a Python number would be), and the number of independent
+        q–q pairs follows from the shape.
+        """
         top = output.levels[-1]
-        shape = top.sample.shape                                  # (S, B, d)
+        samples, batch = top.sample.shape[0], top.sample.shape[1]     # (S, B, d)
+        shape = top.sample.shape
+        if batch < 2:
+            raise ParameterError("MMD needs q samples from at least 2 examples (a batch of ≥ 2), got 1")
         with torch.no_grad():
             prior_samples = top.prior.expand(shape).sample()
-            scale = self.scale if self.scale is not None else \
-                2.0 * shape[-1] * float(top.prior.scale.pow(2).mean())
-        groups = torch.arange(shape[1], device=top.sample.device).repeat(shape[0])   # example of each sample
-        return mmd_unbiased(top.sample.reshape(-1, shape[-1]), prior_samples.reshape(-1, shape[-1]),
-                            kernel=self.kernel, scale=scale, q_groups=groups)
+            scale: float | Tensor = self.scale if self.scale is not None else \
+                (top.prior.scale.pow(2).mean().double() * (2.0 * shape[-1])).to(top.sample.dtype)
+        groups = torch.arange(batch, device=top.sample.device).repeat(samples)   # example of each sample
+        independent = groups[:, None] != groups[None, :]
+        pairs = (samples * batch) ** 2 - batch * samples ** 2          # all pairs less those within an example
+        return _mmd(top.sample.reshape(-1, shape[-1]), prior_samples.reshape(-1, shape[-1]), KERNELS[self.kernel],
+                    scale, independent, pairs)
 
     def __call__(self, output: ModelOutput, beta_scale: float = 1.0) -> LossTerms:
         """Evaluate; ``beta_scale`` multiplies the KL weight 1 − α (a KL warm-up), not the MMD's."""

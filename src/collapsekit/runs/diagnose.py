@@ -96,8 +96,8 @@ def diagnose_run(path: str | Path, *, part: str | None = None, n_samples: int = 
         config = config.with_overrides({"data.part": part})
     data = load_training_data(config)
     model = build_model_from_config(config, data)
-    checkpoint = load_checkpoint(checkpoint_dir)
-    model.load_state_dict(checkpoint.model)
+    checkpoint = load_checkpoint(checkpoint_dir)          # verified: a corrupt one raises, naming it
+    checkpoint.restore_model(model)
     model.eval()
 
     report = diagnose_model(model, data.x, data.y, n_samples=n_samples, batch_size=batch_size, seed=seed)

@@ -53,9 +53,9 @@ from collapsekit.objectives.elbo import BetaELBO
 from collapsekit.objectives.terms import LossTerms
 from collapsekit.training.config import RunConfig, TrainConfig
 from collapsekit.training.evaluation import record_final_evaluation
-from collapsekit.training.trainer import (CHECKPOINT_DIR, METRICS_FILE, RunResult, Trainer, TrainingData,
-                                          accumulate_terms, batch_bounds, build_model_from_config,
-                                          build_objective_from_config, build_optimizer, epoch_seed,
+from collapsekit.training.trainer import (METRICS_FILE, RunResult, Trainer, TrainingData, accumulate_terms,
+                                          batch_bounds, build_model_from_config, build_objective_from_config,
+                                          build_optimizer, deterministic_algorithms, diverged_message, epoch_seed,
                                           load_training_data)
 
 #: Architectures whose runs are small enough to gain from batching and whose forward pass is reproduced here.
@@ -103,6 +103,8 @@ def can_batch(configs: Sequence[RunConfig]) -> Literal[True] | str:
                 "the batched program runs in one process on one device")
     if train.loggers:
         return f"train.loggers={train.loggers}: the batched program writes metrics.jsonl and checkpoints only"
+    if train.precision != "32-true":
+        return f"train.precision={train.precision!r}: the batched program runs in float32 (32-true)"
     reference = _flat(first)
     for index, config in enumerate(configs[1:], start=1):
         flat = _flat(config)
@@ -315,7 +317,9 @@ def train_batched(configs: Sequence[RunConfig], run_dirs: Sequence[str | Path], 
     # neighbours; results go back in the caller's order.
     keys = [_optimizer_key(config) for config in configs]
     order = sorted(range(len(configs)), key=lambda k: keys.index(keys[k]))
-    results = _Program([configs[k] for k in order], [dirs[k] for k in order], data).fit()
+    # The trainer's setting: the same kernels as a separate run, for this program only.
+    with deterministic_algorithms(_device(configs[0].train)):
+        results = _Program([configs[k] for k in order], [dirs[k] for k in order], data).fit()
     by_caller: list[RunResult | None] = [None] * len(configs)
     for position, k in enumerate(order):
         by_caller[k] = results[position]
@@ -354,8 +358,6 @@ class _Program:
     def __init__(self, configs: list[RunConfig], run_dirs: list[Path], data: TrainingData | None) -> None:
         self.configs, self.run_dirs, self.k = configs, run_dirs, len(configs)
         first = configs[0]
-        # The trainer's setting: the same kernels as a separate run.
-        torch.use_deterministic_algorithms(True, warn_only=True)
         self.device = _device(first.train)
         runs_data = _run_data(configs, data)
         self.runs_data = runs_data
@@ -458,9 +460,7 @@ class _Program:
                 record = self.trainers[k]._epoch_record(_OneProcess(), run_sums, epoch, step, seconds,
                                                         schedule.controls, schedule.value(step - 1))
                 if not math.isfinite(record["loss"]):
-                    diverged[k] = (f"the loss became {record['loss']} during epoch {epoch}; the last good checkpoint "
-                                   f"(epoch {epoch - 1}) is kept in {self.run_dirs[k] / CHECKPOINT_DIR}. Lower the "
-                                   "learning rate or add optim.grad_clip")
+                    diverged[k] = diverged_message(self.run_dirs[k], epoch, record["loss"])
                     continue
                 monitor = self.monitors[k]
                 if monitor is not None:

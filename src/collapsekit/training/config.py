@@ -131,10 +131,18 @@ class TrainConfig(_Section):
     devices: int | str = 1
     num_nodes: int = Field(default=1, ge=1)
     strategy: str = "auto"
+    #: Lightning Fabric's precision: "32-true" (float32), "64-true", "bf16-mixed", "16-mixed" (autocast
+    #: with float32 weights), "bf16-true", "16-true", or NVIDIA Transformer Engine's.
+    precision: Literal["32-true", "64-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "transformer-engine",
+                       "transformer-engine-float16"] = "32-true"
     loggers: list[Literal["csv", "tensorboard"]] = Field(default_factory=list)
     progress: bool = True
     #: The CollapseMonitor: per-epoch active units, minibatch MI and collapse warnings with their causes.
     monitor: bool = True
+    #: Write a checkpoint every this many epochs (the final epoch always gets one).
+    checkpoint_every: int = Field(default=1, ge=1)
+    #: How many of the newest checkpoints stay on disk (a corrupt newest one falls back to the one before).
+    keep_checkpoints: int = Field(default=2, ge=1)
 
 
 class RunConfig(_Section):

@@ -6,15 +6,23 @@ Design choices that keep runs exact and cheap:
 - the sampling noise is reseeded from (seed, rank, epoch) at each epoch start, so an epoch's
   randomness does not depend on what ran before it: resuming from an epoch checkpoint reproduces
   an uninterrupted run exactly, on every rank, without saving generator states;
-- per-example sums are accumulated on the device and reduced across ranks once per epoch.
+- per-example sums are accumulated on the device and reduced across ranks once per epoch; nothing
+  in the step loop reads a device value on the host (finiteness is checked from the epoch's sums);
+- deterministic kernels are switched on for the run only, the caller's setting restored afterwards;
+- the run directory is locked while training (one writer); a checkpoint is written every
+  ``train.checkpoint_every`` epochs and at the last, the newest ``train.keep_checkpoints`` kept, each
+  with checksums; resuming passes over a corrupt newest checkpoint to the one before, saying so.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import time
+import warnings
+from collections.abc import Iterator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +31,10 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from collapsekit._io import atomic_path
-from collapsekit.errors import CollapsekitError, ParameterError
-from collapsekit.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from collapsekit._io import atomic_path, exclusive_directory
+from collapsekit.errors import CollapsekitError, DataError, ParameterError
+from collapsekit.training.checkpoint import (Checkpoint, CheckpointWarning, checkpoint_epoch, latest_checkpoint,
+                                             load_checkpoint, load_latest_checkpoint, save_checkpoint)
 from collapsekit.training.config import RunConfig
 from collapsekit.training.evaluation import record_final_evaluation
 from collapsekit.training.monitor import CollapseMonitor
@@ -33,10 +42,47 @@ from collapsekit.training.monitor import CollapseMonitor
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_DIR = "checkpoints"
+#: What a sweep directory holds (collapsekit.experiments.sweep): no run trains into one.
+SWEEP_FILE = "sweep.yaml"
+CUBLAS_WORKSPACE_CONFIG = "CUBLAS_WORKSPACE_CONFIG"
 
 
 class TrainingDiverged(CollapsekitError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
+    """The loss became NaN or infinite; the last good checkpoint (if any) is kept."""
+
+
+def diverged_message(run_dir: Path, epoch: int, loss: float) -> str:
+    """Why training stopped at a non-finite loss, and which checkpoint is left (read from disk)."""
+    latest = latest_checkpoint(Path(run_dir) / CHECKPOINT_DIR)
+    kept = None if latest is None else checkpoint_epoch(latest)
+    where = Path(run_dir) / CHECKPOINT_DIR
+    left = (f"the last good checkpoint (epoch {kept}) is kept in {where}" if kept is not None
+            else f"no checkpoint had been written yet, so there is none to resume from in {Path(run_dir)}")
+    return (f"the loss became {loss} during epoch {epoch}; training stopped and {left}. "
+            "Lower the learning rate or add optim.grad_clip")
+
+
+@contextlib.contextmanager
+def deterministic_algorithms(device: torch.device | str | None = None) -> Iterator[None]:
+    """Deterministic kernels (warn-only) for the duration; the caller's setting is restored afterwards.
+
+    On CUDA, cuBLAS also needs ``CUBLAS_WORKSPACE_CONFIG``: it is set to ``:4096:8`` unless the
+    caller set it, and removed again afterwards. cuBLAS reads it when the process first uses it, so a
+    program that ran cuBLAS before training should set it in its environment itself.
+    """
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    set_cublas = device is not None and torch.device(device).type == "cuda" \
+        and CUBLAS_WORKSPACE_CONFIG not in os.environ
+    if set_cublas:
+        os.environ[CUBLAS_WORKSPACE_CONFIG] = ":4096:8"
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+        if set_cublas:
+            os.environ.pop(CUBLAS_WORKSPACE_CONFIG, None)
 
 
 class Callback(Protocol):
@@ -174,8 +220,12 @@ class Trainer:
         from lightning_fabric import Fabric
 
         cfg = self.config.train
-        fabric = Fabric(accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
-                        strategy=cfg.strategy, loggers=self._loggers())
+        try:
+            fabric = Fabric(accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
+                            strategy=cfg.strategy, precision=cfg.precision, loggers=self._loggers())
+        except ImportError as exc:                    # e.g. a precision that needs NVIDIA Transformer Engine
+            raise ParameterError(f"train.precision {cfg.precision!r} / accelerator {cfg.accelerator!r}: a package "
+                                 f"is missing ({str(exc).splitlines()[0]})") from None
         # launch(fn) serves every strategy: in-process, subprocess ("ddp") and spawn ("ddp_spawn").
         result = fabric.launch(self._fit)
         data = self._data if self._data is not None else self._loaded_data or load_training_data(self.config)
@@ -183,7 +233,7 @@ class Trainer:
             model = self._model if self._model is not None else build_model_from_config(self.config, data)
             checkpoint = latest_checkpoint(self.run_dir / CHECKPOINT_DIR)
             assert checkpoint is not None
-            model.load_state_dict(load_checkpoint(checkpoint).model)
+            load_checkpoint(checkpoint).restore_model(model)
             result.model = model
         record_final_evaluation(result, data)   # the headline count on the final weights (collapsekit.activity)
         return result
@@ -215,12 +265,36 @@ class Trainer:
                         from None
         return loggers
 
+    @contextlib.contextmanager
+    def _claim_run_dir(self, fabric: Any) -> Iterator[None]:
+        """Hold the run directory's lock while training: a second trainer into it is refused. Rank 0
+        holds it; every rank learns whether it got it."""
+        if (self.run_dir / SWEEP_FILE).is_file():
+            raise ParameterError(f"{self.run_dir} is a sweep directory (it holds {SWEEP_FILE}): train into "
+                                 "another --out, or rerun the sweep with `collapsekit sweep`")
+        refusal: str | None = None
+        with contextlib.ExitStack() as stack:
+            if fabric.global_rank == 0:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                try:
+                    stack.enter_context(exclusive_directory(
+                        self.run_dir, f"{self.run_dir} is in use: another process is training into it; wait for "
+                                      "it to finish, or choose another --out (nothing was changed)"))
+                except ParameterError as exc:
+                    refusal = str(exc)
+            if fabric.world_size > 1:
+                refusal = fabric.broadcast(refusal, src=0)
+            if refusal is not None:
+                raise ParameterError(refusal)
+            yield
+
     def _prepare_run_dir(self, fabric: Any) -> int:
-        """Check the run directory; return the epoch to start from (0, or the checkpoint's)."""
+        """Check the run directory; return the epoch to start from (0, or the checkpoint's). A resumed
+        run's checkpoint (the newest intact one) is left in ``self._resume_from``."""
         config_path = self.run_dir / CONFIG_FILE
-        checkpoint = latest_checkpoint(self.run_dir / CHECKPOINT_DIR)
+        self._resume_from: Checkpoint | None = None
         if not self.resume:
-            if checkpoint is not None or (self.run_dir / METRICS_FILE).exists():
+            if latest_checkpoint(self.run_dir / CHECKPOINT_DIR) is not None or (self.run_dir / METRICS_FILE).exists():
                 raise ParameterError(f"{self.run_dir} already holds a run: add --resume to continue it, "
                                      "or choose another --out (nothing was overwritten)")
             if fabric.global_rank == 0:
@@ -229,60 +303,90 @@ class Trainer:
                     temporary.write_text(self.config.to_yaml())
             return 0
         if config_path.exists():
-            saved = RunConfig.load(config_path)
-            mine = self.config.model_dump(exclude={"train": {"epochs", "progress", "loggers"}})
-            theirs = saved.model_dump(exclude={"train": {"epochs", "progress", "loggers"}})
-            if mine != theirs:
-                raise ParameterError(f"--resume: {self.run_dir} was trained with a different configuration; "
-                                     "resume with the same settings (only train.epochs may grow)")
+            from collapsekit.training.resume import GROWABLE, OUTPUT_ONLY, config_differences
+
+            differences = config_differences(RunConfig.load(config_path), self.config,
+                                             ignore=(*OUTPUT_ONLY, *GROWABLE))
+            if differences:
+                raise ParameterError(f"--resume: {self.run_dir} was trained with a different configuration: "
+                                     f"{'; '.join(differences)}; resume with the same settings (only train.epochs "
+                                     "may grow)")
         elif fabric.global_rank == 0:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+        checkpoint, passed = load_latest_checkpoint(self.run_dir / CHECKPOINT_DIR)
+        if passed and checkpoint is not None and fabric.global_rank == 0:
+            others = f" (and {len(passed) - 1} more corrupt checkpoint(s))" if len(passed) > 1 else ""
+            warnings.warn(f"checkpoint {passed[0].path} is corrupt: {passed[0].reason}{others}; resuming from the "
+                          f"previous intact one, {checkpoint.path} (epoch {checkpoint.epoch})", CheckpointWarning,
+                          stacklevel=2)
         if fabric.global_rank == 0:
             with atomic_path(config_path) as temporary:
                 temporary.write_text(self.config.to_yaml())
-        return 0 if checkpoint is None else int(load_checkpoint(checkpoint).state["epoch"])
+        self._resume_from = checkpoint
+        return 0 if checkpoint is None else checkpoint.epoch
+
+    def _read_history(self, fabric: Any, start_epoch: int) -> list[dict[str, Any]]:
+        """The metrics records of epochs 1 … ``start_epoch``; rank 0 drops the later ones from the file
+        (they are trained again). A line torn by a kill ends the records read."""
+        metrics_path = self.run_dir / METRICS_FILE
+        records: list[dict[str, Any]] = []
+        lines = metrics_path.read_text(encoding="utf-8").splitlines() if metrics_path.is_file() else []
+        for line in filter(str.strip, lines):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                break
+            if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
+                break
+            records.append(record)
+        history = [record for record in records if record["epoch"] <= start_epoch]
+        if [record["epoch"] for record in history] != list(range(1, start_epoch + 1)):
+            raise DataError(f"{metrics_path} does not hold the records of epochs 1 to {start_epoch} that its "
+                            f"checkpoint follows (it is damaged): the run cannot be resumed; start it again "
+                            "under another --out")
+        if fabric.global_rank == 0 and len(history) != len(lines):
+            with atomic_path(metrics_path) as temporary:   # drop epochs after the checkpoint
+                temporary.write_text("".join(json.dumps(h) + "\n" for h in history))
+        return history
 
     def _fit(self, fabric: Any) -> RunResult:
-        cfg = self.config
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.manual_seed(cfg.train.seed)                     # the initial weights
-        data = self._data if self._data is not None else load_training_data(cfg)
-        self._loaded_data = data
-        model = self._model if self._model is not None else build_model_from_config(cfg, data)
-        objective, schedule = build_objective_from_config(cfg)
-        world = fabric.world_size
-        per_epoch = len(batch_bounds(data.n // world, cfg.train.batch_size))
-        if data.n // world == 0:
-            raise ParameterError(f"{data.n} examples cannot be shared by {world} processes")
-        schedule.validate(per_epoch * cfg.train.epochs)
-        start_epoch = self._prepare_run_dir(fabric)
-        optimizer = build_optimizer(cfg, list(model.parameters()))
-        metrics_path = self.run_dir / METRICS_FILE
-        history: list[dict[str, Any]] = []
-        if start_epoch:
-            checkpoint = load_checkpoint(latest_checkpoint(self.run_dir / CHECKPOINT_DIR))  # type: ignore[arg-type]
-            model.load_state_dict(checkpoint.model)
-            optimizer.load_state_dict(checkpoint.optimizer)
-            history = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
-            history = [h for h in history if h["epoch"] <= start_epoch]
-            if fabric.global_rank == 0:
-                with atomic_path(metrics_path) as temporary:   # drop epochs after the checkpoint
-                    temporary.write_text("".join(json.dumps(h) + "\n" for h in history))
-        raw_model, raw_optimizer = model, optimizer
-        model, optimizer = fabric.setup(model, optimizer)
-        x = fabric.to_device(data.x)
-        y = None if data.y is None else fabric.to_device(data.y)
-        n_samples = cfg.objective.k if cfg.objective.name == "iwae" else 1
-        monitor = self._monitor(fabric, data, per_epoch, start_epoch)
-        status = "failed"
-        try:
-            history = self._train_epochs(fabric, model, optimizer, raw_model, raw_optimizer, objective, schedule,
-                                         x, y, start_epoch, per_epoch, n_samples, history, monitor)
-            status = "success"
-        finally:
-            for logger in fabric.loggers:   # flush and close them: Fabric does not
-                logger.finalize(status)
-        extras = {"rank_weight_mismatch": _rank_weight_mismatch(fabric, raw_model)} if world > 1 else {}
+        with deterministic_algorithms(fabric.device), contextlib.ExitStack() as claimed:
+            cfg = self.config
+            torch.manual_seed(cfg.train.seed)                     # the initial weights
+            data = self._data if self._data is not None else load_training_data(cfg)
+            self._loaded_data = data
+            model = self._model if self._model is not None else build_model_from_config(cfg, data)
+            objective, schedule = build_objective_from_config(cfg)
+            world = fabric.world_size
+            per_epoch = len(batch_bounds(data.n // world, cfg.train.batch_size))
+            if data.n // world == 0:
+                raise ParameterError(f"{data.n} examples cannot be shared by {world} processes")
+            schedule.validate(per_epoch * cfg.train.epochs)
+            claimed.enter_context(self._claim_run_dir(fabric))
+            start_epoch = self._prepare_run_dir(fabric)
+            checkpoint = self._resume_from
+            optimizer = build_optimizer(cfg, list(model.parameters()))
+            history = self._read_history(fabric, start_epoch) if self.resume else []
+            raw_model, raw_optimizer = model, optimizer
+            model, optimizer = fabric.setup(model, optimizer)
+            if checkpoint is not None:
+                # After setup, where the parameters have their device and dtype: the weights are copied
+                # into them, and torch casts the optimiser state to each parameter's as it loads.
+                checkpoint.restore_model(raw_model)
+                checkpoint.restore_optimizer(raw_optimizer)
+            x = fabric.to_device(data.x)
+            y = None if data.y is None else fabric.to_device(data.y)
+            n_samples = cfg.objective.k if cfg.objective.name == "iwae" else 1
+            monitor = self._monitor(fabric, data, per_epoch, start_epoch, checkpoint)
+            status = "failed"
+            try:
+                history = self._train_epochs(fabric, model, optimizer, raw_model, raw_optimizer, objective, schedule,
+                                             x, y, start_epoch, per_epoch, n_samples, history, monitor)
+                status = "success"
+            finally:
+                for logger in fabric.loggers:   # flush and close them: Fabric does not
+                    logger.finalize(status)
+            extras = {"rank_weight_mismatch": _rank_weight_mismatch(fabric, raw_model)} if world > 1 else {}
         # Several processes hand their result back through a pipe that cannot carry tensors safely
         # once the worker exits; the parent reloads the weights from the final checkpoint instead.
         return RunResult(model=raw_model if world == 1 else None, metrics=history, run_dir=self.run_dir,
@@ -300,20 +404,22 @@ class Trainer:
         with training_progress(cfg.train.epochs, per_epoch, enabled=show, start_epoch=start_epoch) as progress:
             for epoch in range(start_epoch + 1, cfg.train.epochs + 1):
                 started = time.perf_counter()
+                progress.start_epoch(epoch)
                 sums = self._run_epoch(fabric, model, optimizer, objective, schedule, x, y, epoch, per_epoch,
                                        n_samples, progress, monitor)
                 record = self._epoch_record(fabric, sums, epoch, epoch * per_epoch, time.perf_counter() - started,
                                             schedule.controls, schedule.value(epoch * per_epoch - 1))
                 if not math.isfinite(record["loss"]):
-                    raise TrainingDiverged(
-                        f"the loss became {record['loss']} during epoch {epoch}; training stopped and the last good "
-                        f"checkpoint (epoch {epoch - 1}) is kept in {self.run_dir / CHECKPOINT_DIR}. "
-                        "Lower the learning rate or add optim.grad_clip")
+                    became = record["loss"]
+                    if bool(sums["nonfinite_seen"]):          # read once, on the way out: inf or nan
+                        became = float(sums["first_nonfinite"])
+                    raise TrainingDiverged(diverged_message(self.run_dir, epoch, became))
                 if monitor is not None:
                     monitor.end_epoch(reduce=lambda t: fabric.all_reduce(t, reduce_op="sum"),
                                       step=epoch * per_epoch, epoch=epoch)
                     record |= monitor.epoch_metrics()
                 history.append(record)
+                progress.end_epoch(record)
                 if fabric.global_rank == 0:
                     self._write_epoch(metrics_path, record, raw_model, raw_optimizer, monitor)
                     for callback in self.callbacks:
@@ -344,15 +450,16 @@ class Trainer:
             terms = objective(output, **{schedule.controls: schedule.value(first_step + index)})
             optimizer.zero_grad(set_to_none=True)
             fabric.backward(terms.loss)
-            if clip is not None:
-                fabric.clip_gradients(model, optimizer, max_norm=clip)
+            if clip is not None:   # a non-finite norm is not checked here (a host read): the epoch's sums show it
+                fabric.clip_gradients(model, optimizer, max_norm=clip, error_if_nonfinite=False)
             optimizer.step()
             accumulate_terms(sums, terms, len(batch))
+            _track_nonfinite(sums, terms.loss)
             if monitor is not None:
                 monitor.update_output(output, terms.kl_per_dim)
-            if world == 1 and not torch.isfinite(terms.loss):
-                break                                         # no peers to keep in step with
-            progress.advance(terms)
+            # No finiteness check here: it would read the loss on the host at every step. A NaN or
+            # infinite loss makes the epoch's sums non-finite, and the epoch's record stops the run.
+            progress.advance()
         return sums
 
     def _epoch_record(self, fabric: Any, sums: dict[str, Any], epoch: int, step: int, seconds: float,
@@ -368,30 +475,37 @@ class Trainer:
                 scheduled: float(scheduled_value), "seconds": round(seconds, 4)}
 
     def _write_epoch(self, metrics_path: Path, record: dict[str, Any], model: nn.Module,
-                     optimizer: torch.optim.Optimizer, monitor: CollapseMonitor | None = None) -> None:
+                     optimizer: torch.optim.Optimizer, monitor: CollapseMonitor | None = None, *,
+                     checkpoint: bool | None = None) -> None:
+        """Append the epoch's metrics line; write a checkpoint when ``checkpoint`` says so (by default
+        every ``train.checkpoint_every`` epochs and at the last epoch)."""
         with open(metrics_path, "a", encoding="utf-8") as stream:
             stream.write(json.dumps(record) + "\n")
             stream.flush()
             os.fsync(stream.fileno())
+        train = self.config.train
+        if checkpoint is None:
+            checkpoint = record["epoch"] % train.checkpoint_every == 0 or record["epoch"] >= train.epochs
+        if not checkpoint:
+            return
         state: dict[str, Any] = {"step": record["step"]}
         if monitor is not None:
             # Its hysteresis counters and warnings, so a resumed run warns as an uninterrupted one;
             # only the last epoch of its history (the rest is in metrics.jsonl).
             state["monitor"] = monitor.state_dict() | {"history": monitor.history[-1:]}
         save_checkpoint(self.run_dir / CHECKPOINT_DIR, epoch=record["epoch"], model=model.state_dict(),
-                        optimizer=optimizer.state_dict(), state=state)
+                        optimizer=optimizer.state_dict(), state=state, keep=train.keep_checkpoints)
 
-    def _monitor(self, fabric: Any, data: TrainingData, per_epoch: int, start_epoch: int) -> CollapseMonitor | None:
-        """The run's CollapseMonitor (``train.monitor``), restored from the checkpoint on resume."""
+    def _monitor(self, fabric: Any, data: TrainingData, per_epoch: int, start_epoch: int,
+                 checkpoint: Checkpoint | None = None) -> CollapseMonitor | None:
+        """The run's CollapseMonitor (``train.monitor``), restored from ``checkpoint`` on resume."""
         cfg = self.config
         if not cfg.train.monitor:
             return None
         monitor = CollapseMonitor.from_config(cfg, data, total_steps=per_epoch * cfg.train.epochs,
                                               warn=fabric.global_rank == 0, seed=cfg.train.seed)
-        if start_epoch:
-            checkpoint = load_checkpoint(latest_checkpoint(self.run_dir / CHECKPOINT_DIR))  # type: ignore[arg-type]
-            if "monitor" in checkpoint.state:
-                monitor.load_state_dict(checkpoint.state["monitor"])
+        if start_epoch and checkpoint is not None and "monitor" in checkpoint.state:
+            monitor.load_state_dict(checkpoint.state["monitor"])
         return monitor
 
 
@@ -409,16 +523,30 @@ def _rank_weight_mismatch(fabric: Any, model: nn.Module) -> float:
 
 
 def accumulate_terms(sums: dict[str, Any], terms: Any, batch_size: int) -> None:
-    """Add per-example sums (weighted by batch size) on the device; no host sync per step."""
+    """Add per-example sums (weighted by batch size) on the device; no host sync per step. Half-precision
+    terms are summed in float32 (an epoch's sum overflows float16 and loses digits in bfloat16)."""
     weight = float(batch_size)
     values = {"loss": terms.loss.detach(), "reconstruction": terms.reconstruction.detach(),
               "kl": terms.kl.detach()}
     values |= {f"kl_dim{i}": level.detach() for i, level in enumerate(terms.kl_per_dim)}
     for key, value in values.items():
+        if value.dtype in (torch.float16, torch.bfloat16):
+            value = value.float()
         sums[key] = sums.get(key, 0) + value * weight
     sums["count"] = sums.get("count", 0) + weight
     if not isinstance(sums["count"], torch.Tensor):
         sums["count"] = torch.tensor(sums["count"], device=terms.loss.device)
+
+
+def _track_nonfinite(sums: dict[str, Any], loss: torch.Tensor) -> None:
+    """Keep the epoch's first non-finite loss (inf or nan) on the device, without a host read, for the
+    message of a run that diverges (the epoch's sum of an inf followed by nans is nan)."""
+    loss = loss.detach()
+    bad = ~torch.isfinite(loss)
+    if "nonfinite_seen" not in sums:
+        sums["first_nonfinite"], sums["nonfinite_seen"] = torch.zeros_like(loss), torch.zeros_like(bad)
+    sums["first_nonfinite"] = torch.where(bad & ~sums["nonfinite_seen"], loss, sums["first_nonfinite"])
+    sums["nonfinite_seen"] = sums["nonfinite_seen"] | bad
 
 
 def train(config: RunConfig, run_dir: str | Path, *, resume: bool = False,

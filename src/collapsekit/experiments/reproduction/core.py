@@ -289,7 +289,7 @@ def load_model(config: RunConfig, run_dir: Path, data: TrainingData) -> nn.Modul
     if checkpoint is None:
         raise CollapsekitError(f"{run_dir} holds no checkpoint: its training did not finish; rerun the preset")
     model = build_model_from_config(config, data)
-    model.load_state_dict(load_checkpoint(checkpoint).model)
+    load_checkpoint(checkpoint).restore_model(model)
     return model.eval()
 
 
