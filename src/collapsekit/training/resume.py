@@ -67,7 +67,7 @@ def resolve_config(run_dir: str | Path, *, config: str | Path | None = None,
         ``resume`` where ``run_dir`` holds no run; given settings that differ from the saved ones
         (all of them named); ``train.epochs`` below the saved count.
     """
-    from collapsekit.training.trainer import CONFIG_FILE
+    from collapsekit.training.layout import CONFIG_FILE
 
     overrides = dict(overrides or {})
     given = (RunConfig.load(config) if config is not None else RunConfig()).with_overrides(overrides)
@@ -95,7 +95,7 @@ def resolve_config(run_dir: str | Path, *, config: str | Path | None = None,
 def resume_hint(run_dir: str | Path) -> str:
     """What to tell a user whose training was interrupted: the command that continues it, or that
     nothing was written yet."""
-    from collapsekit.training.trainer import CONFIG_FILE
+    from collapsekit.training.layout import CONFIG_FILE
 
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file():

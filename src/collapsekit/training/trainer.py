@@ -37,11 +37,9 @@ from collapsekit.training.checkpoint import (Checkpoint, CheckpointWarning, chec
                                              load_checkpoint, load_latest_checkpoint, save_checkpoint)
 from collapsekit.training.config import RunConfig
 from collapsekit.training.evaluation import record_final_evaluation
+from collapsekit.training.layout import CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE  # noqa: F401  (re-exported)
 from collapsekit.training.monitor import CollapseMonitor
 
-METRICS_FILE = "metrics.jsonl"
-CONFIG_FILE = "config.yaml"
-CHECKPOINT_DIR = "checkpoints"
 #: What a sweep directory holds (collapsekit.experiments.sweep): no run trains into one.
 SWEEP_FILE = "sweep.yaml"
 CUBLAS_WORKSPACE_CONFIG = "CUBLAS_WORKSPACE_CONFIG"
