@@ -174,11 +174,15 @@ def test_summary_has_one_row_per_point_from_metrics_and_theory(reference):
     moments = Moments.from_data(load_training_data(base_config()).x.double().numpy())
     for row in rows:
         assert row["status"] == "done" and row["error"] is None and row["theory"] == "exact"
-        assert row["n_active_predicted"] == predict_vae(moments, 3, beta=row["beta"]).n_active
+        assert row["n_active_predicted"] == predict_vae(moments, 3, beta=row["beta"]).n_active_headline
         records = (reference.out_dir / POINTS_DIR / row["point"] / "metrics.jsonl").read_text().splitlines()
         last = json.loads(records[-1])
         assert len(records) == EPOCHS and row["epochs_trained"] == EPOCHS == last["epoch"]
-        assert row["n_active_measured"] == sum(kl >= 0.01 for kl in last["kl_per_dim"][-1])
+        # the headline count on the final weights: the point's evaluation.json, the rule applied to its KL
+        evaluation = json.loads((reference.out_dir / POINTS_DIR / row["point"] / "evaluation.json").read_text())
+        assert evaluation["measured_on"]["weights"] == "final" and evaluation["measured_on"]["epoch"] == EPOCHS
+        assert row["n_active_measured"] == evaluation["n_active"] == sum(kl >= 0.01 for kl in
+                                                                         evaluation["levels"][-1]["kl_per_dim"])
         assert (row["loss_nats"], row["kl_nats"], row["latent_size"]) == (last["loss"], last["kl"], 3)
         status = read_status(reference.out_dir / POINTS_DIR / row["point"])
         assert status["status"] == "done" and status["attempt"] == 1 and status["resumed_from"] is None
