@@ -74,7 +74,7 @@ def _demo_train(run_dir: Path) -> int:
     measured = evaluate(result.model, objective, data, n_samples=64)
     prediction = predict_cvae(Moments.from_data(data.x.double().numpy(), data.y.double().numpy()),
                               latent_dim=16, beta=DEMO_TRAIN_BETA)
-    terminal.print_measured_against_predicted(measured, prediction, run_dir)
+    terminal.print_measured_against_predicted(measured, prediction, run_dir, result.evaluation)
     report_dir = run_dir.parent / "diagnosis"
     terminal.console().rule("diagnosing the trained CVAE (collapsekit diagnose)")
     status = _run_verb(diagnose, ["diagnose", str(run_dir), "--out", str(report_dir),

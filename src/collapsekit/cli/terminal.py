@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.markup import escape
 
-from collapsekit.activity import KL_ACTIVE_THRESHOLD
+from collapsekit.activity import KL_ACTIVE_THRESHOLD, count_active
 from collapsekit.theory.prediction import Prediction, format_setting, symbol
 
 
@@ -72,11 +72,11 @@ def grid_table(predictions: Sequence[Prediction]) -> Table:
     table = Table(title="hyper-parameter grid", title_justify="left")
     for name in varying:
         table.add_column(symbol(name), justify="right")
-    for name in ("active", "collapsed", "total KL (nats)", "loss (nats/example)"):
+    for name in ("active (KL ≥ 0.01 nats)", "collapsed (posterior = prior)", "total KL (nats)", "loss (nats/example)"):
         table.add_column(name, justify="right")
     for p in predictions:
         table.add_row(*[format_setting(p.hyperparameters[k]) for k in varying],
-                      f"{p.n_active}/{p.latent_dim}", str(p.n_collapsed), _num(p.kl), _num(p.loss, 8))
+                      f"{p.n_active_headline}/{p.latent_dim}", str(p.n_collapsed), _num(p.kl), _num(p.loss, 8))
     return table
 
 
@@ -162,9 +162,12 @@ def training_headline(evaluation: dict[str, Any]) -> str:
             f"epoch {where['epoch']}, on {data}, {where['examples']} examples)")
 
 
-def print_measured_against_predicted(measured: dict[str, Any], prediction: Prediction, run_dir: Any) -> None:
-    """Per-dimension KL of a trained model (sorted) beside the closed-form optimum's, nats per example."""
-    kl = sorted(measured["kl_per_dim"][-1], reverse=True)
+def print_measured_against_predicted(measured: dict[str, Any], prediction: Prediction, run_dir: Any,
+                                     evaluation: dict[str, Any] | None = None) -> None:
+    """Per-dimension KL of a trained model (sorted) beside the closed-form optimum's, nats per example, and the
+    headline counts of both. ``evaluation`` (the run's ``evaluation.json``) gives the measured KL when present."""
+    values = evaluation["levels"][-1]["kl_per_dim"] if evaluation is not None else measured["kl_per_dim"][-1]
+    kl = sorted(values, reverse=True)
     table = Table(title="KL per dimension (nats/example)", title_justify="left")
     for column in ("rank", "measured", "predicted", "predicted state"):
         table.add_column(column, justify="right")
@@ -172,6 +175,9 @@ def print_measured_against_predicted(measured: dict[str, Any], prediction: Predi
         table.add_row(str(rank), f"{got:.4f}", f"{want:.4f}", "collapsed" if collapsed else "active")
     out = console()
     out.print(table)
+    out.print(f"[bold]active dimensions (mean KL ≥ {KL_ACTIVE_THRESHOLD:g} nats): measured {count_active(kl)} of "
+              f"{len(kl)} on the final weights, predicted {prediction.n_active_headline} of {prediction.latent_dim} "
+              "(the closed form's KL, the same rule)[/bold]", soft_wrap=True)
     gap = (measured["loss"] - prediction.loss) / abs(prediction.loss)
     out.print(f"loss: trained {measured['loss']:.5f}, closed-form optimum {prediction.loss:.5f} nats per example "
               f"({gap:+.2%}); run directory: [bold]{run_dir}[/bold]", soft_wrap=True)
