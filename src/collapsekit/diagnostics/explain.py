@@ -41,6 +41,7 @@ import numpy as np
 from collapsekit._io import jsonable
 from collapsekit._validation import positive, positive_vector
 from collapsekit.errors import ParameterError
+from collapsekit.formatting import cell
 from collapsekit.activity import DURING_TRAINING, KL_ACTIVE_THRESHOLD
 from collapsekit.theory import Moments, Prediction, predict, recommend_beta
 
@@ -218,7 +219,7 @@ def read_hyper(kind: str, hyper: Mapping[str, Any] | None) -> Setting:
 # -- text helpers --------------------------------------------------------------------------------------
 def _g(value: float) -> str:
     """A number for a person: 3 significant digits, no trailing zeros."""
-    return f"{value:.3g}"
+    return cell(value, 3)
 
 
 def _round_down(value: float) -> float:

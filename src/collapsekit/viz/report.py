@@ -28,6 +28,7 @@ from matplotlib.figure import Figure
 from collapsekit._io import atomic_path
 from collapsekit.activity import KL_ACTIVE_THRESHOLD
 from collapsekit.diagnostics.report import CollapseReport, LevelReport
+from collapsekit.formatting import MISSING, number
 
 __all__ = ["build_figures", "dimension_rows", "explanation_parts", "figure_png", "likelihood_text", "model_title",
            "render_html", "render_markdown", "verdict", "write_reports"]
@@ -58,31 +59,12 @@ _DPI = 160
 
 
 # -- numbers and words ----------------------------------------------------------------------------
-def _num(value: Any, digits: int = 4) -> str:
-    """A float for a reader: 4 significant digits, '—' for None/NaN."""
-    if value is None:
-        return "—"
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return str(value)
-    if math.isnan(number):
-        return "—"
-    if math.isinf(number):
-        return "∞" if number > 0 else "−∞"
-    if number == 0:
-        return "0"
-    if abs(number) < 1e-3 or abs(number) >= 1e6:
-        return f"{number:.2e}".replace("-", "−")
-    return f"{number:.{digits}g}".replace("-", "−")
-
-
 def _value(value: Any) -> str:
     if isinstance(value, float):
-        return _num(value)
+        return number(value)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_value(v) for v in value) + "]"
-    return "—" if value is None else str(value)
+    return MISSING if value is None else str(value)
 
 
 def verdict(level: LevelReport) -> str:
@@ -134,7 +116,7 @@ def _theory_line(level: LevelReport) -> str | None:
 def mi_estimate_text(value: float, interval: Sequence[float] | None, *, kind: str = "bootstrap CI") -> str:
     """A mutual-information estimate with its interval; a negative point estimate says the truth is ≥ 0."""
     ci = list(interval or [])
-    text = f"{_num(value)} nats" + (f" ({kind} {_num(ci[0])} to {_num(ci[1])})" if len(ci) == 2 else "")
+    text = f"{number(value)} nats" + (f" ({kind} {number(ci[0])} to {number(ci[1])})" if len(ci) == 2 else "")
     if value is not None and math.isfinite(value) and value < 0:
         text += "; below 0 by Monte Carlo error: the true value is ≥ 0"
     return text
@@ -147,15 +129,15 @@ def mi_line(level: LevelReport) -> str:
     return (f"I(x; {level.name}) = {mi_estimate_text(level.mutual_info, level.mutual_info_ci)}, full-dataset "
             f"estimate (the aggregate posterior of all examples); minibatch estimate "
             f"(He et al., B = {level.minibatch_size}, random batches) {minibatch}, at most log B = "
-            f"{_num(level.mutual_info_ceiling)} nats")
+            f"{number(level.mutual_info_ceiling)} nats")
 
 
 def likelihood_text(report: CollapseReport) -> tuple[str, str]:
     """(ELBO, log-likelihood) as sentences; the log-likelihood says S, or why it is missing."""
-    elbo = "not computed" if report.elbo is None else f"{_num(report.elbo)} nats per example"
+    elbo = "not computed" if report.elbo is None else f"{number(report.elbo)} nats per example"
     if report.log_likelihood is not None:
         samples = f"S = {report.importance_samples}" if report.importance_samples else "S unknown"
-        return elbo, f"{_num(report.log_likelihood)} nats per example (importance sampled, {samples})"
+        return elbo, f"{number(report.log_likelihood)} nats per example (importance sampled, {samples})"
     why = next((n for n in report.notes if "likelihood" in n.lower() or "decoder" in n.lower()), None)
     if why is None:
         return elbo, "not computed"
@@ -239,7 +221,7 @@ def dimension_rows(level: LevelReport) -> list[dict[str, Any]]:
                      "active": bool(at(level.active, j, False)), "collapsed": not at(level.active, j, False),
                      "burda_active": variance is not None and float(variance) > level.active_units_threshold,
                      "eps_delta_collapsed": bool(at(level.eps_delta_collapsed, j, False)),
-                     "type": at(level.variable_types, j, "—"), "mi": at(level.mutual_info_per_dim, j)})
+                     "type": at(level.variable_types, j, MISSING), "mi": at(level.mutual_info_per_dim, j)})
     return rows
 
 
@@ -288,7 +270,7 @@ def render_markdown(report: CollapseReport, images: Mapping[str, str] | None = N
                    f"{level.active_units} of {level.latent_dim} |")
         out.append(f"| (ε, δ)-collapsed dimensions of {level.name} (ε = {level.epsilon:g}, δ = {level.delta:g}) | "
                    f"{sum(level.eps_delta_collapsed)} of {level.latent_dim} |")
-        out.append(f"| rate of {level.name} | {_num(level.rate)} nats |")
+        out.append(f"| rate of {level.name} | {number(level.rate)} nats |")
         out.append(f"| I(x; {level.name}) | {_md_escape(mi_line(level).split(' = ', 1)[1])} |")
     out.append("")
     if images:
@@ -307,12 +289,12 @@ def render_markdown(report: CollapseReport, images: Mapping[str, str] | None = N
         out.append("| " + " | ".join(header) + " |")
         out.append("|" + "|".join(" ---: " if h not in ("type",) else " --- " for h in header) + "|")
         for row in dimension_rows(level):
-            cells = [str(row["rank"]), str(row["dim"]), _num(row["kl"])]
+            cells = [str(row["rank"]), str(row["dim"]), number(row["kl"])]
             if theory is not None:
-                cells.append(_num(row["predicted"]))
-            cells += ["active" if row["active"] else "**collapsed**", _num(row["variance_of_mean"]),
+                cells.append(number(row["predicted"]))
+            cells += ["active" if row["active"] else "**collapsed**", number(row["variance_of_mean"]),
                       "yes" if row["burda_active"] else "no", "yes" if row["eps_delta_collapsed"] else "no",
-                      str(row["type"]), _num(row["mi"])]
+                      str(row["type"]), number(row["mi"])]
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
         line = _theory_line(level)
@@ -477,15 +459,15 @@ def _table_html(level: LevelReport) -> str:
              '<th scope="col" class="text">type</th>', '<th scope="col">I(x; z<sub>j</sub>) (nats)</th>']
     body = []
     for row in dimension_rows(level):
-        cells = [f"<td>{row['rank']}</td>", f"<td>{row['dim']}</td>", f"<td>{_num(row['kl'])}</td>"]
+        cells = [f"<td>{row['rank']}</td>", f"<td>{row['dim']}</td>", f"<td>{number(row['kl'])}</td>"]
         if theory is not None:
-            cells.append(f"<td>{_num(row['predicted'])}</td>")
+            cells.append(f"<td>{number(row['predicted'])}</td>")
         state = '<span class="pill yes">collapsed</span>' if row["collapsed"] else '<span class="pill act">active</span>'
         burda = "yes" if row["burda_active"] else "no"
         eps_delta = "yes" if row["eps_delta_collapsed"] else "no"
-        cells += [f"<td>{state}</td>", f"<td>{_num(row['variance_of_mean'])}</td>", f"<td>{burda}</td>",
+        cells += [f"<td>{state}</td>", f"<td>{number(row['variance_of_mean'])}</td>", f"<td>{burda}</td>",
                   f"<td>{eps_delta}</td>",
-                  f'<td class="text">{_e(row["type"])}</td>', f"<td>{_num(row['mi'])}</td>"]
+                  f'<td class="text">{_e(row["type"])}</td>', f"<td>{number(row['mi'])}</td>"]
         css = ' class="collapsed"' if row["collapsed"] else ""
         body.append(f"<tr{css}>{''.join(cells)}</tr>")
     caption = (f"{_e(level.name)}: dimensions sorted by KL, largest first"
@@ -552,24 +534,24 @@ def render_html(report: CollapseReport, figures: Mapping[str, Figure | bytes] | 
                      f"{extra}</div>")
 
     card("examples evaluated", str(report.n_examples))
-    card("ELBO (nats per example)", _num(report.elbo) if report.elbo is not None else "—",
+    card("ELBO (nats per example)", number(report.elbo),
          "" if report.elbo is not None else elbo)
     if report.log_likelihood is not None:
-        card("log-likelihood (nats per example)", _num(report.log_likelihood),
+        card("log-likelihood (nats per example)", number(report.log_likelihood),
              f"importance sampled, S = {report.importance_samples}")
     else:
-        card("log-likelihood", "—", loglik)
+        card("log-likelihood", MISSING, loglik)
     for level in report.levels:
         card(f"active dimensions of {level.name}", f"{level.n_active} of {level.latent_dim}",
              f"mean KL ≥ {KL_ACTIVE_THRESHOLD:g} nats; {sum(level.eps_delta_collapsed)} (ε, δ)-collapsed")
         card(f"Burda AU of {level.name}", f"{level.active_units} of {level.latent_dim}",
-             f"Var E[z_j] > {level.active_units_threshold:g}; AU fraction {_num(level.active_fraction, 3)}")
+             f"Var E[z_j] > {level.active_units_threshold:g}; AU fraction {number(level.active_fraction, 3)}")
         ci = level.mutual_info_ci or []
-        card(f"I(x; {level.name}) (nats)", _num(level.mutual_info),
+        card(f"I(x; {level.name}) (nats)", number(level.mutual_info),
              f"full-dataset estimate {mi_estimate_text(level.mutual_info, ci)}; minibatch (B = "
              f"{level.minibatch_size}) {mi_estimate_text(level.mutual_info_minibatch, level.mutual_info_minibatch_ci, kind='MC 95 % interval')}"
-             f" ≤ log B = {_num(level.mutual_info_ceiling)}")
-        card(f"rate of {level.name} (nats)", _num(level.rate), "Σ_j KL per dimension"
+             f" ≤ log B = {number(level.mutual_info_ceiling)}")
+        card(f"rate of {level.name} (nats)", number(level.rate), "Σ_j KL per dimension"
              + ("" if level.kl_exact else "; Monte Carlo estimate"))
     parts.append("</div></section>")
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from collapsekit._io import atomic_path, jsonable
 from collapsekit.errors import CollapsekitError, ParameterError
+from collapsekit.formatting import cell
 from collapsekit.experiments.sweep import POINTS_DIR, TRACEBACK_FILE
 
 if TYPE_CHECKING:
@@ -456,7 +457,7 @@ def trend(xs: Sequence[float], ys: Sequence[float], direction: str) -> str:
 
 def arrow(values: Sequence[Any]) -> str:
     """``16→14→6``."""
-    return "→".join(fmt(v) for v in values)
+    return "→".join(cell(v) for v in values)
 
 
 def combine(parts: Sequence[tuple[bool | None, str]]) -> Verdict:
@@ -557,27 +558,12 @@ def for_preset(ctx: Context, *, data: str, rows: list[dict[str, Any]], columns: 
                         verdict=verdict, notes=list(ctx.notes), settings=dict(settings), figure=figure)
 
 
-def fmt(value: Any, digits: int = 4) -> str:
-    """A table cell: integers as they are, floats to ``digits`` significant digits, – for missing."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        if math.isinf(value):
-            return "∞" if value > 0 else "−∞"
-        return f"{float(value):.{digits}g}"
-    return str(value)
-
-
 def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[Column]) -> str:
     """A GitHub-flavoured Markdown table."""
     escape = lambda text: text.replace("|", "\\|")  # noqa: E731
     lines = ["| " + " | ".join(escape(c.header) for c in columns) + " |",
              "|" + "|".join("---" for _ in columns) + "|"]
-    lines += ["| " + " | ".join(escape(fmt(row.get(c.key), c.digits)) for c in columns) + " |" for row in rows]
+    lines += ["| " + " | ".join(escape(cell(row.get(c.key), c.digits)) for c in columns) + " |" for row in rows]
     return "\n".join(lines)
 
 
