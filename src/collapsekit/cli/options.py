@@ -8,7 +8,7 @@ from typing import Any
 
 # The one parser of a configuration value typed on the command line, shared with `sweep --grid`:
 # int, float, true/false (a bool), none/null (None), A:B (a list of numbers), else the word itself.
-from collapsekit.experiments.sweep import parse_value
+from collapsekit.experiments.values import parse_value
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_DISAGREES", "add_data_options", "int_list", "key_values", "number", "number_list",
            "parse_value", "sigma2_list"]
