@@ -49,7 +49,7 @@ from collapsekit.errors import ParameterError
 from collapsekit.experiments.reproduction.preset import Preset
 
 if TYPE_CHECKING:
-    from collapsekit.experiments.reproduction.core import PresetResult
+    from collapsekit.experiments.reproduction.outputs import PresetResult
 
 #: Scales a preset runs at.
 SCALES: tuple[str, ...] = ("quick", "paper")
@@ -174,7 +174,8 @@ def run_preset(name: str, *, scale: str = "quick", data: str | None = None, out:
         ``figure.png`` are in ``out``.
     """
     from collapsekit._threads import single_threaded
-    from collapsekit.experiments.reproduction.core import Context, write_outputs
+    from collapsekit.experiments.reproduction.context import Context
+    from collapsekit.experiments.reproduction.outputs import write_outputs
 
     preset = get_preset(name)
     if scale not in SCALES:
@@ -232,7 +233,7 @@ def write_report(results: Sequence[PresetResult], path: str | os.PathLike[str], 
     ``load`` is the machine's 1-minute load average when the runs started (times are wall-clock:
     other work on the same cores lengthens them).
     """
-    from collapsekit.experiments.reproduction.core import markdown_body, markdown_table, Column
+    from collapsekit.experiments.reproduction.outputs import Column, markdown_body, markdown_table
 
     target = Path(path)
     images = target.parent / "images" / "reproduction"

@@ -1,7 +1,7 @@
 """What a preset is: one experiment of the paper, by name, with the runner that performs it.
 
 The registry (:data:`collapsekit.experiments.presets.PRESETS`) lists them; the runners in this
-package take a :class:`~.core.Context`. Importing this module imports neither torch nor the runners.
+package take a :class:`~.context.Context`. Importing this module imports neither torch nor the runners.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class Preset:
 
     def load_runner(self) -> Callable[[Any], Any]:
         """The function that runs this preset: it takes a
-        :class:`~collapsekit.experiments.reproduction.core.Context` and returns a
-        :class:`~collapsekit.experiments.reproduction.core.PresetResult`."""
+        :class:`~collapsekit.experiments.reproduction.context.Context` and returns a
+        :class:`~collapsekit.experiments.reproduction.outputs.PresetResult`."""
         module, _, function = self.runner.partition(":")
         return getattr(importlib.import_module(module), function)
