@@ -6,6 +6,7 @@ what the presets share (one module per job: :mod:`.context` the scale, data and 
 :mod:`.runs` training through sweeps and measurement; :mod:`.closed_form` the theory's curves;
 :mod:`.verdicts`; :mod:`.outputs` the tables and files; :mod:`.core` re-exports them all), the
 shared axis sweeps (:mod:`.grids`) and the runners by model family (:mod:`.cvae`,
-:mod:`.vae`, :mod:`.mhvae`, :mod:`.theorems`). Runner modules import torch; nothing here is imported until a
+:mod:`.vae`, :mod:`.mhvae`, :mod:`.theorems`); their figures are drawn by
+:mod:`collapsekit.viz.reproduction`. Runner modules import torch; nothing here is imported until a
 preset runs.
 """

@@ -12,7 +12,7 @@ from collapsekit.experiments.reproduction.context import HALVED_NOTE, TRUE_BETA_
 from collapsekit.experiments.reproduction.outputs import MEASURE_COLUMNS, Column, for_preset, PresetResult
 from collapsekit.experiments.reproduction.runs import measure, train_grid
 from collapsekit.experiments.reproduction.verdicts import arrow, combine, trend_claim, Verdict
-from collapsekit.experiments.reproduction.figures import Panel, active_panels, bars_by_category
+from collapsekit.viz.reproduction import Panel, active_panels, bars_by_category
 from collapsekit.experiments.reproduction.grids import Axis, axis_columns, halved, run_axes
 
 

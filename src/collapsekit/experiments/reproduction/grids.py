@@ -14,7 +14,7 @@ from collapsekit.experiments.reproduction.context import Context
 from collapsekit.experiments.reproduction.outputs import MEASURE_COLUMNS, Column
 from collapsekit.experiments.reproduction.runs import measure, train_grid
 from collapsekit.experiments.reproduction.verdicts import arrow, trend_claim
-from collapsekit.experiments.reproduction.figures import Panel
+from collapsekit.viz.reproduction import Panel
 
 if TYPE_CHECKING:
     from collapsekit.training import RunConfig

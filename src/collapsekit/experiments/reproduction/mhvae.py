@@ -12,7 +12,7 @@ from collapsekit.experiments.reproduction.context import HALVED_NOTE, TRUE_BETA_
 from collapsekit.experiments.reproduction.outputs import MEASURE_COLUMNS, Column, for_preset, PresetResult
 from collapsekit.experiments.reproduction.runs import load_model, measure, train_grid
 from collapsekit.experiments.reproduction.verdicts import combine, trend_claim
-from collapsekit.experiments.reproduction.figures import Panel, active_panels, reconstruction_grid
+from collapsekit.viz.reproduction import Panel, active_panels, reconstruction_grid
 from collapsekit.experiments.reproduction.grids import Axis, axis_columns, halved, run_axes
 
 _MODEL_NOTE = ("model: two-level MHVAE, d₁ = d₂ = 16, σ₁ = 0.5 fixed, Σ₂ a learnable vector, η_enc = η_dec = 0.5 "

@@ -24,7 +24,7 @@ from collapsekit.experiments.reproduction.context import TRUE_BETA_NOTE, Context
 from collapsekit.experiments.reproduction.outputs import Column, for_preset, PresetResult
 from collapsekit.experiments.reproduction.runs import load_model, measure, train_grid
 from collapsekit.experiments.reproduction.verdicts import Verdict
-from collapsekit.experiments.reproduction.figures import verification_figure
+from collapsekit.viz.reproduction import verification_figure
 
 #: An encoder singular value below this is a zero mode at the numerical minimum.
 ZERO_MODE = 1e-3

@@ -9,7 +9,7 @@ from collapsekit.experiments.reproduction.context import HALVED_NOTE, TRUE_BETA_
 from collapsekit.experiments.reproduction.outputs import MEASURE_COLUMNS, Column, for_preset, PresetResult
 from collapsekit.experiments.reproduction.runs import measure, train_grid
 from collapsekit.experiments.reproduction.verdicts import Verdict
-from collapsekit.experiments.reproduction.figures import collapse_by_arm
+from collapsekit.viz.reproduction import collapse_by_arm
 from collapsekit.experiments.reproduction.grids import halved
 
 #: The fixed encoder std of the "unlearnable Σ" arm (the README's σ = 0.5; η_enc = 1, so never the prior's).
