@@ -39,13 +39,13 @@ from collapsekit.diagnostics.explain.causes import (MAX_BETA_REDUCTION, MIN_KEPT
                                                     explain_cvae_correlation, explain_generic,
                                                     explain_learnable_sigma2, explain_loss_reduction, explain_warmup)
 from collapsekit.diagnostics.explain.explanation import CAUSES, ESTIMATE, EXACT, Explanation, ScheduleInfo
-from collapsekit.diagnostics.explain.setting import MODEL_KINDS, Setting, read_hyper
+from collapsekit.diagnostics.explain.setting import Setting, read_hyper
 from collapsekit.diagnostics.explain.text import collapse_summary, format_explanations
 from collapsekit.diagnostics.explain.theory import LevelTheory, is_top
 from collapsekit.errors import ParameterError
 from collapsekit.theory import Moments
 
-__all__ = ["CAUSES", "ESTIMATE", "EXACT", "MAX_BETA_REDUCTION", "MIN_KEPT_NATS", "MODEL_KINDS", "Explanation",
+__all__ = ["CAUSES", "ESTIMATE", "EXACT", "MAX_BETA_REDUCTION", "MIN_KEPT_NATS", "Explanation",
            "ScheduleInfo", "Setting", "collapse_summary", "explain_collapse", "format_explanations", "read_hyper"]
 
 
@@ -61,7 +61,8 @@ def explain_collapse(collapsed: Sequence[int], latent_dim: int, *, model_kind: s
         Indices of the dimensions measured collapsed in ``level``.
     latent_dim : int
         Size of ``level``.
-    model_kind : {"vae", "cvae", "hvae"}
+    model_kind : {"vae", "cvae", "hvae"} or a registered model family
+        The closed forms describe the built-in three; any other family gets the generic explanation.
     moments : Moments, optional
         Raw second moments of the training data (``Moments.from_data(x[, y])``); without them no
         number is predicted.
@@ -110,11 +111,11 @@ def explain_collapse(collapsed: Sequence[int], latent_dim: int, *, model_kind: s
             out.append(warm)
     label = EXACT if linear else ESTIMATE
     theory = LevelTheory.build(setting, moments, level, latent_dim, scale)
-    if setting.kind == "cvae" and theory is not None:
+    if setting.closed_form == "cvae" and theory is not None:
         corr = explain_cvae_correlation(level, setting, theory, label)
         if corr is not None:
             out.append(corr)
-    if setting.kind == "hvae" and is_top(level, setting) and setting.sigma2_learnable:
+    if setting.closed_form == "mhvae" and is_top(level, setting) and setting.sigma2_learnable:
         sig = explain_learnable_sigma2(level, setting, scale)
         if sig is not None:
             out.append(sig)

@@ -11,8 +11,6 @@ import numpy as np
 from collapsekit._validation import positive, positive_vector
 from collapsekit.errors import ParameterError
 
-#: Model kinds understood here (the registry's names).
-MODEL_KINDS = ("vae", "cvae", "hvae")
 
 
 @dataclass(frozen=True)
@@ -28,6 +26,7 @@ class Setting:
     sigma2: float | None                            # hierarchy: None = learnable
     sigma2_learnable: bool
     latent_dims: tuple[int, ...] | None
+    closed_form: str | None = None                  # the theory's model of this kind ("vae", "cvae", "mhvae")
 
     def beta(self, level_index: int) -> float:
         """β of level ``level_index`` (0 = bottom); a single β applies to every level."""
@@ -47,7 +46,7 @@ def _std_setting(name: str, value: Any) -> float | tuple[float, ...] | None:
 
 
 def read_hyper(kind: str, hyper: Mapping[str, Any] | None) -> Setting:
-    """Normalise a hyper-parameter dict: ``beta`` (a number, or one per level bottom to top),
+    """``kind`` is a model family (:data:`collapsekit.models.MODEL_FAMILIES`, registered ones too). Normalise a hyper-parameter dict: ``beta`` (a number, or one per level bottom to top),
     ``eta_enc``, ``eta_dec``, ``encoder_std``, ``sigma1``, ``sigma2`` ("learnable" or a number),
     ``latent_dims`` (or ``latent_dim``). Missing values take the library's defaults (β = 1, η = 1,
     σ₁ = 0.5, learnable σ₂).
@@ -57,8 +56,10 @@ def read_hyper(kind: str, hyper: Mapping[str, Any] | None) -> Setting:
     ParameterError
         Naming the field, for an unknown model kind or a value out of its domain.
     """
-    if kind not in MODEL_KINDS:
-        raise ParameterError(f"model_kind must be one of {list(MODEL_KINDS)}, got {kind!r}")
+    from collapsekit.models.registry import MODEL_FAMILIES
+
+    if kind not in MODEL_FAMILIES:
+        raise ParameterError(f"model_kind must be one of {list(MODEL_FAMILIES)}, got {kind!r}")
     hyper = dict(hyper or {})
     beta = hyper.get("beta", 1.0)
     if isinstance(beta, (list, tuple, np.ndarray)):
@@ -79,4 +80,4 @@ def read_hyper(kind: str, hyper: Mapping[str, Any] | None) -> Setting:
                    sigma1=sigma1 if isinstance(sigma1, float) else None,
                    sigma2=sigma2 if isinstance(sigma2, float) else None,
                    sigma2_learnable=sigma2_raw is None or sigma2_raw == "learnable",
-                   latent_dims=dims)
+                   latent_dims=dims, closed_form=MODEL_FAMILIES[kind].closed_form)

@@ -19,7 +19,7 @@ def level_index(level: str) -> int | None:
 
 def is_top(level: str, setting: Setting) -> bool:
     """Whether ``level`` is the top of its model (any level of a one-level model)."""
-    if setting.kind != "hvae":
+    if setting.closed_form != "mhvae":
         return True
     index = level_index(level)
     n_levels = len(setting.latent_dims) if setting.latent_dims else 2
@@ -46,15 +46,17 @@ class LevelTheory:
         if moments is None or scale <= 0:
             return None
         common = {"eta_enc": setting.eta_enc, "eta_dec": setting.eta_dec}
-        if setting.kind in ("vae", "cvae"):
-            if setting.kind == "cvae" and not moments.conditional:
+        if setting.closed_form in ("vae", "cvae"):
+            if setting.closed_form == "cvae" and not moments.conditional:
                 raise ParameterError("a CVAE's explanation needs paired moments: Moments.from_data(x, y)")
-            limit = moments.d_x if setting.kind == "vae" else int(moments.d_y or 0)
+            limit = moments.d_x if setting.closed_form == "vae" else int(moments.d_y or 0)
             k = min(latent_dim, limit)
             kwargs: dict[str, Any] = {"latent_dim": k, **common}
-            if setting.kind == "vae":
+            if setting.closed_form == "vae":
                 kwargs["encoder_std"] = setting.encoder_std
-            model, key, name, beta = setting.kind, "beta", "β", setting.beta(0) * scale
+            model, key, name, beta = setting.closed_form, "beta", "β", setting.beta(0) * scale
+        elif setting.closed_form != "mhvae":
+            return None                # no closed form describes this model family
         else:
             if not is_top(level, setting) or setting.sigma1 is None:
                 return None            # the closed forms describe z₂ of a two-level model with fixed σ₁
