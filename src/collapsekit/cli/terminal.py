@@ -187,8 +187,8 @@ def print_collapse_report(report: Any, console: Console | None = None, *, max_ro
     dimensions per level are listed (the largest KL first), the rest summarised in one line.
     """
 
-    from collapsekit.viz.report import (dimension_rows, explanation_parts, headline, likelihood_text, mi_line,
-                                        model_title, verdict)
+    from collapsekit.viz.report_text import (dimension_rows, explanation_parts, headline, likelihood_text,
+                                             metric_lines, mi_line, model_title, verdict)
 
     out = console if console is not None else _stdout_console()
     model = report.model or {}
@@ -238,6 +238,8 @@ def print_collapse_report(report: Any, console: Console | None = None, *, max_ro
         out.print(escape(f"  Burda AU {level.active_units}/{level.latent_dim} (Var E[z_j] > "
                          f"{level.active_units_threshold:g}); rate {_num(level.rate)} nats; {mi_line(level)}"),
                   soft_wrap=True)
+        for name, value in metric_lines(level):
+            out.print(escape(f"  {name}: {value}"), soft_wrap=True)
         if theory is not None:
             mark = "[green]agrees[/green]" if theory.agrees else "[red]differs[/red]"
             out.print(escape(f"  theory ({theory.label}, {theory.theorem}): {theory.n_active_predicted} active "

@@ -14,9 +14,9 @@ from collapsekit.activity import KL_ACTIVE_THRESHOLD
 from collapsekit.diagnostics.report import CollapseReport, LevelReport
 from collapsekit.formatting import MISSING, number
 from collapsekit.viz.png import FIGURE_DPI, figure_png, png_size
-from collapsekit.viz.report_text import (GLOSSARY, READING, dimension_rows, explanation_parts, figure_caption,
-                                         headline, likelihood_text, mi_estimate_text, mi_line, model_meta,
-                                         model_title, ordered_figures, theory_line, value_text, verdict)
+from collapsekit.viz.report_text import (READING, dimension_rows, explanation_parts, figure_caption, glossary,
+                                         headline, likelihood_text, metric_lines, mi_estimate_text, mi_line,
+                                         model_meta, model_title, ordered_figures, theory_line, value_text, verdict)
 
 _CSS = """
 :root { --ink:#1f2328; --muted:#59636e; --line:#d8dee4; --bg:#f6f8fa; --blue:#0072B2; --verm:#D55E00;
@@ -227,6 +227,8 @@ def render_html(report: CollapseReport, figures: Mapping[str, Figure | bytes] | 
              f" ≤ log B = {number(level.mutual_info_ceiling)}")
         card(f"rate of {level.name} (nats)", number(level.rate), "Σ_j KL per dimension"
              + ("" if level.kl_exact else "; Monte Carlo estimate"))
+        for title, value in metric_lines(level):
+            card(f"{title} of {level.name}", value, "registered metric")
     parts.append("</div></section>")
 
     if figures:
@@ -249,7 +251,7 @@ def render_html(report: CollapseReport, figures: Mapping[str, Figure | bytes] | 
     parts.append("</section>")
 
     parts.append('<section aria-labelledby="glossary"><h2 id="glossary">What each measure means</h2><dl class="model">')
-    for term, text in GLOSSARY.items():
+    for term, text in glossary(report).items():
         parts.append(f"<dt>{_e(term)}</dt><dd>{_e(text)}</dd>")
     parts.append("</dl></section>")
     if report.notes:

@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from collapsekit.activity import KL_ACTIVE_THRESHOLD
 from collapsekit.diagnostics.report import CollapseReport
 from collapsekit.formatting import number
-from collapsekit.viz.report_text import (GLOSSARY, dimension_rows, explanation_parts, figure_caption, headline,
-                                         likelihood_text, mi_line, model_meta, model_title, ordered_figures,
-                                         theory_line, verdict)
+from collapsekit.viz.report_text import (dimension_rows, explanation_parts, figure_caption, glossary, headline,
+                                         likelihood_text, metric_lines, mi_line, model_meta, model_title,
+                                         ordered_figures, theory_line, verdict)
 
 
 def _md_escape(text: str) -> str:
@@ -58,6 +58,7 @@ def render_markdown(report: CollapseReport, images: Mapping[str, str] | None = N
                    f"{sum(level.eps_delta_collapsed)} of {level.latent_dim} |")
         out.append(f"| rate of {level.name} | {number(level.rate)} nats |")
         out.append(f"| I(x; {level.name}) | {_md_escape(mi_line(level).split(' = ', 1)[1])} |")
+        out += [f"| {_md_escape(title)} of {level.name} | {_md_escape(value)} |" for title, value in metric_lines(level)]
     out.append("")
     if images:
         out += ["## Plots", ""]
@@ -87,7 +88,7 @@ def render_markdown(report: CollapseReport, images: Mapping[str, str] | None = N
         if line:
             out += [line, ""]
         out += [mi_line(level) + ".", ""]
-    out += ["## What each measure means", ""] + [f"- **{term}**: {text}" for term, text in GLOSSARY.items()] + [""]
+    out += ["## What each measure means", ""] + [f"- **{term}**: {text}" for term, text in glossary(report).items()] + [""]
     if report.notes:
         out += ["## Notes", ""] + [f"- {note}" for note in report.notes] + [""]
     return "\n".join(out).rstrip() + "\n"

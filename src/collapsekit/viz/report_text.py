@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from collapsekit.activity import KL_ACTIVE_THRESHOLD
+from collapsekit.diagnostics.metric_registry import METRICS, metric_title
 from collapsekit.diagnostics.report import CollapseReport, LevelReport
 from collapsekit.formatting import MISSING, number
 
@@ -82,6 +83,19 @@ GLOSSARY: dict[str, str] = {
     "I(x; z)": "mutual information between input and latent code, nats; the full-dataset estimate uses every "
                "example's posterior, the minibatch estimate cannot exceed log B.",
 }
+
+
+def glossary(report: CollapseReport) -> dict[str, str]:
+    """:data:`GLOSSARY`, and the description of every registered metric the report holds."""
+    held = dict.fromkeys(name for level in report.levels for name in level.metrics)
+    extra = {METRICS[name].title: METRICS[name].description for name in held
+             if name in METRICS and METRICS[name].description}
+    return {**GLOSSARY, **extra}
+
+
+def metric_lines(level: LevelReport) -> list[tuple[str, str]]:
+    """(title, value) of each registered metric of a level (:mod:`collapsekit.diagnostics.metric_registry`)."""
+    return [(metric_title(name), value_text(value)) for name, value in level.metrics.items()]
 
 
 def theory_line(level: LevelReport) -> str | None:
