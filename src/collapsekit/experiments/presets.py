@@ -59,7 +59,7 @@ DEFAULT_ROOT = Path("reproduce")
 
 _R = "collapsekit.experiments.reproduction"
 
-#: Every preset, in the paper's order (E1 … E14).
+#: Every preset, in the paper's order (E1 … E14); :func:`register_preset` adds more after them.
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("cvae-beta-eta", "E1", "CVAE varying β and η_dec; log-likelihood, KL, AU of CVAEs",
            "ReLU CVAE on the MNIST quadrant split: a β sweep at η_dec=1 and an η_dec sweep at fixed β",
@@ -116,6 +116,30 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            "larger β₂ collapses z₂ (lower KL and AU), larger β₁ protects it; the NLL shows the cost", 45,
            f"{_R}.mhvae:metrics"),
 )}
+
+
+def register_preset(preset: Preset) -> Preset:
+    """Add a preset: from then on ``collapsekit reproduce NAME`` runs it, ``--list`` and ``all`` include it and
+    the combined report has its section. Its runner may be a function (``runner=my_runner``) as well as a
+    ``"module:function"`` string. Undo with :func:`unregister_preset`.
+
+    Raises
+    ------
+    ParameterError
+        When the name is taken, is ``all`` or holds a comma or a space (names are typed on the command line).
+    """
+    name = preset.name
+    if not name or name == "all" or any(ch in name for ch in ", \t"):
+        raise ParameterError(f"a preset's name must be one word other than 'all', got {name!r}")
+    if name in PRESETS:
+        raise ParameterError(f"preset {name!r} is already registered")
+    PRESETS[name] = preset
+    return preset
+
+
+def unregister_preset(name: str) -> None:
+    """Remove a preset :func:`register_preset` added (nothing happens for an unknown name)."""
+    PRESETS.pop(name, None)
 
 
 def get_preset(name: str) -> Preset:
