@@ -12,8 +12,8 @@ from typing import Any
 # int, float, true/false (a bool), none/null (None), A:B (a list of numbers), else the word itself.
 from collapsekit.experiments.values import parse_value
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_DISAGREES", "RegisteredNames", "add_data_options", "int_list", "key_values", "number", "number_list",
-           "parse_value", "sigma2_list"]
+__all__ = ["EXIT_BAD_INPUT", "EXIT_DISAGREES", "RegisteredNames", "add_data_options", "int_list", "key_values",
+           "number", "number_list", "parse_value", "sigma2_list"]
 
 #: Exit statuses: bad input (argparse uses 2 for usage errors as well), and `verify` disagreeing.
 EXIT_BAD_INPUT = 2

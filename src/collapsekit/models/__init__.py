@@ -26,7 +26,8 @@ from collapsekit.models.registry import (ARCHITECTURES, LIKELIHOOD_NAMES, MODEL_
 from collapsekit.models.vae import VAE
 
 __all__ = [
-    "ARCHITECTURES", "LIKELIHOOD_NAMES", "MODEL_FAMILIES", "MODEL_KINDS", "AdditiveDecoder", "AdditiveEncoder", "BernoulliLikelihood",
+    "ARCHITECTURES", "LIKELIHOOD_NAMES", "MODEL_FAMILIES", "MODEL_KINDS", "AdditiveDecoder", "AdditiveEncoder",
+    "BernoulliLikelihood",
     "CVAE", "ConvDecoder", "ConvEncoder", "GaussianLikelihood", "HierarchicalVAE", "ImageUpsampleDecoder",
     "IsotropicGaussian",
     "KeepColumns", "LatentLevel", "LinearDecoder", "LinearEncoder", "MLPDecoder", "MLPEncoder", "ModelFamily",

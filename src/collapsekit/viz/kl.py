@@ -1,4 +1,5 @@
-"""KL per dimension: sorted bars against the theory (:func:`plot_kl_per_dim`) and over epochs (:func:`plot_kl_heatmap`)."""
+"""KL per dimension: sorted bars against the theory (:func:`plot_kl_per_dim`) and over epochs
+(:func:`plot_kl_heatmap`)."""
 
 from __future__ import annotations
 

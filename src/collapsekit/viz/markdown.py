@@ -58,7 +58,8 @@ def render_markdown(report: CollapseReport, images: Mapping[str, str] | None = N
                    f"{sum(level.eps_delta_collapsed)} of {level.latent_dim} |")
         out.append(f"| rate of {level.name} | {number(level.rate)} nats |")
         out.append(f"| I(x; {level.name}) | {_md_escape(mi_line(level).split(' = ', 1)[1])} |")
-        out += [f"| {_md_escape(title)} of {level.name} | {_md_escape(value)} |" for title, value in metric_lines(level)]
+        out += [f"| {_md_escape(title)} of {level.name} | {_md_escape(value)} |"
+                for title, value in metric_lines(level)]
     out.append("")
     if images:
         out += ["## Plots", ""]
@@ -88,7 +89,8 @@ def render_markdown(report: CollapseReport, images: Mapping[str, str] | None = N
         if line:
             out += [line, ""]
         out += [mi_line(level) + ".", ""]
-    out += ["## What each measure means", ""] + [f"- **{term}**: {text}" for term, text in glossary(report).items()] + [""]
+    out += ["## What each measure means", ""]
+    out += [f"- **{term}**: {text}" for term, text in glossary(report).items()] + [""]
     if report.notes:
         out += ["## Notes", ""] + [f"- {note}" for note in report.notes] + [""]
     return "\n".join(out).rstrip() + "\n"

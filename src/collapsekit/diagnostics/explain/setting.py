@@ -46,7 +46,8 @@ def _std_setting(name: str, value: Any) -> float | tuple[float, ...] | None:
 
 
 def read_hyper(kind: str, hyper: Mapping[str, Any] | None) -> Setting:
-    """``kind`` is a model family (:data:`collapsekit.models.MODEL_FAMILIES`, registered ones too). Normalise a hyper-parameter dict: ``beta`` (a number, or one per level bottom to top),
+    """Normalise a hyper-parameter dict of a model of family ``kind`` (:data:`collapsekit.models.MODEL_FAMILIES`,
+    registered ones too): ``beta`` (a number, or one per level bottom to top),
     ``eta_enc``, ``eta_dec``, ``encoder_std``, ``sigma1``, ``sigma2`` ("learnable" or a number),
     ``latent_dims`` (or ``latent_dim``). Missing values take the library's defaults (β = 1, η = 1,
     σ₁ = 0.5, learnable σ₂).

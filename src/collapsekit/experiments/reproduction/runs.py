@@ -44,7 +44,8 @@ class TrainedRun:
     row: dict[str, Any]
 
 
-def train_grid(ctx: Context, label: str, base: RunConfig, grid: Mapping[str, Sequence[Any]], seed: int) -> list[TrainedRun]:
+def train_grid(ctx: Context, label: str, base: RunConfig, grid: Mapping[str, Sequence[Any]],
+               seed: int) -> list[TrainedRun]:
     """Train ``grid`` (one seed) into ``out_dir/runs/label``; a rerun skips what is done.
 
     Several points train through :func:`~collapsekit.experiments.sweep.run_sweep` (worker
