@@ -7,7 +7,7 @@ own modules and the parts of lower layers only (parts of one layer are peers: ne
 other):
 
     errors
-    _io, _validation, _threads, _progress, activity   (base utilities; no collapsekit imports but errors)
+    _io, _validation, _threads, _progress, activity, formatting   (base utilities; no collapsekit imports but errors)
     data
     theory
     models
@@ -37,7 +37,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors",),
     # activity: the headline rule of an active dimension (issue 10), from a concurrent branch; numpy only
-    ("_io", "_validation", "_threads", "_progress", "activity"),
+    ("_io", "_validation", "_threads", "_progress", "activity", "formatting"),
     ("data",),
     ("theory",),
     ("models",),

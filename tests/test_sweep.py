@@ -150,7 +150,7 @@ def test_cli_bad_input_exits_2_with_one_line_before_anything_runs(tmp_path, caps
 
 
 def test_a_point_killed_before_its_first_checkpoint_starts_afresh(tmp_path):
-    from collapsekit.experiments.sweep import _resumable
+    from collapsekit.experiments.sweep.worker import _resumable
 
     point = tmp_path / "beta=1,seed=0"
     point.mkdir()

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import math
+from collections.abc import Iterator
 from typing import Any
 
 # The one parser of a configuration value typed on the command line, shared with `sweep --grid`:
 # int, float, true/false (a bool), none/null (None), A:B (a list of numbers), else the word itself.
-from collapsekit.experiments.sweep import parse_value
+from collapsekit.experiments.values import parse_value
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_DISAGREES", "add_data_options", "int_list", "key_values", "number", "number_list",
-           "parse_value", "sigma2_list"]
+__all__ = ["EXIT_BAD_INPUT", "EXIT_DISAGREES", "RegisteredNames", "add_data_options", "int_list", "key_values",
+           "number", "number_list", "parse_value", "sigma2_list"]
 
 #: Exit statuses: bad input (argparse uses 2 for usage errors as well), and `verify` disagreeing.
 EXIT_BAD_INPUT = 2
@@ -19,6 +21,28 @@ EXIT_DISAGREES = 1
 
 
 # -- argument types ------------------------------------------------------------------------------
+class RegisteredNames:
+    """The ``choices`` of an option whose values are the names of a registry (model families, objectives).
+
+    The names are read when a value is checked or the help is shown, not when the parser is built: the
+    registries import torch (the parser must not), and a family or objective registered after the parser
+    was built is a choice too. ``source`` is ``"module:function"``, a function that returns the names.
+    """
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def names(self) -> tuple[str, ...]:
+        module, _, function = self.source.partition(":")
+        return tuple(getattr(importlib.import_module(module), function)())
+
+    def __contains__(self, value: object) -> bool:
+        return value in self.names()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+
 def number(text: str) -> float:
     """A finite float."""
     try:

@@ -17,7 +17,7 @@ from collapsekit.errors import ParameterError
 from collapsekit.experiments.presets import DEFAULT_ROOT, PRESETS, SCALES, run_preset, select, write_report
 
 if TYPE_CHECKING:
-    from collapsekit.experiments.reproduction.core import PresetResult
+    from collapsekit.experiments.reproduction.outputs import PresetResult
 
 
 def add_parser(verbs: Any) -> argparse.ArgumentParser:

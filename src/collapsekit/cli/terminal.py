@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.markup import escape
 
 from collapsekit.activity import KL_ACTIVE_THRESHOLD, count_active
+from collapsekit.formatting import MISSING, cell
 from collapsekit.theory.prediction import Prediction, format_setting, symbol
 
 
@@ -26,9 +27,10 @@ def console() -> Console:
 
 
 def _num(value: float, digits: int = 4) -> str:
+    """A number of the theory's tables; an infinite critical β is "never"."""
     if math.isinf(value):
-        return "never" if value > 0 else "—"
-    return f"{value:.{digits}g}"
+        return "never" if value > 0 else MISSING
+    return cell(value, digits)
 
 
 def _state(prediction: Prediction, i: int) -> str:
@@ -194,8 +196,8 @@ def print_collapse_report(report: Any, console: Console | None = None, *, max_ro
     dimensions per level are listed (the largest KL first), the rest summarised in one line.
     """
 
-    from collapsekit.viz.report import (dimension_rows, explanation_parts, headline, likelihood_text, mi_line,
-                                        model_title, verdict)
+    from collapsekit.viz.report_text import (dimension_rows, explanation_parts, headline, likelihood_text,
+                                             metric_lines, mi_line, model_title, verdict)
 
     out = console if console is not None else _stdout_console()
     model = report.model or {}
@@ -229,13 +231,13 @@ def print_collapse_report(report: Any, console: Console | None = None, *, max_ro
         table.add_column("type")
         rows = dimension_rows(level)
         for row in rows[:max_rows]:
-            cells = [str(row["rank"]), str(row["dim"]), _num(row["kl"]) if row["kl"] is not None else "—"]
+            cells = [str(row["rank"]), str(row["dim"]), _num(row["kl"]) if row["kl"] is not None else MISSING]
             if theory is not None:
-                cells.append("—" if row["predicted"] is None else _num(row["predicted"]))
+                cells.append(MISSING if row["predicted"] is None else _num(row["predicted"]))
             cells += ["[red]collapsed[/red]" if row["collapsed"] else "[green]active[/green]",
-                      "—" if row["variance_of_mean"] is None else _num(row["variance_of_mean"]),
+                      MISSING if row["variance_of_mean"] is None else _num(row["variance_of_mean"]),
                       "yes" if row["burda_active"] else "no", "yes" if row["eps_delta_collapsed"] else "no",
-                      "—" if row["mi"] is None else _num(row["mi"]), str(row["type"])]
+                      MISSING if row["mi"] is None else _num(row["mi"]), str(row["type"])]
             table.add_row(*cells)
         out.print(table)
         if len(rows) > max_rows:
@@ -245,6 +247,8 @@ def print_collapse_report(report: Any, console: Console | None = None, *, max_ro
         out.print(escape(f"  Burda AU {level.active_units}/{level.latent_dim} (Var E[z_j] > "
                          f"{level.active_units_threshold:g}); rate {_num(level.rate)} nats; {mi_line(level)}"),
                   soft_wrap=True)
+        for name, value in metric_lines(level):
+            out.print(escape(f"  {name}: {value}"), soft_wrap=True)
         if theory is not None:
             mark = "[green]agrees[/green]" if theory.agrees else "[red]differs[/red]"
             out.print(escape(f"  theory ({theory.label}, {theory.theorem}): {theory.n_active_predicted} active "

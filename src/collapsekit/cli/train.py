@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from collapsekit.cli.options import int_list, key_values, number, number_list, parse_value
+from collapsekit.cli.options import RegisteredNames, int_list, key_values, number, number_list, parse_value
 
 # Flags of `train`: (flag, config key, argparse keyword arguments).
 TRAIN_FLAGS: tuple[tuple[str, str, dict[str, Any]], ...] = (
@@ -16,7 +16,8 @@ TRAIN_FLAGS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("--digit", "data.digit", {"type": int, "metavar": "N", "help": "keep only label N"}),
     ("--part", "data.part", {"choices": ["train", "test"], "help": "one part of a seeded train/test split"}),
     ("--test-fraction", "data.test_fraction", {"type": number, "metavar": "F"}),
-    ("--model", "model.kind", {"choices": ["vae", "cvae", "hvae"]}),
+    ("--model", "model.kind", {"choices": RegisteredNames("collapsekit.training.config:model_kinds"), "metavar": "KIND",
+                               "help": "model family: %(choices)s"}),
     ("--arch", "model.arch", {"choices": ["linear", "mlp", "conv"]}),
     ("--latent-dims", "model.latent_dims", {"type": int_list, "metavar": "D[,D2,...]",
                                             "help": "latent size, one per level (hvae: ≥ 2)"}),
@@ -36,7 +37,8 @@ TRAIN_FLAGS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("--encoder-std", "model.encoder_std", {"metavar": "S", "help": "'data', 'learnable' or a fixed std"}),
     ("--sigma1", "model.sigma1", {"metavar": "S", "help": "hvae: z1 std: a fixed value, 'learnable' or 'data'"}),
     ("--sigma2", "model.sigma2", {"metavar": "S", "help": "hvae: upper-level std: 'learnable', 'data' or a value"}),
-    ("--objective", "objective.name", {"choices": ["elbo", "iwae", "infovae"]}),
+    ("--objective", "objective.name", {"choices": RegisteredNames("collapsekit.training.config:objective_names"),
+                                       "metavar": "NAME", "help": "objective: %(choices)s"}),
     ("--beta", "objective.beta", {"type": number_list, "metavar": "B[,B2,...]",
                                   "help": "true KL weight, one for all levels or one per level"}),
     ("--free-bits", "objective.free_bits", {"type": number, "metavar": "λ", "help": "nats per dimension"}),

@@ -20,6 +20,7 @@ from collapsekit.diagnostics.diagnose import EPSILONS, diagnose, diagnose_model,
 from collapsekit.diagnostics.gaussian import LOG_2PI, kl_to_prior, log_normal, neg_entropy
 from collapsekit.diagnostics.likelihood import (importance_sampled_log_likelihood,
                                                 importance_sampled_log_likelihood_from)
+from collapsekit.diagnostics.metric_registry import METRICS, Metric, register_metric, unregister_metric
 from collapsekit.diagnostics.metrics import (VARIABLE_TYPES, active_fraction, active_units, collapse_fractions,
                                              eps_delta_collapse, kl_per_dim, mean_sampled_correlation, variable_types)
 from collapsekit.diagnostics.mutual_info import log_aggregate_posterior, mutual_info, mutual_info_minibatch
@@ -28,13 +29,14 @@ from collapsekit.diagnostics.report import CollapseReport, LevelReport, TheoryCo
 from collapsekit.diagnostics.theory_compare import TheorySetting, compare_with_theory
 
 __all__ = [
-    "EPSILONS", "LOG_2PI", "VARIABLE_TYPES", "CollapseReport", "LevelReport", "LevelStats", "PosteriorStats",
+    "EPSILONS", "LOG_2PI", "METRICS", "VARIABLE_TYPES", "CollapseReport", "LevelReport", "LevelStats", "Metric",
+    "PosteriorStats",
     "TheoryComparison", "TheorySetting", "compare_with_theory", "active_fraction", "active_units",
     "collapse_fractions", "collect_from_encoder",
     "collect_posterior", "diagnose", "diagnose_model", "eps_delta_collapse", "importance_sampled_log_likelihood",
     "importance_sampled_log_likelihood_from", "kl_per_dim", "kl_to_prior", "log_aggregate_posterior", "log_normal",
     "mean_sampled_correlation", "measure_level", "mutual_info", "mutual_info_minibatch", "neg_entropy",
-    "variable_types",
+    "register_metric", "unregister_metric", "variable_types",
 ]
 
 

@@ -23,6 +23,7 @@ from collapsekit.data import Dataset
 from collapsekit.models.cvae import CVAE
 from collapsekit.diagnostics import metrics
 from collapsekit.diagnostics.headline import BATCH_SIZE, POSTERIOR_SAMPLES, SEED
+from collapsekit.diagnostics.metric_registry import compute_metrics
 from collapsekit.diagnostics.likelihood import (Decoder, Progress, importance_sampled_log_likelihood,
                                                 importance_sampled_log_likelihood_from)
 from collapsekit.diagnostics.mutual_info import mutual_info, mutual_info_minibatch
@@ -85,7 +86,7 @@ def measure_level(stats: LevelStats, *, minibatch_size: int = 128, mi_bootstrap:
         mutual_info_ceiling=minibatch["ceiling"], minibatch_size=minibatch["batch_size"],
         mutual_info_minibatch_ci=minibatch["ci"] or [],
         prior_std=stats.prior_std, active_units_threshold=units["threshold"], kl_threshold=fraction["threshold"],
-        epsilon=collapse["epsilon"], delta=collapse["delta"])
+        epsilon=collapse["epsilon"], delta=collapse["delta"], metrics=compute_metrics(stats))
 
 
 def _level_notes(stats: PosteriorStats, levels: list[LevelReport]) -> list[str]:

@@ -145,6 +145,9 @@ class LevelReport:
     mutual_info_minibatch_ci : list of float
         Its Monte Carlo interval [low, high] (± 1.96 standard errors over the batches), nats; empty with
         a single batch.
+    metrics : dict
+        The registered metrics (:mod:`collapsekit.diagnostics.metric_registry`): name → one number, or one per
+        dimension. Empty (and left out of the JSON) when none is registered.
     """
 
     name: str
@@ -175,6 +178,7 @@ class LevelReport:
     delta: float = 0.01
     mutual_info_minibatch_ci: list[float] = field(default_factory=list)
     theory: TheoryComparison | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
 
     @property
     def collapsed(self) -> list[bool]:
@@ -283,7 +287,7 @@ class CollapseReport:
                                "latent_size": self.summary_level.latent_dim,
                                "model": self.model, "elbo": self.elbo, "log_likelihood": self.log_likelihood,
                                "importance_samples": self.importance_samples,
-                               "levels": [asdict(level) for level in self.levels],
+                               "levels": [_level_dict(level) for level in self.levels],
                                "explanations": self.explanations, "notes": self.notes, "history": self.history}
         for name in ("elbo_per_example", "log_likelihood_per_example"):
             values = getattr(self, name)
@@ -321,6 +325,14 @@ class CollapseReport:
     @classmethod
     def load_json(cls, path: str | Path) -> "CollapseReport":
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def _level_dict(level: LevelReport) -> dict[str, Any]:
+    """A level as JSON: every field, ``metrics`` only when a registered metric was computed."""
+    values = asdict(level)
+    if not values["metrics"]:
+        del values["metrics"]
+    return values
 
 
 def _summary(values: np.ndarray) -> dict[str, float]:

@@ -29,7 +29,8 @@ class TheorySetting:
 
     Attributes
     ----------
-    kind : {"vae", "cvae", "hvae"}
+    kind : str
+        The model family (:data:`collapsekit.models.MODEL_FAMILIES`); only those with a closed form get a prediction.
     linear : bool
         The model is the theory's linear model (numbers are exact, not an estimate).
     latent_dims : list of int
@@ -94,6 +95,11 @@ class TheorySetting:
 
 def unsupported_reason(setting: TheorySetting) -> str | None:
     """Why the closed forms do not describe this model, or None when they do."""
+    from collapsekit.models.registry import closed_form
+
+    if closed_form(setting.kind) is None:
+        return (f"no closed form describes a {setting.kind} model (the theory covers the VAE, the CVAE and the "
+                "two-level hierarchical VAE)")
     if setting.likelihood != "gaussian":
         return f"the closed forms assume a Gaussian likelihood; this model's is {setting.likelihood}"
     if setting.objective != "elbo":

@@ -49,7 +49,7 @@ from collapsekit.errors import ParameterError
 from collapsekit.experiments.reproduction.preset import Preset
 
 if TYPE_CHECKING:
-    from collapsekit.experiments.reproduction.core import PresetResult
+    from collapsekit.experiments.reproduction.outputs import PresetResult
 
 #: Scales a preset runs at.
 SCALES: tuple[str, ...] = ("quick", "paper")
@@ -59,7 +59,7 @@ DEFAULT_ROOT = Path("reproduce")
 
 _R = "collapsekit.experiments.reproduction"
 
-#: Every preset, in the paper's order (E1 … E14).
+#: Every preset, in the paper's order (E1 … E14); :func:`register_preset` adds more after them.
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("cvae-beta-eta", "E1", "CVAE varying β and η_dec; log-likelihood, KL, AU of CVAEs",
            "ReLU CVAE on the MNIST quadrant split: a β sweep at η_dec=1 and an η_dec sweep at fixed β",
@@ -118,6 +118,30 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
 )}
 
 
+def register_preset(preset: Preset) -> Preset:
+    """Add a preset: from then on ``collapsekit reproduce NAME`` runs it, ``--list`` and ``all`` include it and
+    the combined report has its section. Its runner may be a function (``runner=my_runner``) as well as a
+    ``"module:function"`` string. Undo with :func:`unregister_preset`.
+
+    Raises
+    ------
+    ParameterError
+        When the name is taken, is ``all`` or holds a comma or a space (names are typed on the command line).
+    """
+    name = preset.name
+    if not name or name == "all" or any(ch in name for ch in ", \t"):
+        raise ParameterError(f"a preset's name must be one word other than 'all', got {name!r}")
+    if name in PRESETS:
+        raise ParameterError(f"preset {name!r} is already registered")
+    PRESETS[name] = preset
+    return preset
+
+
+def unregister_preset(name: str) -> None:
+    """Remove a preset :func:`register_preset` added (nothing happens for an unknown name)."""
+    PRESETS.pop(name, None)
+
+
 def get_preset(name: str) -> Preset:
     """The preset called ``name``.
 
@@ -174,7 +198,8 @@ def run_preset(name: str, *, scale: str = "quick", data: str | None = None, out:
         ``figure.png`` are in ``out``.
     """
     from collapsekit._threads import single_threaded
-    from collapsekit.experiments.reproduction.core import Context, write_outputs
+    from collapsekit.experiments.reproduction.context import Context
+    from collapsekit.experiments.reproduction.outputs import write_outputs
 
     preset = get_preset(name)
     if scale not in SCALES:
@@ -232,7 +257,7 @@ def write_report(results: Sequence[PresetResult], path: str | os.PathLike[str], 
     ``load`` is the machine's 1-minute load average when the runs started (times are wall-clock:
     other work on the same cores lengthens them).
     """
-    from collapsekit.experiments.reproduction.core import markdown_body, markdown_table, Column
+    from collapsekit.experiments.reproduction.outputs import Column, markdown_body, markdown_table
 
     target = Path(path)
     images = target.parent / "images" / "reproduction"

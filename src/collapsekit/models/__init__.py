@@ -21,13 +21,16 @@ from collapsekit.models.cvae import CVAE, AdditiveDecoder, AdditiveEncoder
 from collapsekit.models.hvae import HierarchicalVAE
 from collapsekit.models.likelihoods import BernoulliLikelihood, GaussianLikelihood, IsotropicGaussian
 from collapsekit.models.output import LatentLevel, ModelOutput
-from collapsekit.models.registry import ARCHITECTURES, LIKELIHOOD_NAMES, MODEL_KINDS, build_model
+from collapsekit.models.registry import (ARCHITECTURES, LIKELIHOOD_NAMES, MODEL_FAMILIES, MODEL_KINDS, ModelFamily,
+                                        build_model, model_kinds, register_model_family, unregister_model_family)
 from collapsekit.models.vae import VAE
 
 __all__ = [
-    "ARCHITECTURES", "LIKELIHOOD_NAMES", "MODEL_KINDS", "AdditiveDecoder", "AdditiveEncoder", "BernoulliLikelihood",
+    "ARCHITECTURES", "LIKELIHOOD_NAMES", "MODEL_FAMILIES", "MODEL_KINDS", "AdditiveDecoder", "AdditiveEncoder",
+    "BernoulliLikelihood",
     "CVAE", "ConvDecoder", "ConvEncoder", "GaussianLikelihood", "HierarchicalVAE", "ImageUpsampleDecoder",
     "IsotropicGaussian",
-    "KeepColumns", "LatentLevel", "LinearDecoder", "LinearEncoder", "MLPDecoder", "MLPEncoder", "ModelOutput",
-    "QuadrantCanvas", "SharedStd", "VAE", "build_model", "quadrant_columns",
+    "KeepColumns", "LatentLevel", "LinearDecoder", "LinearEncoder", "MLPDecoder", "MLPEncoder", "ModelFamily",
+    "ModelOutput", "QuadrantCanvas", "SharedStd", "VAE", "build_model", "model_kinds", "quadrant_columns",
+    "register_model_family", "unregister_model_family",
 ]

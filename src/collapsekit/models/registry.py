@@ -214,11 +214,88 @@ def _build_hvae(s: Settings, likelihood: nn.Module) -> nn.Module:
     return HierarchicalVAE(encoders, decoders, likelihood, eta_enc=s.eta_enc, eta_dec_latent=eta_latent)
 
 
-MODEL_BUILDERS: dict[str, Callable[[Settings, nn.Module], nn.Module]] = {
-    "vae": _build_vae, "cvae": _build_cvae, "hvae": _build_hvae,
-}
-#: Names accepted by :func:`build_model` (the CLI's choices).
-MODEL_KINDS: tuple[str, ...] = tuple(MODEL_BUILDERS)
+#: A model family's builder: the validated settings and the likelihood module → the model.
+ModelBuilder = Callable[[Settings, nn.Module], nn.Module]
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """A kind of model :func:`build_model` builds, and what the rest of collapsekit needs to know of it.
+
+    Attributes
+    ----------
+    kind : str
+        Its name: ``build_model(kind, ...)``, ``model.kind`` in a configuration, ``train --model``.
+    build : callable
+        ``build(settings, likelihood)`` → the model (an ``nn.Module`` whose forward returns a
+        :class:`~collapsekit.models.output.ModelOutput`); ``settings`` is :class:`Settings`, validated.
+    closed_form : str or None
+        The theory's model whose closed forms describe this family (``"vae"``, ``"cvae"``, ``"mhvae"``):
+        the reports set that prediction beside the measurement. None: no closed form (no prediction).
+    conditional : bool
+        The model reconstructs y from x (a CVAE): it needs ``y_dim``.
+    description : str
+        One line, for listings.
+    """
+
+    kind: str
+    build: ModelBuilder
+    closed_form: str | None = None
+    conditional: bool = False
+    description: str = ""
+
+
+#: Every model family, by kind. Add one with :func:`register_model_family`.
+MODEL_FAMILIES: dict[str, ModelFamily] = {family.kind: family for family in (
+    ModelFamily("vae", _build_vae, closed_form="vae", description="VAE: one latent level"),
+    ModelFamily("cvae", _build_cvae, closed_form="cvae", conditional=True,
+                description="conditional VAE: y from x and one latent level"),
+    ModelFamily("hvae", _build_hvae, closed_form="mhvae", description="hierarchical VAE: L ≥ 2 latent levels"),
+)}
+#: The built-in kinds (:func:`model_kinds` includes the registered ones).
+MODEL_KINDS: tuple[str, ...] = tuple(MODEL_FAMILIES)
+
+
+def model_kinds() -> tuple[str, ...]:
+    """The kinds :func:`build_model` accepts now: the built-in ones and every registered family."""
+    return tuple(MODEL_FAMILIES)
+
+
+def model_family(kind: object) -> ModelFamily:
+    """The family called ``kind``; a one-line ParameterError listing the kinds otherwise."""
+    if not isinstance(kind, str) or kind not in MODEL_FAMILIES:
+        raise ParameterError(f"kind must be one of {list(MODEL_FAMILIES)}, got {kind!r}")
+    return MODEL_FAMILIES[kind]
+
+
+def closed_form(kind: str) -> str | None:
+    """The theory's model that describes family ``kind`` (None: no closed form, or an unknown kind)."""
+    family = MODEL_FAMILIES.get(kind)
+    return None if family is None else family.closed_form
+
+
+def register_model_family(family: ModelFamily) -> ModelFamily:
+    """Add a model family: from then on ``build_model``, configurations (``model.kind``) and ``train --model``
+    accept its kind, and the reports name it. Undo with :func:`unregister_model_family`.
+
+    Raises
+    ------
+    ParameterError
+        When the kind is taken (or not a non-empty word).
+    """
+    if not isinstance(family.kind, str) or not family.kind.isidentifier():
+        raise ParameterError(f"a model family's kind must be a word, got {family.kind!r}")
+    if family.kind in MODEL_FAMILIES:
+        raise ParameterError(f"model family {family.kind!r} is already registered")
+    MODEL_FAMILIES[family.kind] = family
+    return family
+
+
+def unregister_model_family(kind: str) -> None:
+    """Remove a family :func:`register_model_family` added (the built-in ones stay)."""
+    if kind in MODEL_KINDS:
+        raise ParameterError(f"{kind!r} is a built-in model family")
+    MODEL_FAMILIES.pop(kind, None)
 ARCHITECTURES: tuple[str, ...] = tuple(ENCODERS)
 LIKELIHOOD_NAMES: tuple[str, ...] = tuple(LIKELIHOODS)
 
@@ -252,17 +329,17 @@ def _optional_activation(field: str, value: object, arch: str) -> str | None:
     return _choice(field, value, ("relu", "tanh", "sigmoid"))
 
 
-def _image_side(kind: str, arch: str, x_dim: int, y_dim: int | None, image_side: object) -> int | None:
+def _image_side(conditional: bool, arch: str, x_dim: int, y_dim: int | None, image_side: object) -> int | None:
     """The image side a conv model needs: given, or inferred from the data sizes."""
     if arch != "conv":  # recorded (data loaders pass it for any model) but unused
         return None if image_side is None else count("image_side", image_side)
     if image_side is not None:
         given = count("image_side", image_side, minimum=4)
-        if kind != "cvae" and given * given != x_dim:
+        if not conditional and given * given != x_dim:
             raise ParameterError(f"image_side = {given} needs x_dim = {given * given}, got x_dim = {x_dim}")
         return given
     side: int | None
-    if kind == "cvae":
+    if conditional:
         assert y_dim is not None
         quadrant = square_side(x_dim)
         side = 2 * quadrant if quadrant and y_dim == 3 * x_dim else square_side(y_dim)
@@ -286,7 +363,7 @@ def build_model(kind: str, arch: str, *, x_dim: int, y_dim: int | None = None, i
 
     Parameters
     ----------
-    kind : {"vae", "cvae", "hvae"}
+    kind : {"vae", "cvae", "hvae"} or a registered family (:func:`register_model_family`)
     arch : {"linear", "mlp", "conv"}
         See the module docstring.
     x_dim : int
@@ -339,13 +416,13 @@ def build_model(kind: str, arch: str, *, x_dim: int, y_dim: int | None = None, i
     ParameterError
         For unknown names, bad sizes and impossible combinations, naming the field.
     """
-    kind = _choice("kind", kind, MODEL_KINDS)
+    family = model_family(kind)
     arch = _choice("arch", arch, ARCHITECTURES)
     likelihood = _choice("likelihood", likelihood, LIKELIHOOD_NAMES)
     x_dim = count("x_dim", x_dim)
-    if kind == "cvae":
+    if family.conditional:
         if y_dim is None:
-            raise ParameterError("y_dim: a cvae needs the size of its output y")
+            raise ParameterError(f"y_dim: a {kind} needs the size of its output y")
         y_dim = count("y_dim", y_dim)
     elif y_dim is not None:
         raise ParameterError(f"y_dim = {y_dim!r} is only used by a cvae, not a {kind}")
@@ -362,7 +439,8 @@ def build_model(kind: str, arch: str, *, x_dim: int, y_dim: int | None = None, i
     if isinstance(init_std, bool):
         raise ParameterError(f"init_std must be a number, got {init_std!r}")
     settings = Settings(
-        kind=kind, arch=arch, x_dim=x_dim, y_dim=y_dim, image_side=_image_side(kind, arch, x_dim, y_dim, image_side),
+        kind=kind, arch=arch, x_dim=x_dim, y_dim=y_dim,
+        image_side=_image_side(family.conditional, arch, x_dim, y_dim, image_side),
         latent_dims=dims, hidden=counts("hidden", hidden, allow_empty=True), channels=counts("channels", channels),
         activation=_choice("activation", activation, tuple(ACTIVATIONS)),
         mean_activation=_optional_activation("mean_activation", mean_activation, arch), out_activation=out,
@@ -374,7 +452,7 @@ def build_model(kind: str, arch: str, *, x_dim: int, y_dim: int | None = None, i
         eta_dec_latent=eta_dec_latent)
     if len(settings.channels) != 2:
         raise ParameterError(f"channels must be two sizes (c1, c2), got {list(settings.channels)}")
-    model = MODEL_BUILDERS[kind](settings, LIKELIHOODS[likelihood](settings.eta_dec, learn_eta_dec))
+    model = family.build(settings, LIKELIHOODS[likelihood](settings.eta_dec, learn_eta_dec))
     model.config = _jsonable(asdict(settings))
     return model
 

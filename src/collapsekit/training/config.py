@@ -33,7 +33,8 @@ class DataConfig(_Section):
 class ModelConfig(_Section):
     """Which model: kind, architecture family and the hyper-parameters of its distributions."""
 
-    kind: Literal["vae", "cvae", "hvae"] = "vae"
+    #: A model family of :data:`collapsekit.models.MODEL_FAMILIES` (registered ones too; see :func:`model_kinds`).
+    kind: str = "vae"
     arch: Literal["linear", "mlp", "conv"] = "mlp"
     latent_dims: list[int] = Field(default_factory=lambda: [16])
     hidden: list[int] = Field(default_factory=lambda: [256])
@@ -54,6 +55,11 @@ class ModelConfig(_Section):
     init_std: float = Field(default=1.0, gt=0.0)
     sigma1: Literal["learnable", "data"] | float = 0.5
     sigma2: Literal["learnable", "data"] | float = "learnable"
+
+    @field_validator("kind")
+    @classmethod
+    def _registered_kind(cls, kind: str) -> str:
+        return _one_of(kind, model_kinds())
 
     @field_validator("latent_dims", "hidden", "channels")
     @classmethod
@@ -84,7 +90,8 @@ class ModelConfig(_Section):
 class ObjectiveConfig(_Section):
     """The training objective; ``beta`` is the true KL weight (one per level, or one for all)."""
 
-    name: Literal["elbo", "iwae", "infovae"] = "elbo"
+    #: An objective of :data:`collapsekit.objectives.OBJECTIVES` (see :func:`objective_names`).
+    name: str = "elbo"
     beta: float | list[float] = 1.0
     free_bits: float | None = Field(default=None, ge=0.0)
     k: int = Field(default=1, ge=1)
@@ -92,6 +99,11 @@ class ObjectiveConfig(_Section):
     lambda_: float = Field(default=1000.0, alias="lambda")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @field_validator("name")
+    @classmethod
+    def _registered_name(cls, name: str) -> str:
+        return _one_of(name, objective_names())
 
     @field_validator("beta")
     @classmethod
@@ -192,6 +204,28 @@ class RunConfig(_Section):
     def to_yaml(self) -> str:
         """The resolved configuration as YAML (what is saved in the run directory)."""
         return yaml.safe_dump(self.model_dump(by_alias=True, mode="json"), sort_keys=False)
+
+
+def model_kinds() -> tuple[str, ...]:
+    """The model families ``model.kind`` accepts: the registry's (:mod:`collapsekit.models.registry`), read when
+    a configuration is validated, so that a registered family is accepted."""
+    from collapsekit.models.registry import model_kinds as registered
+
+    return registered()
+
+
+def objective_names() -> tuple[str, ...]:
+    """The objectives ``objective.name`` accepts: the registry's (:mod:`collapsekit.objectives.registry`), read
+    when a configuration is validated, less those a schedule of the same name selects (``capacity``)."""
+    from collapsekit.objectives.registry import OBJECTIVES, SCHEDULES
+
+    return tuple(name for name in OBJECTIVES if name not in SCHEDULES)
+
+
+def _one_of(value: str, names: tuple[str, ...]) -> str:
+    if value not in names:
+        raise ValueError(f"must be one of {', '.join(names)}")
+    return value
 
 
 def _one_line(exc: ValidationError) -> str:

@@ -7,11 +7,12 @@ from typing import Any
 
 import numpy as np
 
-from collapsekit.experiments.reproduction.core import (HALVED_NOTE, MEASURE_COLUMNS, TRUE_BETA_NOTE, Column, Context,
-                                                    PresetResult, Verdict, arrow, combine, fine_values, for_preset,
-                                                    measure, run_config, spectrum_moments, theory_curve, train_grid,
-                                                    train_section, trend_claim, well_separated)
-from collapsekit.experiments.reproduction.figures import Panel, active_panels, bars_by_category
+from collapsekit.experiments.reproduction.closed_form import closed_form_curve, spectrum_moments, well_separated
+from collapsekit.experiments.reproduction.context import HALVED_NOTE, TRUE_BETA_NOTE, Context, run_config, train_section
+from collapsekit.experiments.reproduction.outputs import MEASURE_COLUMNS, Column, for_preset, PresetResult
+from collapsekit.experiments.reproduction.runs import measure, train_grid
+from collapsekit.experiments.reproduction.verdicts import arrow, combine, trend_claim, Verdict
+from collapsekit.viz.reproduction import Panel, active_panels, bars_by_category
 from collapsekit.experiments.reproduction.grids import Axis, axis_columns, halved, run_axes
 
 
@@ -164,10 +165,9 @@ def linear(ctx: Context) -> PresetResult:
     match = (exact, "measured active dims equal #{θ_i(E) > β} at every β" if exact else
              "measured active dims differ from #{θ_i(E) > β} at β = " +
              ", ".join(f"{r['beta']:g}" for r in rows if r["n_active_measured"] != r["n_active_predicted"]))
-    fine = fine_values(betas, log=True)
     panel = Panel(title="linear CVAE (η_enc = η_dec = 1)", xlabel="β", xs=betas,
                   measured=[r["n_active_measured"] for r in rows], predicted=[r["n_active_predicted"] for r in rows],
-                  curve=(fine, theory_curve(base, "beta", fine, 2, moments)), theory_label="exact",
+                  curve=closed_form_curve(base, "beta", betas, 2, moments, log=True), theory_label="exact",
                   kl=[r["kl_nats"] for r in rows], log=True, latent_size=latent)
     figure = active_panels([panel], ctx.out_dir / "figure.png",
                            "E7 · linear CVAE on MNIST quadrants: active dims against #{θ_i(E) > β}")

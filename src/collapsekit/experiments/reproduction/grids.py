@@ -9,9 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from collapsekit.experiments.reproduction.core import (Column, Context, MEASURE_COLUMNS, arrow, fine_values, measure,
-                                                    spectrum_moments, theory_curve, train_grid, trend_claim)
-from collapsekit.experiments.reproduction.figures import Panel
+from collapsekit.experiments.reproduction.closed_form import closed_form_curve, spectrum_moments
+from collapsekit.experiments.reproduction.context import Context
+from collapsekit.experiments.reproduction.outputs import MEASURE_COLUMNS, Column
+from collapsekit.experiments.reproduction.runs import measure, train_grid
+from collapsekit.experiments.reproduction.verdicts import arrow, trend_claim
+from collapsekit.viz.reproduction import Panel
 
 if TYPE_CHECKING:
     from collapsekit.training import RunConfig
@@ -74,12 +77,11 @@ def run_axes(ctx: Context, axes: Sequence[Axis], seed: int, *, max_examples: int
                              **measure(ctx, point, max_examples=max_examples)})
         rows += measured
         moments = spectrum_moments(ctx, axis.base)
-        fine = fine_values(axis.values, axis.log)
-        curve = theory_curve(axis.base, axis.key, fine, seed, moments)
+        curve = closed_form_curve(axis.base, axis.key, axis.values, seed, moments, log=axis.log)
         label = next((m["theory"] for m in measured if m["theory"]), "theory")
         panels.append(Panel(title=f"varying {axis.symbol} ({axis.fixed})", xlabel=axis.symbol, xs=list(axis.values),
                             measured=[m["n_active_measured"] for m in measured],
-                            predicted=[m["n_active_predicted"] for m in measured], curve=(fine, curve),
+                            predicted=[m["n_active_predicted"] for m in measured], curve=curve,
                             theory_label=label, kl=[m["kl_nats"] for m in measured], log=axis.log,
                             latent_size=measured[0]["latent_size"]))
         if axis.direction is not None:

@@ -7,11 +7,12 @@ from typing import Any
 
 import numpy as np
 
-from collapsekit.experiments.reproduction.core import (HALVED_NOTE, MEASURE_COLUMNS, TRUE_BETA_NOTE, Column, Context,
-                                                    PresetResult, combine, fine_values, for_preset, load_model,
-                                                    measure, run_config, spectrum_moments, theory_curve, train_grid,
-                                                    train_section, trend_claim, well_separated)
-from collapsekit.experiments.reproduction.figures import Panel, active_panels, reconstruction_grid
+from collapsekit.experiments.reproduction.closed_form import closed_form_curve, spectrum_moments, well_separated
+from collapsekit.experiments.reproduction.context import HALVED_NOTE, TRUE_BETA_NOTE, Context, run_config, train_section
+from collapsekit.experiments.reproduction.outputs import MEASURE_COLUMNS, Column, for_preset, PresetResult
+from collapsekit.experiments.reproduction.runs import load_model, measure, train_grid
+from collapsekit.experiments.reproduction.verdicts import combine, trend_claim
+from collapsekit.viz.reproduction import Panel, active_panels, reconstruction_grid
 from collapsekit.experiments.reproduction.grids import Axis, axis_columns, halved, run_axes
 
 _MODEL_NOTE = ("model: two-level MHVAE, d₁ = d₂ = 16, σ₁ = 0.5 fixed, Σ₂ a learnable vector, η_enc = η_dec = 0.5 "
@@ -242,10 +243,10 @@ def linear(ctx: Context) -> PresetResult:
              ", ".join(f"{r['beta2']:g}" for r in rows if r["n_active_measured"] != r["n_active_predicted"]))
     trend = trend_claim("β₂", betas, [r["n_active_measured"] for r in rows], [r["n_active_predicted"] for r in rows],
                         "down", what="active z₂ dims")
-    fine = fine_values(betas, log=max(betas) / min(betas) >= 10)
     panel = Panel(title="linear MHVAE (β₁ = 1, σ₁ = 0.5, η = 0.5)", xlabel="β₂", xs=betas,
                   measured=[r["n_active_measured"] for r in rows], predicted=[r["n_active_predicted"] for r in rows],
-                  curve=(fine, theory_curve(base, "beta2", fine, 1, moments)), theory_label="exact",
+                  curve=closed_form_curve(base, "beta2", betas, 1, moments, log=max(betas) / min(betas) >= 10),
+                  theory_label="exact",
                   kl=[r["kl_nats"] for r in rows], log=max(betas) / min(betas) >= 10, latent_size=10)
     figure = active_panels([panel], ctx.out_dir / "figure.png", "E11 · linear MHVAE on MNIST: active z₂ dimensions "
                                                                 "against Theorem 3")

@@ -1,7 +1,7 @@
 """What a preset is: one experiment of the paper, by name, with the runner that performs it.
 
 The registry (:data:`collapsekit.experiments.presets.PRESETS`) lists them; the runners in this
-package take a :class:`~.core.Context`. Importing this module imports neither torch nor the runners.
+package take a :class:`~.context.Context`. Importing this module imports neither torch nor the runners.
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ class Preset:
         The paper's qualitative claim, which the verdict judges.
     quick_seconds : int
         About how long the quick scale takes on a 2-core laptop CPU.
-    runner : str
-        ``module:function`` of the runner (imported when the preset runs: it imports torch).
+    runner : str or callable
+        ``module:function`` of the runner (imported when the preset runs: it imports torch), or the runner
+        itself (a preset registered from another module, :func:`~collapsekit.experiments.presets.register_preset`).
     exact : bool
         A linear model: measured collapse must equal the closed form's prediction.
     """
@@ -42,12 +43,14 @@ class Preset:
     description: str
     claim: str
     quick_seconds: int
-    runner: str
+    runner: str | Callable[[Any], Any]
     exact: bool = False
 
     def load_runner(self) -> Callable[[Any], Any]:
         """The function that runs this preset: it takes a
-        :class:`~collapsekit.experiments.reproduction.core.Context` and returns a
-        :class:`~collapsekit.experiments.reproduction.core.PresetResult`."""
+        :class:`~collapsekit.experiments.reproduction.context.Context` and returns a
+        :class:`~collapsekit.experiments.reproduction.outputs.PresetResult`."""
+        if callable(self.runner):
+            return self.runner
         module, _, function = self.runner.partition(":")
         return getattr(importlib.import_module(module), function)

@@ -20,9 +20,11 @@ import numpy as np
 
 from collapsekit._io import atomic_path
 from collapsekit.activity import count_active
-from collapsekit.experiments.reproduction.core import (TRUE_BETA_NOTE, Column, Context, PresetResult, Verdict, for_preset,
-                                                    load_model, measure, run_config, train_grid, train_section)
-from collapsekit.experiments.reproduction.figures import verification_figure
+from collapsekit.experiments.reproduction.context import TRUE_BETA_NOTE, Context, run_config, train_section
+from collapsekit.experiments.reproduction.outputs import Column, for_preset, PresetResult
+from collapsekit.experiments.reproduction.runs import load_model, measure, train_grid
+from collapsekit.experiments.reproduction.verdicts import Verdict
+from collapsekit.viz.reproduction import verification_figure
 
 #: An encoder singular value below this is a zero mode at the numerical minimum.
 ZERO_MODE = 1e-3

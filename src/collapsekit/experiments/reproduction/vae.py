@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from collapsekit.experiments.reproduction.core import (HALVED_NOTE, MEASURE_COLUMNS, TRUE_BETA_NOTE, Column, Context,
-                                                    PresetResult, Verdict, for_preset, measure, run_config,
-                                                    spectrum_moments, train_grid, train_section, well_separated)
-from collapsekit.experiments.reproduction.figures import collapse_by_arm
+from collapsekit.experiments.reproduction.closed_form import spectrum_moments, well_separated
+from collapsekit.experiments.reproduction.context import HALVED_NOTE, TRUE_BETA_NOTE, Context, run_config, train_section
+from collapsekit.experiments.reproduction.outputs import MEASURE_COLUMNS, Column, for_preset, PresetResult
+from collapsekit.experiments.reproduction.runs import measure, train_grid
+from collapsekit.experiments.reproduction.verdicts import Verdict
+from collapsekit.viz.reproduction import collapse_by_arm
 from collapsekit.experiments.reproduction.grids import halved
 
 #: The fixed encoder std of the "unlearnable Σ" arm (the README's σ = 0.5; η_enc = 1, so never the prior's).

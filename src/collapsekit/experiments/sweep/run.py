@@ -1,0 +1,126 @@
+"""Run a sweep: every point of a grid × seeds, in parallel, resumable (see :mod:`collapsekit.experiments.sweep`)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from collapsekit.errors import CollapsekitError, ParameterError
+from collapsekit.experiments.executors import TaskFailure, available_cores, make_executor
+from collapsekit.experiments.sweep.directory import claim_directory, refuse_foreign, sweep_spec
+from collapsekit.experiments.sweep.grid import Grid, seed_list
+from collapsekit.experiments.sweep.layout import POINTS_DIR, SUMMARY_FILE
+from collapsekit.experiments.sweep.lock import exclusive
+from collapsekit.experiments.sweep.plot import plot_axis, plot_sweep
+from collapsekit.experiments.sweep.points import expand_grid, point_config
+from collapsekit.experiments.sweep.summary import SweepResult, summary_rows, what_ran, write_summary
+from collapsekit.experiments.sweep.worker import PointTask, batch_groups, read_status, record_lost, run_points
+
+if TYPE_CHECKING:
+    from collapsekit.training import RunConfig
+
+
+def run_sweep(base_config: RunConfig, grid: Grid, seeds: int | Sequence[int], out_dir: str | os.PathLike[str], *,
+              executor: str = "local", workers: int | None = None, address: str | None = None,
+              progress: bool = True, batched: bool = True, plot: bool = True) -> SweepResult:
+    """Train every point of ``grid`` × ``seeds`` into ``out_dir``; finish what an earlier call left.
+
+    Parameters
+    ----------
+    base_config : RunConfig
+        The configuration every point starts from.
+    grid : mapping of str to sequence
+        Grid key → values (keys as :func:`resolve_key` accepts them).
+    seeds : int or sequence of int
+        A count (seeds 0..n-1) or the seeds themselves.
+    out_dir : path
+        The sweep directory (see the module docstring); created if missing.
+    executor : {"local", "ray"}
+        Worker processes on this machine, or tasks on the Ray cluster at ``address``.
+    workers : int, optional
+        Points at once (local default: the cores available; Ray default: as many as it schedules).
+    address : str, optional
+        Ray only: ``HOST:PORT`` of the cluster's head.
+    progress : bool
+        Show the plan and one progress bar over points on stderr.
+    batched : bool
+        Train new points of small one-level VAEs as batched programs, one per worker, when
+        :func:`~collapsekit.experiments.can_batch` accepts them (their results are those of separate runs).
+    plot : bool
+        Draw ``active_vs_<key>.png`` (measured active dimensions and the theory's curve).
+
+    Returns
+    -------
+    SweepResult
+        The summary rows; ``result.ok`` is False when a point failed (each failure is in its row).
+
+    Raises
+    ------
+    ParameterError
+        Bad input, found before anything runs: an unknown grid key, a value the configuration
+        rejects (naming the point), a directory that holds another sweep, a missing Ray.
+    """
+    out = Path(out_dir).resolve()
+    seeds = seed_list(seeds)
+    points = expand_grid(grid, seeds)
+    configs: dict[str, RunConfig] = {}
+    for point in points:
+        try:
+            configs[point.id] = point_config(base_config, point.settings, point.seed)
+        except CollapsekitError as exc:
+            raise ParameterError(f"grid point {point.id}: {exc}") from None
+    runner = make_executor(executor, workers=workers, address=address)   # a missing Ray fails here, early
+    if out.exists() and not out.is_dir():
+        raise ParameterError(f"--out {out} is a file, not a directory")
+    refuse_foreign(out)                          # before the lock file is created in it
+    out.mkdir(parents=True, exist_ok=True)
+    with exclusive(out):
+        claim_directory(out, sweep_spec(base_config, grid, seeds))
+        point_dir = lambda point: out / POINTS_DIR / point.id  # noqa: E731
+        statuses = {point.id: read_status(point_dir(point)) for point in points}
+        todo = [point for point in points if statuses[point.id].get("status") != "done"]
+        was = lambda status: [p.id for p in points if statuses[p.id].get("status") == status]  # noqa: E731
+        result = SweepResult(out_dir=out, rows=[], skipped=was("done"), retried=was("failed"),
+                             interrupted=was("running"), ran=[p.id for p in todo])
+        if progress:
+            _print_plan(result, len(points), executor, workers)
+        summary = out / SUMMARY_FILE
+        write_summary(summary, summary_rows(points, statuses), list(grid))
+        tasks = [PointTask(point.id, str(point_dir(point)), configs[point.id].model_dump(by_alias=True, mode="json"),
+                           settings=dict(point.settings), seed=point.seed) for point in todo]
+        groups, how = batch_groups(tasks, configs, workers or available_cores(), batched)
+        result.batching = how
+        if progress and how:
+            _print_line(f"sweep {out}: {how}")
+        from collapsekit._progress import progress as progress_bar
+
+        with progress_bar(len(tasks), "sweep points", quiet=not progress) as advance:
+            for index, outcome in runner.run(run_points, groups):
+                group = groups[index]
+                records = ([record_lost(task, outcome) for task in group] if isinstance(outcome, TaskFailure)
+                           else outcome)
+                for task, record in zip(group, records):
+                    statuses[task.point_id] = record
+                write_summary(summary, summary_rows(points, statuses), list(grid))
+                advance(len(group))
+        result.rows = summary_rows(points, statuses)
+        with contextlib.suppress(ParameterError):    # a grid of words only has no x axis to plot against
+            axis = plot_axis(grid)
+            if plot and axis is not None and any(row["status"] == "done" for row in result.rows):
+                result.plot_path = plot_sweep(out, x=axis)
+    return result
+
+
+def _print_plan(result: SweepResult, total: int, executor: str, workers: int | None) -> None:
+    where = f"{executor} executor" + (f", {workers} workers" if workers else "")
+    _print_line(f"sweep {result.out_dir}: {total} points; {what_ran(result, before=True)} ({where})")
+
+
+def _print_line(text: str) -> None:
+    from rich.console import Console
+
+    Console(file=sys.stderr, highlight=False).print(text, soft_wrap=True, markup=False)
