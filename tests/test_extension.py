@@ -197,6 +197,10 @@ def test_a_registered_objective_is_a_cli_choice_a_config_value_and_named_in_repo
         cli_main(["train", "--help"])
     assert "objective: elbo, iwae, infovae, toy" in " ".join(capsys.readouterr().out.split())
     assert isinstance(build_objective("toy", beta=0.5), ToyELBO)
+    # ... and a run configured with it trains with it, its settings read from the configuration by name
+    from collapsekit.training.trainer import build_objective_from_config
+    objective, _ = build_objective_from_config(RunConfig.parse({"objective": {"name": "toy", "beta": 0.25}}))
+    assert isinstance(objective, ToyELBO) and objective.beta == 0.25
 
     # The reports say that the closed forms (β-ELBO optima) do not describe a model trained with it.
     torch.manual_seed(0)

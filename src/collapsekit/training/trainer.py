@@ -160,13 +160,16 @@ def _none(name: str) -> str | None:
 
 def build_objective_from_config(config: RunConfig) -> tuple[Any, Any]:
     """The objective and the schedule that drives it, checked as a pair before training."""
-    from collapsekit.objectives import bind_schedule, build_objective, build_schedule
+    import inspect
+
+    from collapsekit.objectives import OBJECTIVES, bind_schedule, build_objective, build_schedule
 
     o = config.objective
-    by_name: dict[str, dict[str, Any]] = {"elbo": {"beta": o.beta, "free_bits": o.free_bits},
-                                          "iwae": {"k": o.k},
-                                          "infovae": {"alpha": o.alpha, "lambda_": o.lambda_}}
-    settings = by_name[o.name]
+    # The configuration's objective settings that the objective's constructor takes (a registered
+    # objective gets its own by name, with no table to extend here).
+    available = {"beta": o.beta, "free_bits": o.free_bits, "k": o.k, "alpha": o.alpha, "lambda_": o.lambda_}
+    accepted = inspect.signature(OBJECTIVES[o.name]).parameters
+    settings = {key: value for key, value in available.items() if key in accepted}
     schedule = build_schedule(config.schedule.name, **config.schedule.settings)
     return bind_schedule(build_objective(o.name, **settings), schedule), schedule
 
