@@ -67,6 +67,21 @@ def positive(name: str, value: object) -> float:
     return number
 
 
+#: Why the closed forms need β > 0, for every refusal of β = 0.
+ZERO_BETA = ("with no weight on the KL (β = 0: a plain autoencoder) the optimum's KL is unbounded, the encoder std "
+             "going to 0, so there is no collapse to predict")
+
+
+def kl_weight(name: str, value: object) -> float:
+    """A KL weight β of the closed forms: a finite float > 0; β = 0 is refused saying why."""
+    number = real(name, value)
+    if number == 0:
+        raise ParameterError(f"{name} must be > 0: {ZERO_BETA}")
+    if number < 0:
+        raise ParameterError(f"{name} must be a finite number > 0, got {value!r}")
+    return number
+
+
 def positive_vector(name: str, values: float | Sequence[float], length: int) -> np.ndarray:
     """A scalar (broadcast) or a sequence of ``length`` finite positive numbers, as float64."""
     arr = np.atleast_1d(np.asarray(values, dtype=float))

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from collapsekit.cli import diagnose, predict
+from collapsekit.cli.options import OneLineParser
 
 DEMO_BETAS = "0.01,0.03,0.1,0.3,1"
 DEMO_TRAIN_BETA = 0.1
@@ -28,7 +29,9 @@ def add_parser(verbs: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Predict, then train and diagnose."""
-    out = Path(args.out)
+    from collapsekit._io import check_writable
+
+    out = check_writable(args.out, what="--out")
     predict_args = ["predict", "cvae", "--data", "digits", "--split", "quadrants", "--latent-dim", "16",
                     "--beta", DEMO_BETAS, "--plot", str(out / "cvae-digits-beta-grid.png"),
                     "--save", str(out / "cvae-digits-beta-grid.json")]
@@ -45,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_verb(verb: Any, argv: Sequence[str]) -> int:
     """Run one verb module (its own parser) as the command line ``argv`` would; errors propagate."""
-    parser = argparse.ArgumentParser(prog="collapsekit")
+    parser = OneLineParser(prog="collapsekit")
     verb.add_parser(parser.add_subparsers(dest="verb", required=True))
     args = parser.parse_args(list(argv))
     return int(args.handler(args))

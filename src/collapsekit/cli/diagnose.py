@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 from collapsekit.errors import ParameterError
@@ -34,16 +33,19 @@ def add_parser(verbs: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Diagnose the run, write report.json/.md/.html, print the report (tables or JSON)."""
+    from collapsekit._io import check_writable
     from collapsekit.cli import terminal
-    from collapsekit.runs import diagnose_run
+    from collapsekit.runs import diagnose_run, resolve_run
     from collapsekit.viz.report import write_reports
 
     for name in ("samples", "batch_size"):
         if getattr(args, name) < 1:
             raise ParameterError(f"--{name.replace('_', '-')} must be ≥ 1, got {getattr(args, name)}")
+    run_dir, _ = resolve_run(args.run)
+    out = check_writable(args.out, what="--out") if args.out else \
+        check_writable(run_dir / "diagnosis", what="the report folder (RUN_DIR/diagnosis; choose another with --out)")
     diagnosis = diagnose_run(args.run, part=args.part, n_samples=args.samples, batch_size=args.batch_size,
                              seed=args.seed, theory=not args.no_theory)
-    out = Path(args.out) if args.out else diagnosis.run_dir / "diagnosis"
     paths = write_reports(diagnosis.report, out, model=diagnosis.model, x=diagnosis.data.x, y=diagnosis.data.y,
                           image_shape=diagnosis.image_shape, merge=diagnosis.merge)
     if args.json:

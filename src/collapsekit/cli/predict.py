@@ -32,8 +32,12 @@ def add_parser(verbs: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Predict, print (tables or JSON), and write the plot and the JSON file asked for."""
+    from collapsekit._io import check_writable
     from collapsekit.theory import predict, recommend_beta
 
+    for flag, path in (("--plot", args.plot), ("--save", args.save)):
+        if path:
+            check_writable(path, what=flag, directory=False)
     deprecated = use_current_names(args)
     grid = settings(args)
     print_deprecation_note(deprecated)

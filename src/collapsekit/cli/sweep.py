@@ -58,6 +58,7 @@ def add_parser(verbs: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """``collapsekit sweep``: 0 when every point is done, 1 when some failed (named); bad input raises
     a :class:`~collapsekit.errors.CollapsekitError`, which the CLI turns into one line and status 2."""
+    from collapsekit._io import check_writable
     from collapsekit.training import RunConfig
 
     source = Path(args.config)
@@ -73,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         grid = parse_grid(args.grid)
         seeds = parse_seeds(args.seeds) if args.seeds is not None else 1
         out = Path(args.out) if args.out else Path(f"{source.stem}-sweep")
+    check_writable(out, what="--out" if args.out else "the sweep directory (choose another with --out)")
     result = run_sweep(base, grid, seeds, out, executor=args.executor, workers=args.workers, address=args.address,
                        progress=not args.no_progress, batched=not args.no_batch)
     print_result(result)

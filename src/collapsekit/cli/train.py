@@ -101,9 +101,11 @@ def add_options(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train (or resume) the run and print its summary."""
+    from collapsekit._io import check_writable
     from collapsekit.cli import terminal
     from collapsekit.training import resolve_config, resume_hint, train
 
+    check_writable(args.out, what="--out")
     overrides = {key: getattr(args, key.replace(".", "__")) for _, key, _ in TRAIN_FLAGS}
     overrides = {key: value for key, value in overrides.items() if value is not None}
     for key in ("model.sigma2", "model.encoder_std"):   # a number or a word

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from collapsekit.cli.options import EXIT_DISAGREES, add_data_options, number
+from collapsekit.cli.options import EXIT_DISAGREES, add_data_options, positive_number
 from collapsekit.cli.theory_options import (THEORY_NAMES, add_hyper_options, add_model_argument, load_moments,
                                             print_deprecation_note, settings, use_current_names)
 from collapsekit.errors import ParameterError
@@ -22,7 +22,8 @@ def add_parser(verbs: Any) -> argparse.ArgumentParser:
     add_data_options(parser)
     add_hyper_options(parser)
     parser.add_argument("--starts", type=int, default=8, help="random starts of L-BFGS (default 8)")
-    parser.add_argument("--rtol", type=number, default=1e-6, help="relative loss tolerance (default 1e-6)")
+    parser.add_argument("--rtol", type=positive_number, default=1e-6,
+                        help="relative loss tolerance, > 0 (default 1e-6)")
     parser.add_argument("--json", action="store_true", help="print the result(s) as JSON")
     parser.set_defaults(handler=run)
     return parser

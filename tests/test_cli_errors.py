@@ -1,0 +1,128 @@
+"""Planted bad input: each gives ONE line on stderr and exit status 2, never a traceback, and writes nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from collapsekit.cli import main
+
+TINY_DATA = "gaussian:eigs=4:1:0.25,n=64,exact=1"
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    status = main(list(argv))
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def refused(capsys, *argv: str) -> str:
+    """Run ``argv``; assert exit status 2 and one line on stderr without a traceback; return that line."""
+    try:
+        status = main(list(argv))
+    except SystemExit as exit_:                 # argparse's usage errors
+        status = exit_.code
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    return err.strip()
+
+
+def listing(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """A two-epoch linear VAE run to diagnose."""
+    run_dir = tmp_path_factory.mktemp("tiny") / "run"
+    status = main(["train", "--arch", "linear", "--latent-dims", "2", "--data", TINY_DATA, "--epochs", "2",
+                   "--batch-size", "32", "--out", str(run_dir), "--no-progress", "--no-monitor"])
+    assert status == 0
+    return run_dir
+
+
+# -- 1. an --out that cannot be written --------------------------------------------------------------
+def _unwritable(tmp_path: Path) -> dict[str, tuple[str, str]]:
+    """name → (path, the phrase the refusal must hold)."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("keep me\n")
+    return {"under a file": (str(blocker / "out"), f"{blocker} is a file, not a directory"),
+            "a file": (str(blocker), "it is a file, not a directory"),
+            "proc": ("/proc/collapsekit-x", "nothing can be created in /proc")}
+
+
+@pytest.mark.parametrize("where", ["under a file", "a file", "proc"])
+@pytest.mark.parametrize("argv", [
+    ["train", "--data", TINY_DATA, "--epochs", "1", "--no-progress", "--out", "{out}"],
+    ["demo", "--out", "{out}"],
+    ["sweep", "{config}", "--grid", "beta=1,2", "--out", "{out}", "--no-progress"],
+    ["reproduce", "theorem2", "--out", "{out}", "--no-progress"],
+])
+def test_an_out_that_cannot_be_written_is_refused_before_any_work(tmp_path, capsys, where, argv):
+    path, phrase = _unwritable(tmp_path)[where]
+    config = tmp_path / "base.yaml"
+    config.write_text(f"data:\n  spec: '{TINY_DATA}'\ntrain:\n  epochs: 1\n")
+    before = listing(tmp_path)
+    line = refused(capsys, *[a.format(out=path, config=config) for a in argv])
+    assert path in line and phrase in line and "--out" in line
+    assert listing(tmp_path) == before and (tmp_path / "a-file").read_text() == "keep me\n"
+
+
+@pytest.mark.parametrize("flag", ["--plot", "--save"])
+@pytest.mark.parametrize("where", ["under a file", "proc"])
+def test_predict_plot_and_save_that_cannot_be_written(tmp_path, capsys, flag, where):
+    path, phrase = _unwritable(tmp_path)[where]
+    line = refused(capsys, "predict", "vae", "--latent-dim", "2", flag, path)
+    assert line.startswith(f"collapsekit: error: {flag} {path}: cannot be written") and phrase in line
+    line = refused(capsys, "predict", "vae", "--latent-dim", "2", flag, str(tmp_path))   # a directory
+    assert "it is a directory, not a file" in line
+
+
+def test_reproduce_report_that_cannot_be_written(tmp_path, capsys):
+    path, phrase = _unwritable(tmp_path)["under a file"]
+    line = refused(capsys, "reproduce", "theorem2", "--out", str(tmp_path / "r"), "--report", path + ".md")
+    assert "--report" in line and phrase in line and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("where", ["under a file", "a file", "proc"])
+def test_diagnose_out_that_cannot_be_written(tiny_run, tmp_path, capsys, where):
+    path, phrase = _unwritable(tmp_path)[where]
+    before = listing(tiny_run)
+    line = refused(capsys, "diagnose", str(tiny_run), "--out", path, "--samples", "2")
+    assert path in line and phrase in line
+    assert listing(tiny_run) == before
+
+
+# -- 2. values that are no values ------------------------------------------------------------------------
+@pytest.mark.parametrize("argv, fragment", [
+    (["verify", "vae", "--rtol", "-1"], "'-1' must be > 0"),
+    (["verify", "vae", "--rtol", "0"], "'0' must be > 0"),
+    (["predict", "vae", "--beta", "0.5,,1"], "empty item (item 2 of 3)"),
+    (["verify", "vae", "--beta", "0.5,"], "empty item (item 2 of 2)"),
+    (["predict", "hvae", "--latent-dims", "2,,2"], "empty item"),
+    (["train", "--out", "x", "--beta", "1,,2"], "empty item"),
+    (["predict", "vae", "--beta", "abc"], "not a number"),
+])
+def test_bad_values_are_one_line(capsys, argv, fragment):
+    assert fragment in refused(capsys, *argv)
+
+
+def test_argparse_errors_are_one_line_in_a_real_process():
+    result = subprocess.run([sys.executable, "-m", "collapsekit", "verify", "vae", "--beta", "0.5,,1"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "empty item" in result.stderr and "collapsekit verify --help" in result.stderr
+
+
+@pytest.mark.parametrize("argv", [["predict", "vae", "--beta", "0"], ["predict", "cvae", "--split", "quadrants",
+                                                                         "--beta", "0.1,0"],
+                                  ["predict", "hvae", "--beta", "0,1"], ["verify", "vae", "--beta", "0"]])
+def test_predict_and_verify_refuse_beta_zero_saying_why(capsys, argv):
+    line = refused(capsys, *argv)
+    assert "must be > 0" in line and "plain autoencoder" in line and "KL is unbounded" in line
