@@ -126,3 +126,18 @@ def test_argparse_errors_are_one_line_in_a_real_process():
 def test_predict_and_verify_refuse_beta_zero_saying_why(capsys, argv):
     line = refused(capsys, *argv)
     assert "must be > 0" in line and "plain autoencoder" in line and "KL is unbounded" in line
+
+
+def test_a_1d_npy_is_refused_suggesting_the_reshape(tmp_path, capsys):
+    np.save(tmp_path / "v.npy", np.arange(50.0))
+    line = refused(capsys, "predict", "vae", "--data", str(tmp_path / "v.npy"), "--latent-dim", "1")
+    assert "1-D array of 50 values" in line and "x.reshape(-1, 1)" in line and "x.reshape(1, -1)" in line
+
+
+def test_a_directory_as_data_says_so_and_suggests_mnist_for_idx_files(tmp_path, capsys):
+    line = refused(capsys, "predict", "vae", "--data", str(tmp_path))
+    assert f"{tmp_path}' is a directory" in line and "unknown data spec" not in line
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(b"")
+    line = refused(capsys, "train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--no-progress")
+    assert "is a directory" in line and f"use --data mnist:{tmp_path}" in line
+    assert not (tmp_path / "run").exists()
