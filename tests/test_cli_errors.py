@@ -141,3 +141,23 @@ def test_a_directory_as_data_says_so_and_suggests_mnist_for_idx_files(tmp_path, 
     line = refused(capsys, "train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--no-progress")
     assert "is a directory" in line and f"use --data mnist:{tmp_path}" in line
     assert not (tmp_path / "run").exists()
+
+
+def test_terminal_markup_in_a_file_name_is_printed_literally(tmp_path, capsys):
+    """`[bold]x.npy` is a name, not markup: every verb prints it as typed (rich markup escaped)."""
+    data = tmp_path / "[bold]x.npy"
+    np.save(data, np.random.default_rng(0).standard_normal((40, 3)) * [3.0, 1.0, 0.3])
+    plot, saved = tmp_path / "[red]p.png", tmp_path / "[i]p.json"
+    status, out, err = run(capsys, "predict", "vae", "--data", str(data), "--latent-dim", "2", "--beta", "0.1",
+                           "--plot", str(plot), "--save", str(saved))
+    assert status == 0, err
+    flat = " ".join(out.split())
+    assert "data: [bold]x (40 examples)" in flat and str(plot) in flat and str(saved) in flat
+    run_dir = tmp_path / "[blue]run"
+    status, out, err = run(capsys, "train", "--data", str(data), "--arch", "linear", "--latent-dims", "2",
+                           "--epochs", "1", "--out", str(run_dir), "--no-progress", "--no-monitor")
+    assert status == 0, err
+    assert str(run_dir) in "".join(out.split("\n"))
+    status, out, err = run(capsys, "diagnose", str(run_dir), "--samples", "2")
+    assert status == 0, err
+    assert str(run_dir / "diagnosis" / "report.json") in "".join(out.split("\n"))

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
     console = terminal.console()
     console.rule("collapsekit demo: CVAE on scikit-learn digits (x = bottom-left quadrant, y = the rest)")
-    console.print("$ collapsekit " + " ".join(predict_args))
+    console.print("$ collapsekit " + " ".join(predict_args), markup=False)
     status = _run_verb(predict, predict_args)
     if status != 0:
         return status
@@ -83,5 +83,7 @@ def _demo_train(run_dir: Path) -> int:
     status = _run_verb(diagnose, ["diagnose", str(run_dir), "--out", str(report_dir),
                                   "--samples", str(DEMO_IMPORTANCE_SAMPLES)])
     if status == 0:
-        terminal.console().print(f"[bold]HTML report:[/bold] {(report_dir / 'report.html').resolve()}")
+        from rich.markup import escape
+
+        terminal.console().print(f"[bold]HTML report:[/bold] {escape(str((report_dir / 'report.html').resolve()))}")
     return status

@@ -52,5 +52,5 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(diagnosis.report.to_dict(), indent=2))
     else:
         terminal.print_collapse_report(diagnosis.report)
-        terminal.console().print("reports: " + ", ".join(str(p) for p in paths.values()))
+        terminal.console().print("reports: " + ", ".join(str(p) for p in paths.values()), markup=False)
     return 0

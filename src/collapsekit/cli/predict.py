@@ -51,8 +51,8 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         from collapsekit.viz import plot_spectrum
 
-        plot_spectrum(predictions, args.plot, title=f"{model.upper()} on {dataset.name}: "
-                                                    "θ against the collapse threshold")
+        name = dataset.name.replace("$", r"\$")            # matplotlib reads $...$ as mathematics
+        plot_spectrum(predictions, args.plot, title=f"{model.upper()} on {name}: θ against the collapse threshold")
     payload: Any = [p.to_dict() for p in predictions]
     payload = payload[0] if len(payload) == 1 else payload
     if recommendation is not None:
@@ -66,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(text)
         return 0
+    from rich.markup import escape
+
     from collapsekit.cli import terminal
 
     terminal.print_predictions(predictions, data_name=f"{dataset.name} ({dataset.n} examples)")
@@ -73,5 +75,5 @@ def run(args: argparse.Namespace) -> int:
         terminal.print_recommendation(model, args.recommend, recommendation)
     for kind, path in (("plot", args.plot), ("predictions", args.save)):
         if path:
-            terminal.console().print(f"{kind} written to [bold]{path}[/bold]")
+            terminal.console().print(f"{kind} written to [bold]{escape(path)}[/bold]")
     return 0

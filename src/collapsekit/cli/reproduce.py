@@ -111,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
 
 def print_results(results: Sequence[PresetResult]) -> None:
     """One row per preset run: its verdict on the paper's claim, time and outputs."""
+    from rich.markup import escape
     from rich.table import Table
 
     from collapsekit.cli import terminal
@@ -121,5 +122,6 @@ def print_results(results: Sequence[PresetResult]) -> None:
     colour = {"holds": "green", "does not hold": "red", "inconclusive": "yellow"}
     for r in results:
         word = r.verdict.word
-        table.add_row(r.name, r.paper_id, f"[{colour[word]}]{word}[/]", f"{r.seconds:.0f}", str(r.out_dir / "table.md"))
+        table.add_row(r.name, r.paper_id, f"[{colour[word]}]{word}[/]", f"{r.seconds:.0f}",
+                      escape(str(r.out_dir / "table.md")))
     terminal.console().print(table)

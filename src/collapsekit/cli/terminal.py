@@ -83,14 +83,14 @@ def grid_table(predictions: Sequence[Prediction]) -> Table:
 def print_predictions(predictions: Sequence[Prediction], *, data_name: str) -> None:
     """A detailed table for one prediction; a grid table plus one verdict per setting for several."""
     out = console()
-    out.print(f"data: {data_name}; spectrum: {predictions[0].spectrum.size} values, "
+    out.print(f"data: {escape(data_name)}; spectrum: {predictions[0].spectrum.size} values, "
               f"largest θ = {_num(predictions[0].spectrum[0])}")
     if len(predictions) == 1:
         out.print(prediction_table(predictions[0]))
     else:
         out.print(grid_table(predictions))
     for p in predictions:
-        out.print(f"[bold]verdict:[/bold] {p.verdict()}", soft_wrap=True)
+        out.print(f"[bold]verdict:[/bold] {escape(p.verdict())}", soft_wrap=True)
 
 
 def print_recommendation(model: str, target: int, beta: float) -> None:
@@ -122,7 +122,8 @@ def print_training_summary(result: Any) -> None:
     """Final losses and the per-dimension KL of the last epoch, sorted, per level (nats per example)."""
     out = console()
     if not result.metrics:
-        out.print(f"nothing to train: {result.run_dir} already holds all {result.config.train.epochs} epochs")
+        out.print(f"nothing to train: {result.run_dir} already holds all {result.config.train.epochs} epochs",
+                  markup=False)
         return
     last = result.metrics[-1]
     if result.resumed_from is not None and result.resumed_from >= result.config.train.epochs:
@@ -174,7 +175,7 @@ def print_measured_against_predicted(measured: dict[str, Any], prediction: Predi
     out.print(table)
     gap = (measured["loss"] - prediction.loss) / abs(prediction.loss)
     out.print(f"loss: trained {measured['loss']:.5f}, closed-form optimum {prediction.loss:.5f} nats per example "
-              f"({gap:+.2%}); run directory: [bold]{run_dir}[/bold]", soft_wrap=True)
+              f"({gap:+.2%}); run directory: [bold]{escape(str(run_dir))}[/bold]", soft_wrap=True)
 
 
 _stdout_console = console
