@@ -161,3 +161,22 @@ def test_terminal_markup_in_a_file_name_is_printed_literally(tmp_path, capsys):
     status, out, err = run(capsys, "diagnose", str(run_dir), "--samples", "2")
     assert status == 0, err
     assert str(run_dir / "diagnosis" / "report.json") in "".join(out.split("\n"))
+
+
+def test_train_beta_zero_says_the_theory_does_not_apply_at_the_start_and_in_the_summary(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    status, out, err = run(capsys, "train", "--arch", "linear", "--latent-dims", "2", "--data", TINY_DATA,
+                           "--beta", "0", "--epochs", "2", "--batch-size", "32", "--out", str(run_dir),
+                           "--no-progress")
+    assert status == 0, err
+    notes = [line for line in err.splitlines() if line.startswith("collapsekit: note: β = 0")]
+    assert len(notes) == 1 and "plain autoencoder" in notes[0] and "does not apply" in notes[0]
+    assert "plain autoencoder" in " ".join(out.split()) and "does not apply" in " ".join(out.split())
+    evaluation = json.loads((run_dir / "evaluation.json").read_text())
+    assert any("plain autoencoder" in note for note in evaluation["notes"])
+    status, out, err = run(capsys, "diagnose", str(run_dir), "--samples", "2", "--json")
+    assert status == 0, err
+    report = json.loads(out)
+    assert any("β = 0" in note for note in report["notes"]) and all(level["theory"] is None
+                                                                    for level in report["levels"])
+    assert all("lower β" not in item["prescription"] for item in report["explanations"])

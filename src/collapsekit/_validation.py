@@ -72,6 +72,26 @@ ZERO_BETA = ("with no weight on the KL (β = 0: a plain autoencoder) the optimum
              "going to 0, so there is no collapse to predict")
 
 
+def zero_beta(beta: object) -> bool:
+    """Is a KL weight (a number, or one per level) 0 anywhere? Then the collapse theory does not apply."""
+    values = beta if isinstance(beta, (list, tuple, np.ndarray)) else [beta]
+    return any(isinstance(b, Real) and not isinstance(b, bool) and float(b) == 0 for b in values)
+
+
+def zero_beta_note(beta: object) -> str | None:
+    """What a run with β = 0 must say (once at its start, and in its summary), or None when β > 0."""
+    if not zero_beta(beta):
+        return None
+    values = list(beta) if isinstance(beta, (list, tuple, np.ndarray)) else [beta]
+    if all(float(b) == 0 for b in values):
+        return ("β = 0: the objective puts no weight on the KL, so this is a plain autoencoder; the collapse theory "
+                "(which needs β > 0) does not apply, and a dimension whose KL stays near 0 is one the decoder "
+                "does not use")
+    levels = ", ".join(f"z{i + 1}" for i, b in enumerate(values) if float(b) == 0)
+    return (f"β = 0 on {levels}: the objective puts no weight on that KL; the collapse theory (which needs β > 0 "
+            "on every level) does not apply")
+
+
 def kl_weight(name: str, value: object) -> float:
     """A KL weight β of the closed forms: a finite float > 0; β = 0 is refused saying why."""
     number = real(name, value)

@@ -149,6 +149,8 @@ def print_training_summary(result: Any) -> None:
         out.print(table)
     if evaluation is not None:
         out.print(f"[bold]{escape(training_headline(evaluation))}[/bold]", soft_wrap=True)
+        for note in evaluation.get("notes", []):
+            out.print(f"[yellow]note:[/yellow] {escape(note)}", soft_wrap=True)
     out.print(f"run directory: [bold]{escape(str(result.run_dir))}[/bold] (config.yaml, metrics.jsonl, "
               "evaluation.json, checkpoints/)", soft_wrap=True)
 

@@ -104,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
     from collapsekit._io import check_writable
     from collapsekit.cli import terminal
     from collapsekit.training import resolve_config, resume_hint, train
+    from collapsekit.training.evaluation import run_notes
 
     check_writable(args.out, what="--out")
     overrides = {key: getattr(args, key.replace(".", "__")) for _, key, _ in TRAIN_FLAGS}
@@ -114,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(overrides.get("objective.beta"), list) and len(overrides["objective.beta"]) == 1:
         overrides["objective.beta"] = overrides["objective.beta"][0]
     config = resolve_config(args.out, config=args.config, overrides=overrides, resume=args.resume)
+    for note in run_notes(config):                 # once at the start; the summary says it again
+        print(f"collapsekit: note: {note}", file=sys.stderr)
     try:
         result = train(config, args.out, resume=args.resume)
     except KeyboardInterrupt:

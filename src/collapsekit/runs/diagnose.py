@@ -144,10 +144,17 @@ def _explanations(report: CollapseReport, setting: Any, moments: Any, config: An
     total = None if steps is None else int(steps) * config.train.epochs // max(int(last.get("epoch", 1)), 1)
     schedule = ScheduleInfo.from_schedule(build_schedule(config.schedule.name, **config.schedule.settings),
                                           total_steps=total, step=None if steps is None else int(steps))
+    from collapsekit._validation import zero_beta
+    from collapsekit.diagnostics.theory_compare import zero_beta_explanation
+
     out: list[dict[str, Any]] = []
+    plain = config.objective.name == "elbo" and zero_beta(config.objective.beta)
     for level in report.levels:
         collapsed = [i for i, c in enumerate(level.collapsed) if c]
         if not collapsed:
+            continue
+        if plain:                     # β = 0: the collapse theory does not apply; nothing to prescribe from it
+            out.append(zero_beta_explanation(level.name, config.objective.beta).to_dict())
             continue
         explanations = explain_collapse(collapsed, level.latent_dim, model_kind=setting.kind, moments=moments,
                                         hyper=setting.hyper, level=level.name, schedule=schedule,
