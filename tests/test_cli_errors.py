@@ -180,3 +180,53 @@ def test_train_beta_zero_says_the_theory_does_not_apply_at_the_start_and_in_the_
     assert any("β = 0" in note for note in report["notes"]) and all(level["theory"] is None
                                                                     for level in report["levels"])
     assert all("lower β" not in item["prescription"] for item in report["explanations"])
+
+
+# -- 5. help and configuration errors ----------------------------------------------------------------------
+def test_train_help_shows_every_flags_default_from_the_typed_configuration(capsys):
+    from collapsekit.cli.train import TRAIN_FLAGS
+    from collapsekit.training import RunConfig
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    defaults = RunConfig().model_dump(by_alias=True, mode="json")
+    for flag, key, _ in TRAIN_FLAGS:
+        section, _, name = key.partition(".")
+        value = defaults[section][name]
+        if isinstance(value, bool) or value is None:
+            shown = {True: "true", False: "false", None: "none"}[value]
+        elif isinstance(value, (list, dict)):
+            shown = ",".join(map(str, value)) or "none"
+        else:
+            shown = str(value)
+        assert f"[{key}, default {shown}" in text, (flag, key, shown)
+
+
+def test_demo_help_says_it_also_trains_and_diagnoses(capsys):
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "train" in text and "diagnose" in text
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listing_ = " ".join(capsys.readouterr().out.split())
+    assert "train that CVAE and diagnose it" in listing_
+
+
+def test_config_errors_list_every_problem_and_suggest_the_nearest_key(tmp_path, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text("modle:\n  kind: vae\nmodel:\n  latnt_dims: [2]\nobjective:\n  beta: -1\ntrain:\n  epochs: 0\n")
+    line = refused(capsys, "train", "--config", str(config), "--out", str(tmp_path / "run"), "--no-progress")
+    assert "4 problems" in line and "more problems" not in line
+    assert "modle: unknown section (did you mean model?)" in line
+    assert "model.latnt_dims: unknown key (did you mean model.latent_dims?)" in line
+    assert "objective.beta" in line and "train.epochs" in line
+    assert not (tmp_path / "run").exists()
+    from collapsekit.errors import ParameterError
+    from collapsekit.training import RunConfig
+
+    with pytest.raises(ParameterError, match=r"optim\.weight_decy: unknown key \(did you mean optim\.weight_decay\?\)"):
+        RunConfig().with_overrides({"optim.weight_decy": 0.1})
+    with pytest.raises(ParameterError, match=r"did you mean objective\.beta"):
+        RunConfig().with_overrides({"objectiv.beta": 0.1})

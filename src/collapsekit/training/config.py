@@ -185,7 +185,12 @@ class RunConfig(_Section):
         for dotted, value in overrides.items():
             section, _, key = dotted.partition(".")
             if section not in values or not key:
-                raise ParameterError(f"unknown configuration key {dotted!r}")
+                import difflib
+
+                keys = [f"{name}.{key}" for name in _valid_keys([]) for key in _valid_keys([name])]
+                close = difflib.get_close_matches(dotted, keys, n=1, cutoff=0.6)
+                hint = f" (did you mean {close[0]}?)" if close else f" (sections: {', '.join(_valid_keys([]))})"
+                raise ParameterError(f"unknown configuration key {dotted!r}{hint}")
             values[section][key] = value
         return self.parse(values)
 
@@ -194,11 +199,47 @@ class RunConfig(_Section):
         return yaml.safe_dump(self.model_dump(by_alias=True, mode="json"), sort_keys=False)
 
 
+def _valid_keys(path: list[str]) -> list[str]:
+    """The names valid at ``path`` (``[]``: the sections; ``["model"]``: that section's keys)."""
+    fields = RunConfig.model_fields
+    if not path:
+        return list(fields)
+    section = fields.get(path[0])
+    if section is None or not isinstance(section.annotation, type) or not issubclass(section.annotation, BaseModel):
+        return []
+    return [info.alias or name for name, info in section.annotation.model_fields.items()]
+
+
+def _suggestion(loc: list[str]) -> str:
+    """`` (did you mean model.latent_dims?)`` for an unknown key or section, else the valid names."""
+    import difflib
+
+    valid = _valid_keys(loc[:-1])
+    prefix = "".join(f"{part}." for part in loc[:-1])
+    close = difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {prefix}{close[0]}?)"
+    where = f"the {loc[-2]} section's keys" if len(loc) > 1 else "the sections"
+    return f" ({where}: {', '.join(valid)})" if valid else ""
+
+
 def _one_line(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(part) for part in first["loc"]) or "config"
-    message = first["msg"].removeprefix("Value error, ")
-    more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
-    given = first.get("input")
-    shown = "" if isinstance(given, dict) else f", got {given!r}"
-    return f"config {where}: {message}{shown}{more}"
+    """Every problem of a configuration in one line, an unknown key with the nearest valid one."""
+    problems: dict[str, list[str]] = {}
+    for error in exc.errors():
+        # the field's dotted name: a union's branch names (``float``, ``literal[...]``) and list indices are not part
+        loc = [str(part) for part in error["loc"]]
+        field_loc = loc[:2] if len(loc) >= 2 and loc[0] in RunConfig.model_fields else loc[:1]
+        where = ".".join(field_loc) or "config"
+        if error["type"] == "extra_forbidden":
+            message = ("unknown key" if len(loc) > 1 else "unknown section") + _suggestion(loc)
+        else:
+            given = error.get("input")
+            message = error["msg"].removeprefix("Value error, ") + ("" if isinstance(given, dict) else f", got {given!r}")
+        messages = problems.setdefault(where, [])
+        if message not in messages:
+            messages.append(message)
+    items = [f"{where}: {' or '.join(messages)}" for where, messages in problems.items()]
+    if len(items) == 1:
+        return f"config {items[0]}"
+    return f"config: {len(items)} problems: " + "; ".join(items)
