@@ -230,3 +230,30 @@ def test_config_errors_list_every_problem_and_suggest_the_nearest_key(tmp_path, 
         RunConfig().with_overrides({"optim.weight_decy": 0.1})
     with pytest.raises(ParameterError, match=r"did you mean objective\.beta"):
         RunConfig().with_overrides({"objectiv.beta": 0.1})
+
+
+# -- 3. progress on long work -----------------------------------------------------------------------------------
+def test_diagnose_and_verify_show_a_few_progress_lines_off_a_terminal(tiny_run, tmp_path, capsys, monkeypatch):
+    """Off a terminal, long work prints a few lines per stage (at quarters), never one per batch."""
+    import collapsekit._progress as progress
+
+    monkeypatch.setattr(progress, "QUIET_SECONDS", 0.0)             # as if every stage ran long
+    status, _, err = run(capsys, "diagnose", str(tiny_run), "--out", str(tmp_path / "d"), "--samples", "4",
+                         "--batch-size", "4")                        # 64 examples: 16 batches per pass
+    assert status == 0, err
+    lines = [line for line in err.splitlines() if line.startswith("diagnose: ")]
+    for stage in ("posterior pass", "metrics", "log-likelihood, 4 importance samples", "reports"):
+        mine = [line for line in lines if line.startswith(f"diagnose: {stage}")]
+        assert 1 <= len(mine) <= len(progress.LINE_FRACTIONS), (stage, lines)
+    assert any("64/64 (100%" in line for line in lines)
+    status, _, err = run(capsys, "diagnose", str(tiny_run), "--out", str(tmp_path / "d"), "--samples", "4",
+                         "--no-progress")
+    assert status == 0 and "diagnose: " not in err
+    status, _, err = run(capsys, "verify", "vae", "--data", TINY_DATA, "--latent-dim", "2", "--beta", "0.5,1",
+                         "--starts", "4", "--json")
+    assert status == 0
+    lines = [line for line in err.splitlines() if line.startswith("verify: L-BFGS starts")]
+    assert 1 <= len(lines) <= 4 and lines[-1].startswith("verify: L-BFGS starts: 8/8 (100%")
+    monkeypatch.setattr(progress, "QUIET_SECONDS", 3600.0)          # quick work stays quiet
+    status, _, err = run(capsys, "verify", "vae", "--data", TINY_DATA, "--latent-dim", "2", "--starts", "2")
+    assert status == 0 and err == ""

@@ -61,7 +61,8 @@ def read_history(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def diagnose_run(path: str | Path, *, part: str | None = None, n_samples: int = 1000, batch_size: int = 1024,
-                 seed: int = 0, theory: bool = True) -> RunDiagnosis:
+                 seed: int = 0, theory: bool = True,
+                 progress: Callable[[str, int, int], None] | None = None) -> RunDiagnosis:
     """Diagnose a run directory (its latest checkpoint) or one checkpoint of it.
 
     Parameters
@@ -75,6 +76,8 @@ def diagnose_run(path: str | Path, *, part: str | None = None, n_samples: int = 
         S, importance samples per example for the log-likelihood.
     theory : bool
         Set the linear theory's prediction beside the measurement where it applies.
+    progress : callable, optional
+        ``progress(stage, done, total)`` through the long stages (posterior pass, metrics, likelihood).
 
     Returns
     -------
@@ -100,7 +103,8 @@ def diagnose_run(path: str | Path, *, part: str | None = None, n_samples: int = 
     checkpoint.restore_model(model)
     model.eval()
 
-    report = diagnose_model(model, data.x, data.y, n_samples=n_samples, batch_size=batch_size, seed=seed)
+    report = diagnose_model(model, data.x, data.y, n_samples=n_samples, batch_size=batch_size, seed=seed,
+                            progress=progress)
     history = read_history(run_dir)
     epoch = int(checkpoint.state.get("epoch", len(history)))
     report.history = [h for h in history if h.get("epoch", 0) <= epoch]
