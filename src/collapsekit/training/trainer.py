@@ -8,7 +8,8 @@ Design choices that keep runs exact and cheap:
   an uninterrupted run exactly, on every rank, without saving generator states;
 - per-example sums are accumulated on the device and reduced across ranks once per epoch; nothing
   in the step loop reads a device value on the host (finiteness is checked from the epoch's sums);
-- deterministic kernels are switched on for the run only, the caller's setting restored afterwards;
+- deterministic kernels are switched on for the run only, the caller's setting restored afterwards, and so
+  are the caller's random generators, default dtype, threads and flags (:mod:`.process`);
 - the run directory is locked while training (one writer); a checkpoint is written every
   ``train.checkpoint_every`` epochs and at the last, the newest ``train.keep_checkpoints`` kept, each
   with checksums; resuming passes over a corrupt newest checkpoint to the one before, saying so.
@@ -39,6 +40,7 @@ from collapsekit.training.config import RunConfig
 from collapsekit.training.evaluation import record_final_evaluation
 from collapsekit.training.layout import CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE  # noqa: F401  (re-exported)
 from collapsekit.training.monitor import CollapseMonitor
+from collapsekit.training.process import caller_state
 
 #: What a sweep directory holds (collapsekit.experiments.sweep): no run trains into one.
 SWEEP_FILE = "sweep.yaml"
@@ -215,6 +217,11 @@ class Trainer:
 
     # The work happens in ``fit`` so that Fabric can launch it in several processes.
     def fit(self) -> RunResult:
+        """Train; the calling process's random generators, dtype, threads and flags are restored afterwards."""
+        with caller_state():
+            return self._launch()
+
+    def _launch(self) -> RunResult:
         from lightning_fabric import Fabric
 
         cfg = self.config.train
@@ -559,18 +566,15 @@ def evaluate(model: nn.Module, objective: Callable[..., Any], data: TrainingData
 
     With ``n_samples`` > 1 each example's Monte Carlo terms average over that many latent samples.
     """
-    generator_state = torch.get_rng_state()
-    torch.manual_seed(seed)
     sums: dict[str, Any] = {}
-    try:
+    with caller_state():
+        torch.manual_seed(seed)
         with torch.no_grad():
             for start in range(0, data.n, batch_size):
                 stop = min(start + batch_size, data.n)
                 output = model(data.x[start:stop], None if data.y is None else data.y[start:stop],
                                n_samples=n_samples)
                 accumulate_terms(sums, objective(output), stop - start)
-    finally:
-        torch.set_rng_state(generator_state)
     count = sums["count"]
     kl_levels = sums["kl"] / count
     return {"loss": float(sums["loss"] / count), "reconstruction": float(sums["reconstruction"] / count),
