@@ -118,16 +118,23 @@ class TrainingBar:
         counts = record.get("n_active")
         size = len(record["kl_per_dim"][-1]) if record.get("kl_per_dim") else 0
         active = counts[-1] if counts and size else None
+        validation = record.get("val_n_active")
         if self._bar is not None:
             short = f"loss {record['loss']:.4g}  KL {record['kl']:.4g} nats"
-            self._bar.update(self._task, advance=self._count,
-                             terms=short + ("" if active is None else f"  {active}/{size} active"))
+            short += "" if active is None else f"  {active}/{size} active"
+            short += "" if validation is None else f"  validation {record['val_loss']:.4g}, {validation[-1]}/{size}"
+            self._bar.update(self._task, advance=self._count, terms=short)
             self._count = 0
         elif self._lines:
             line = (f"epoch {record['epoch']}/{self._epochs}: loss {record['loss']:.4g}, reconstruction "
                     f"{record['reconstruction']:.4g}, KL {record['kl']:.4g} nats")
-            print(line + ("" if active is None else f"; {active} of {size} dimensions active on the epoch's batches"),
-                  file=sys.stderr, flush=True)
+            line += "" if active is None else f"; {active} of {size} dimensions active on the epoch's batches"
+            if validation is not None:
+                line += f"; validation loss {record['val_loss']:.4g}, {validation[-1]} of {size} active"
+            print(line, file=sys.stderr, flush=True)
+        if record.get("stopped") and (self._bar is not None or self._lines):
+            print(f"early stop at epoch {record['epoch']}: {record['stopped']['message']}", file=sys.stderr,
+                  flush=True)
 
 
 @contextlib.contextmanager

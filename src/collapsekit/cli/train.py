@@ -16,6 +16,10 @@ TRAIN_FLAGS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("--digit", "data.digit", {"type": int, "metavar": "N", "help": "keep only label N"}),
     ("--part", "data.part", {"choices": ["train", "test"], "help": "one part of a seeded train/test split"}),
     ("--test-fraction", "data.test_fraction", {"type": number, "metavar": "F", "help": "test share of the split"}),
+    ("--val-fraction", "data.val_fraction", {"type": number, "metavar": "F",
+                                             "help": "hold out this share of the training rows (those --part and "
+                                                     "--test-fraction leave) to validate on every epoch"}),
+    ("--val-seed", "data.val_seed", {"type": int, "metavar": "S", "help": "seed of the validation split"}),
     ("--model", "model.kind", {"choices": ["vae", "cvae", "hvae"], "help": "the model"}),
     ("--arch", "model.arch", {"choices": ["linear", "mlp", "conv"], "help": "encoder and decoder family"}),
     ("--latent-dims", "model.latent_dims", {"type": int_list, "metavar": "D[,D2,...]",
@@ -70,6 +74,9 @@ TRAIN_FLAGS: tuple[tuple[str, str, dict[str, Any]], ...] = (
                                                       "help": "a checkpoint every N epochs and at the last"}),
     ("--keep-checkpoints", "train.keep_checkpoints", {"type": int, "metavar": "K",
                                                       "help": "keep the newest K checkpoints"}),
+    ("--early-stop", "train.early_stop", {"type": int, "metavar": "PATIENCE",
+                                          "help": "stop when the validation loss has not improved for PATIENCE "
+                                                  "epochs (needs --val-fraction)"}),
     ("--logger", "train.loggers", {"action": "append", "choices": ["csv", "tensorboard"],
                                   "help": "also log to (repeat for both)"}),
     ("--no-progress", "train.progress", {"action": "store_const", "const": False,

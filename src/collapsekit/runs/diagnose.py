@@ -36,6 +36,7 @@ def resolve_run(path: str | Path) -> tuple[Path, Path]:
     """(run directory, checkpoint directory) for a run directory or one of its checkpoints."""
     from collapsekit.training.checkpoint import latest_checkpoint
     from collapsekit.training.trainer import CHECKPOINT_DIR, CONFIG_FILE
+    from collapsekit.training.validation import BEST_DIR
 
     path = Path(path)
     if not path.exists():
@@ -45,7 +46,7 @@ def resolve_run(path: str | Path) -> tuple[Path, Path]:
         if checkpoint is None:
             raise ParameterError(f"{path} holds no checkpoint yet: train it first (collapsekit train ... --out {path})")
         return path, checkpoint
-    if path.parent.name == CHECKPOINT_DIR and (path.parent.parent / CONFIG_FILE).is_file():
+    if path.parent.name in (CHECKPOINT_DIR, BEST_DIR) and (path.parent.parent / CONFIG_FILE).is_file():
         return path.parent.parent, path
     raise ParameterError(f"{path} is neither a run directory (with {CONFIG_FILE}) nor one of its checkpoints")
 
@@ -68,7 +69,8 @@ def diagnose_run(path: str | Path, *, part: str | None = None, n_samples: int = 
     Parameters
     ----------
     path : str or Path
-        A run directory written by ``collapsekit train``, or ``RUN/checkpoints/epoch-NNNNNN``.
+        A run directory written by ``collapsekit train``, or ``RUN/checkpoints/epoch-NNNNNN``, or the best
+        validation epoch's ``RUN/best/epoch-NNNNNN``.
     part : {"train", "test"} or None
         Evaluate on that part of the run's train/test split (same seed and fraction as training);
         ``None`` uses the data the run trained on.
