@@ -82,8 +82,16 @@ def test_npy_round_trip(tmp_path: Path) -> None:
     ds = load_array_file(tmp_path / "m.npy")
     np.testing.assert_array_equal(ds.x, x)
     assert ds.name == "m" and ds.y is None and ds.labels is None
+
+
+def test_a_1d_npy_is_refused_with_the_reshape_that_says_which(tmp_path: Path) -> None:
+    """Five values are five examples of one feature or one example of five: the file must say (issue 10 §3)."""
     np.save(tmp_path / "v.npy", np.arange(5.0))
-    assert load_array_file(str(tmp_path / "v.npy")).x.shape == (5, 1)
+    with pytest.raises(DataError, match=r"v\.npy: a 1-D array of 5 values.*x\.reshape\(-1, 1\).*x\.reshape\(1, -1\)"):
+        load_array_file(str(tmp_path / "v.npy"))
+    np.savez(tmp_path / "v.npz", x=np.arange(5.0))
+    with pytest.raises(DataError, match=r"v\.npz\[x\]: a 1-D array of 5 values"):
+        load_array_file(tmp_path / "v.npz")
 
 
 def test_npy_nan_row_is_named(tmp_path: Path) -> None:

@@ -458,3 +458,21 @@ def test_missing_lightning_gives_the_install_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "lightning.pytorch", None)          # import fails as if not installed
     with pytest.raises(ImportError, match="pip install"):
         module.lightning_callback()
+
+
+def test_beta_zero_is_a_plain_autoencoder_and_prescribes_nothing_from_the_theory():
+    """At β = 0 the theory does not apply: the monitor still names the unused dimensions, never "lower β"."""
+    from collapsekit.training import RunConfig
+
+    config = RunConfig.parse({"objective": {"beta": 0.0}, "model": {"latent_dims": [4]}})
+    monitor = CollapseMonitor.from_config(config, np.random.default_rng(0).standard_normal((50, 6)))
+    assert monitor.moments is None                                       # no closed form at β = 0
+    for _ in range(2):
+        feed(monitor, [0.001, 1.0, 0.0001, 2.0])
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            monitor.end_epoch()
+    warning = record[0].message
+    assert warning.dims == [0, 2] and causes(warning.explanations) == ["generic"]
+    assert "plain autoencoder" in str(warning) and "does not apply" in str(warning)
+    assert "lower β" not in str(warning) and "β ≤" not in str(warning) and "keeps" not in str(warning)

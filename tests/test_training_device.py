@@ -294,6 +294,61 @@ def test_the_setting_is_restored_when_training_fails(tmp_path, restore_determini
     assert determinism() == (False, False)
 
 
+def _process_state() -> dict:
+    """What a caller's process holds that training could change."""
+    import random
+
+    import numpy as np
+
+    tracker = getattr(torch.cuda, "_lazy_seed_tracker", None)     # seeds queued for CUDA's start
+    return {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()[1].copy(),
+            "dtype": torch.get_default_dtype(), "threads": torch.get_num_threads(), "grad": torch.is_grad_enabled(),
+            "determinism": determinism(), "cudnn": (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic),
+            "matmul": torch.get_float32_matmul_precision(),
+            "cuda_seeds": None if tracker is None else [id(call) for call in tracker.get_calls()],
+            "env": {key: os.environ.get(key) for key in ("MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK", "WORLD_SIZE")}}
+
+
+def _same(before: dict, after: dict) -> list[str]:
+    import numpy as np
+
+    def equal(a, b):
+        return torch.equal(a, b) if isinstance(a, torch.Tensor) else bool(np.array_equal(a, b)) \
+            if isinstance(a, np.ndarray) else a == b
+    return [key for key in before if not equal(before[key], after[key])]
+
+
+@pytest.mark.parametrize("precision", ["32-true", "64-true"])
+def test_train_leaves_the_callers_process_as_it_found_it(precision, tmp_path):
+    """The global generators (torch, CUDA's queued seeds, numpy, Python), the default dtype, threads, gradient
+    mode, flags and process-group environment are the caller's again after train() (issue 10 §4)."""
+    import random
+
+    import numpy as np
+
+    torch.manual_seed(1234)
+    random.seed(5)
+    np.random.seed(6)
+    before = _process_state()
+    train(small_config(**{"train.epochs": 2, "train.precision": precision}), tmp_path / "run")
+    assert _same(before, _process_state()) == []
+    expected = torch.rand(3)                                  # the caller's stream goes on where it was
+    torch.manual_seed(1234)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_a_failing_run_restores_the_callers_generators_too(tmp_path):
+    config = small_config()
+    data = load_training_data(config)
+    model = build_model_from_config(config, data)
+    model.register_forward_pre_hook(lambda module, inputs: (inputs[0] * float("nan"), *inputs[1:]))
+    torch.manual_seed(99)
+    before = _process_state()
+    with pytest.raises(TrainingDiverged):
+        Trainer(config, tmp_path / "run", data=data, model=model).fit()
+    assert _same(before, _process_state()) == []
+
+
 def test_cublas_workspace_config_is_set_for_a_cuda_run_only(monkeypatch):
     monkeypatch.delenv(CUBLAS_WORKSPACE_CONFIG, raising=False)
     with deterministic_algorithms("cpu"):

@@ -38,6 +38,38 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         temporary.unlink(missing_ok=True)
 
 
+def check_writable(path: str | os.PathLike[str], *, what: str, directory: bool = True) -> Path:
+    """``path`` as a Path, when this process can write there; else a one-line
+    :class:`~collapsekit.errors.ParameterError` that names it (``what`` is the option, e.g. ``"--out"``).
+
+    Checked before any work starts: a regular file where a directory is needed (``path`` itself, or one of its
+    parents), a directory where a file is needed (``directory=False``), or a place where nothing can be created
+    (a read-only or virtual file system such as ``/proc``, a folder without write permission). Nothing is left
+    behind: the folder that would receive the output (``path`` itself when it is an existing directory, else its
+    nearest existing parent) is probed with a temporary file, removed at once.
+    """
+    from collapsekit.errors import ParameterError
+
+    target = Path(path)
+    fail = lambda reason: ParameterError(f"{what} {target}: cannot be written: {reason}")  # noqa: E731
+    if directory and target.exists() and not target.is_dir():
+        raise fail("it is a file, not a directory")
+    if not directory and target.is_dir():
+        raise fail("it is a directory, not a file")
+    folder = target if directory and target.is_dir() else target.parent
+    while not folder.exists() and not folder.is_symlink() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise fail(f"{folder} is a file, not a directory")
+    try:
+        handle, name = tempfile.mkstemp(prefix=".collapsekit-probe-", dir=folder)
+    except OSError as exc:
+        raise fail(f"nothing can be created in {folder} ({exc.strerror or exc})") from None
+    os.close(handle)
+    os.unlink(name)
+    return target
+
+
 @contextlib.contextmanager
 def exclusive_directory(directory: str | os.PathLike[str], busy: str) -> Iterator[None]:
     """Hold ``directory``'s lock (an ``flock`` on its :data:`LOCK_FILE`) for the duration; raise a

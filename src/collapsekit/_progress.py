@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TextIO
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 
@@ -25,6 +27,65 @@ def progress(total: int, description: str, *, quiet: bool = False) -> Iterator[C
     with Progress(*columns, console=Console(file=sys.stderr), transient=True) as bar:
         task = bar.add_task(description, total=total)
         yield lambda steps=1: bar.advance(task, steps)
+
+
+#: ``stage(name, done, total)``: how far one stage of a long job has come (``done`` of ``total`` units).
+Stage = Callable[[str, int, int], None]
+
+#: Off a terminal, a job prints nothing until it has run this long (seconds): quick work stays quiet, long
+#: work shows life in a log file.
+QUIET_SECONDS = 2.0
+#: Off a terminal, each stage prints a line when it passes each of these fractions (once the job is long).
+LINE_FRACTIONS = (0.25, 0.5, 0.75, 1.0)
+
+
+class _StageLines:
+    """Off a terminal: a few plain lines per stage of a long job (a quarter, half, three quarters, done)."""
+
+    def __init__(self, title: str, stream: TextIO) -> None:
+        self.title, self.stream = title, stream
+        self.started = time.perf_counter()
+        self.passed: dict[str, int] = {}       # stage → how many of LINE_FRACTIONS it has passed
+        self.stage_started: dict[str, float] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        now = time.perf_counter()
+        self.stage_started.setdefault(stage, now)
+        fraction = 1.0 if total <= 0 else min(done / total, 1.0)
+        passed = sum(fraction >= f for f in LINE_FRACTIONS)
+        if passed <= self.passed.get(stage, 0):
+            return
+        self.passed[stage] = passed
+        if now - self.started < QUIET_SECONDS:
+            return                             # quick so far: nobody is waiting yet
+        print(f"{self.title}: {stage}: {done}/{total} ({fraction:.0%}, {now - self.stage_started[stage]:.0f} s)",
+              file=self.stream, flush=True)
+
+
+@contextlib.contextmanager
+def stages(title: str, *, quiet: bool = False) -> Iterator[Stage]:
+    """Progress through the named stages of one long job, on stderr; yields ``stage(name, done, total)``.
+
+    On a terminal: a transient rich bar per stage. Elsewhere (a log file, a pipe): a few plain lines per stage,
+    when it passes a quarter, half, three quarters and the end, once the job has run :data:`QUIET_SECONDS`;
+    never one per batch. ``quiet``: nothing at all.
+    """
+    if quiet:
+        yield lambda stage, done, total: None
+        return
+    if not sys.stderr.isatty():
+        yield _StageLines(title, sys.stderr)
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(file=sys.stderr), transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(escape(f"{title}: {stage}"), total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield update
 
 
 class TrainingBar:
@@ -57,16 +118,23 @@ class TrainingBar:
         counts = record.get("n_active")
         size = len(record["kl_per_dim"][-1]) if record.get("kl_per_dim") else 0
         active = counts[-1] if counts and size else None
+        validation = record.get("val_n_active")
         if self._bar is not None:
             short = f"loss {record['loss']:.4g}  KL {record['kl']:.4g} nats"
-            self._bar.update(self._task, advance=self._count,
-                             terms=short + ("" if active is None else f"  {active}/{size} active"))
+            short += "" if active is None else f"  {active}/{size} active"
+            short += "" if validation is None else f"  validation {record['val_loss']:.4g}, {validation[-1]}/{size}"
+            self._bar.update(self._task, advance=self._count, terms=short)
             self._count = 0
         elif self._lines:
             line = (f"epoch {record['epoch']}/{self._epochs}: loss {record['loss']:.4g}, reconstruction "
                     f"{record['reconstruction']:.4g}, KL {record['kl']:.4g} nats")
-            print(line + ("" if active is None else f"; {active} of {size} dimensions active on the epoch's batches"),
-                  file=sys.stderr, flush=True)
+            line += "" if active is None else f"; {active} of {size} dimensions active on the epoch's batches"
+            if validation is not None:
+                line += f"; validation loss {record['val_loss']:.4g}, {validation[-1]} of {size} active"
+            print(line, file=sys.stderr, flush=True)
+        if record.get("stopped") and (self._bar is not None or self._lines):
+            print(f"early stop at epoch {record['epoch']}: {record['stopped']['message']}", file=sys.stderr,
+                  flush=True)
 
 
 @contextlib.contextmanager

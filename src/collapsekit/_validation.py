@@ -67,6 +67,41 @@ def positive(name: str, value: object) -> float:
     return number
 
 
+#: Why the closed forms need β > 0, for every refusal of β = 0.
+ZERO_BETA = ("with no weight on the KL (β = 0: a plain autoencoder) the optimum's KL is unbounded, the encoder std "
+             "going to 0, so there is no collapse to predict")
+
+
+def zero_beta(beta: object) -> bool:
+    """Is a KL weight (a number, or one per level) 0 anywhere? Then the collapse theory does not apply."""
+    values = beta if isinstance(beta, (list, tuple, np.ndarray)) else [beta]
+    return any(isinstance(b, Real) and not isinstance(b, bool) and float(b) == 0 for b in values)
+
+
+def zero_beta_note(beta: object) -> str | None:
+    """What a run with β = 0 must say (once at its start, and in its summary), or None when β > 0."""
+    if not zero_beta(beta):
+        return None
+    values = list(beta) if isinstance(beta, (list, tuple, np.ndarray)) else [beta]
+    if all(float(b) == 0 for b in values):
+        return ("β = 0: the objective puts no weight on the KL, so this is a plain autoencoder; the collapse theory "
+                "(which needs β > 0) does not apply, and a dimension whose KL stays near 0 is one the decoder "
+                "does not use")
+    levels = ", ".join(f"z{i + 1}" for i, b in enumerate(values) if float(b) == 0)
+    return (f"β = 0 on {levels}: the objective puts no weight on that KL; the collapse theory (which needs β > 0 "
+            "on every level) does not apply")
+
+
+def kl_weight(name: str, value: object) -> float:
+    """A KL weight β of the closed forms: a finite float > 0; β = 0 is refused saying why."""
+    number = real(name, value)
+    if number == 0:
+        raise ParameterError(f"{name} must be > 0: {ZERO_BETA}")
+    if number < 0:
+        raise ParameterError(f"{name} must be a finite number > 0, got {value!r}")
+    return number
+
+
 def positive_vector(name: str, values: float | Sequence[float], length: int) -> np.ndarray:
     """A scalar (broadcast) or a sequence of ``length`` finite positive numbers, as float64."""
     arr = np.atleast_1d(np.asarray(values, dtype=float))

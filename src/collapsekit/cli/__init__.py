@@ -19,7 +19,7 @@ from typing import Any
 
 from collapsekit import __version__
 from collapsekit.cli import demo, diagnose, predict, reproduce, sweep, train, verify
-from collapsekit.cli.options import EXIT_BAD_INPUT, EXIT_DISAGREES
+from collapsekit.cli.options import EXIT_BAD_INPUT, EXIT_DISAGREES, OneLineParser
 from collapsekit.errors import CollapsekitError
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_DISAGREES", "VERBS", "build_parser", "entry_point", "main"]
@@ -31,7 +31,7 @@ VERBS = (predict, verify, train, diagnose, demo, sweep, reproduce)
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (exposed for documentation and tests)."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="collapsekit",
         description="Detect, predict and explain posterior collapse in VAEs, CVAEs and hierarchical VAEs.")
     parser.add_argument("--version", action="version", version=f"collapsekit {__version__}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 from collapsekit.errors import ParameterError
@@ -28,27 +27,36 @@ def add_parser(verbs: Any) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of the Monte Carlo estimates (default 0)")
     parser.add_argument("--no-theory", action="store_true", help="skip the linear theory's prediction")
     parser.add_argument("--json", action="store_true", help="print the report as JSON instead of tables")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress on stderr (a bar on a terminal; elsewhere a few lines per long stage)")
     parser.set_defaults(handler=run)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     """Diagnose the run, write report.json/.md/.html, print the report (tables or JSON)."""
+    from collapsekit._io import check_writable
+    from collapsekit._progress import stages
     from collapsekit.cli import terminal
-    from collapsekit.runs import diagnose_run
+    from collapsekit.runs import diagnose_run, resolve_run
     from collapsekit.viz.report import write_reports
 
     for name in ("samples", "batch_size"):
         if getattr(args, name) < 1:
             raise ParameterError(f"--{name.replace('_', '-')} must be ≥ 1, got {getattr(args, name)}")
-    diagnosis = diagnose_run(args.run, part=args.part, n_samples=args.samples, batch_size=args.batch_size,
-                             seed=args.seed, theory=not args.no_theory)
-    out = Path(args.out) if args.out else diagnosis.run_dir / "diagnosis"
-    paths = write_reports(diagnosis.report, out, model=diagnosis.model, x=diagnosis.data.x, y=diagnosis.data.y,
-                          image_shape=diagnosis.image_shape, merge=diagnosis.merge)
+    run_dir, _ = resolve_run(args.run)
+    out = check_writable(args.out, what="--out") if args.out else \
+        check_writable(run_dir / "diagnosis", what="the report folder (RUN_DIR/diagnosis; choose another with --out)")
+    with stages("diagnose", quiet=args.no_progress) as stage:
+        diagnosis = diagnose_run(args.run, part=args.part, n_samples=args.samples, batch_size=args.batch_size,
+                                 seed=args.seed, theory=not args.no_theory, progress=stage)
+        stage("reports (figures, JSON, Markdown, HTML)", 0, 1)
+        paths = write_reports(diagnosis.report, out, model=diagnosis.model, x=diagnosis.data.x, y=diagnosis.data.y,
+                              image_shape=diagnosis.image_shape, merge=diagnosis.merge)
+        stage("reports (figures, JSON, Markdown, HTML)", 1, 1)
     if args.json:
         print(json.dumps(diagnosis.report.to_dict(), indent=2))
     else:
         terminal.print_collapse_report(diagnosis.report)
-        terminal.console().print("reports: " + ", ".join(str(p) for p in paths.values()))
+        terminal.console().print("reports: " + ", ".join(str(p) for p in paths.values()), markup=False)
     return 0

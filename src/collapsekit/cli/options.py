@@ -6,18 +6,26 @@ import argparse
 import importlib
 import math
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 # The one parser of a configuration value typed on the command line, shared with `sweep --grid`:
 # int, float, true/false (a bool), none/null (None), A:B (a list of numbers), else the word itself.
 from collapsekit.experiments.values import parse_value
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_DISAGREES", "RegisteredNames", "add_data_options", "int_list", "key_values",
-           "number", "number_list", "parse_value", "sigma2_list"]
+__all__ = ["EXIT_BAD_INPUT", "EXIT_DISAGREES", "OneLineParser", "RegisteredNames", "add_data_options",
+           "int_list", "key_values", "number", "number_list", "parse_value", "positive_number",
+           "sigma2_list"]
 
 #: Exit statuses: bad input (argparse uses 2 for usage errors as well), and `verify` disagreeing.
 EXIT_BAD_INPUT = 2
 EXIT_DISAGREES = 1
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr (exit status 2), like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 # -- argument types ------------------------------------------------------------------------------
@@ -43,6 +51,16 @@ class RegisteredNames:
         return iter(self.names())
 
 
+def _items(text: str) -> list[str]:
+    """The comma-separated items of ``text``; an empty item (``0.5,,1``, a trailing comma) is refused."""
+    items = [part.strip() for part in text.split(",")]
+    empty = [i for i, item in enumerate(items, start=1) if not item]
+    if empty:
+        where = "an empty value" if len(items) == 1 else f"an empty item (item {empty[0]} of {len(items)})"
+        raise argparse.ArgumentTypeError(f"{text!r} has {where}: separate values by single commas")
+    return items
+
+
 def number(text: str) -> float:
     """A finite float."""
     try:
@@ -54,25 +72,30 @@ def number(text: str) -> float:
     return value
 
 
+def positive_number(text: str) -> float:
+    """A finite float > 0."""
+    value = number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+    return value
+
+
 def number_list(text: str) -> list[float]:
-    """Comma-separated finite floats (at least one)."""
-    values = [number(part) for part in text.split(",") if part.strip()]
-    if not values:
-        raise argparse.ArgumentTypeError(f"{text!r} holds no numbers")
-    return values
+    """Comma-separated finite floats (at least one; no empty item)."""
+    return [number(part) for part in _items(text)]
 
 
 def int_list(text: str) -> list[int]:
-    """Comma-separated integers."""
+    """Comma-separated integers (no empty item)."""
     try:
-        return [int(part) for part in text.split(",")]
+        return [int(part) for part in _items(text)]
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
 
 
 def sigma2_list(text: str) -> list[float | None]:
-    """Comma-separated fixed stds or ``learnable`` (None)."""
-    return [None if part.strip() == "learnable" else number(part) for part in text.split(",")]
+    """Comma-separated fixed stds or ``learnable`` (None); no empty item."""
+    return [None if part == "learnable" else number(part) for part in _items(text)]
 
 
 # -- values ---------------------------------------------------------------------------------------

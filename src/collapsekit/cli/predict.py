@@ -32,8 +32,12 @@ def add_parser(verbs: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Predict, print (tables or JSON), and write the plot and the JSON file asked for."""
+    from collapsekit._io import check_writable
     from collapsekit.theory import predict, recommend_beta
 
+    for flag, path in (("--plot", args.plot), ("--save", args.save)):
+        if path:
+            check_writable(path, what=flag, directory=False)
     deprecated = use_current_names(args)
     grid = settings(args)
     print_deprecation_note(deprecated)
@@ -47,8 +51,8 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         from collapsekit.viz import plot_spectrum
 
-        plot_spectrum(predictions, args.plot, title=f"{model.upper()} on {dataset.name}: "
-                                                    "θ against the collapse threshold")
+        name = dataset.name.replace("$", r"\$")            # matplotlib reads $...$ as mathematics
+        plot_spectrum(predictions, args.plot, title=f"{model.upper()} on {name}: θ against the collapse threshold")
     payload: Any = [p.to_dict() for p in predictions]
     payload = payload[0] if len(payload) == 1 else payload
     if recommendation is not None:
@@ -62,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(text)
         return 0
+    from rich.markup import escape
+
     from collapsekit.cli import terminal
 
     terminal.print_predictions(predictions, data_name=f"{dataset.name} ({dataset.n} examples)")
@@ -69,5 +75,5 @@ def run(args: argparse.Namespace) -> int:
         terminal.print_recommendation(model, args.recommend, recommendation)
     for kind, path in (("plot", args.plot), ("predictions", args.save)):
         if path:
-            terminal.console().print(f"{kind} written to [bold]{path}[/bold]")
+            terminal.console().print(f"{kind} written to [bold]{escape(path)}[/bold]")
     return 0

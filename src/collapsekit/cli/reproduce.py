@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from collapsekit._io import check_writable
 from collapsekit.errors import ParameterError
 from collapsekit.experiments.presets import DEFAULT_ROOT, PRESETS, SCALES, run_preset, select, write_report
 
@@ -87,7 +88,10 @@ def run(args: argparse.Namespace) -> int:
                              "(collapsekit reproduce --list shows them)")
     presets = select(args.name)
     several = len(presets) > 1
-    root = Path(args.out) if args.out else DEFAULT_ROOT
+    root = check_writable(args.out, what="--out") if args.out else \
+        check_writable(DEFAULT_ROOT, what="the output directory (choose another with --out)")
+    if args.report:
+        check_writable(args.report, what="--report", directory=False)
     say = (lambda text: None) if args.no_progress else (lambda text: print(text, file=sys.stderr, flush=True))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     results = []
@@ -107,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
 
 def print_results(results: Sequence[PresetResult]) -> None:
     """One row per preset run: its verdict on the paper's claim, time and outputs."""
+    from rich.markup import escape
     from rich.table import Table
 
     from collapsekit.cli import terminal
@@ -117,5 +122,6 @@ def print_results(results: Sequence[PresetResult]) -> None:
     colour = {"holds": "green", "does not hold": "red", "inconclusive": "yellow"}
     for r in results:
         word = r.verdict.word
-        table.add_row(r.name, r.paper_id, f"[{colour[word]}]{word}[/]", f"{r.seconds:.0f}", str(r.out_dir / "table.md"))
+        table.add_row(r.name, r.paper_id, f"[{colour[word]}]{word}[/]", f"{r.seconds:.0f}",
+                      escape(str(r.out_dir / "table.md")))
     terminal.console().print(table)

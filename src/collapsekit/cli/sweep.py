@@ -58,6 +58,7 @@ def add_parser(verbs: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """``collapsekit sweep``: 0 when every point is done, 1 when some failed (named); bad input raises
     a :class:`~collapsekit.errors.CollapsekitError`, which the CLI turns into one line and status 2."""
+    from collapsekit._io import check_writable
     from collapsekit.training import RunConfig
 
     source = Path(args.config)
@@ -73,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         grid = parse_grid(args.grid)
         seeds = parse_seeds(args.seeds) if args.seeds is not None else 1
         out = Path(args.out) if args.out else Path(f"{source.stem}-sweep")
+    check_writable(out, what="--out" if args.out else "the sweep directory (choose another with --out)")
     result = run_sweep(base, grid, seeds, out, executor=args.executor, workers=args.workers, address=args.address,
                        progress=not args.no_progress, batched=not args.no_batch)
     print_result(result)
@@ -81,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
 
 def print_result(result: SweepResult, max_rows: int = 40) -> None:
     """The summary as a table (at most ``max_rows`` points), the failures, and where the files are."""
+    from rich.markup import escape
     from rich.table import Table
 
     from collapsekit.cli import terminal
@@ -93,16 +96,18 @@ def print_result(result: SweepResult, max_rows: int = 40) -> None:
     show = lambda v, fmt="{}": "" if v is None else fmt.format(v)  # noqa: E731
     for row in result.rows[:max_rows]:
         status = row["status"]
-        table.add_row(row["point"], f"[{colour.get(status, 'yellow')}]{status}[/]",
+        table.add_row(escape(str(row["point"])), f"[{colour.get(status, 'yellow')}]{status}[/]",
                       show(row["n_active_measured"]), show(row["n_active_predicted"]),
                       show(row["loss_nats"], "{:.5g}"), show(row["kl_nats"], "{:.4g}"))
     out.print(table)
     if len(result.rows) > max_rows:
-        out.print(f"... and {len(result.rows) - max_rows} more rows in {result.summary_path}")
+        out.print(f"... and {len(result.rows) - max_rows} more rows in {escape(str(result.summary_path))}")
     for row in result.failed:
-        out.print(f"[red]failed[/red] {row['point']}: {row['error']} "
-                  f"(traceback: {result.out_dir / POINTS_DIR / row['point'] / TRACEBACK_FILE})", soft_wrap=True)
+        out.print("[red]failed[/red] " + escape(f"{row['point']}: {row['error']} (traceback: "
+                                                f"{result.out_dir / POINTS_DIR / row['point'] / TRACEBACK_FILE})"),
+                  soft_wrap=True)
     plot = f"; plot: {result.plot_path}" if result.plot_path else ""
-    out.print(f"{what_ran(result)}; summary: [bold]{result.summary_path}[/bold]{plot}", soft_wrap=True)
+    out.print(f"{escape(what_ran(result))}; summary: [bold]{escape(str(result.summary_path))}[/bold]{escape(plot)}",
+              soft_wrap=True)
     if result.failed:
         out.print(f"{len(result.failed)} point(s) failed; rerun the same command to retry them", soft_wrap=True)

@@ -85,14 +85,14 @@ def grid_table(predictions: Sequence[Prediction]) -> Table:
 def print_predictions(predictions: Sequence[Prediction], *, data_name: str) -> None:
     """A detailed table for one prediction; a grid table plus one verdict per setting for several."""
     out = console()
-    out.print(f"data: {data_name}; spectrum: {predictions[0].spectrum.size} values, "
+    out.print(f"data: {escape(data_name)}; spectrum: {predictions[0].spectrum.size} values, "
               f"largest θ = {_num(predictions[0].spectrum[0])}")
     if len(predictions) == 1:
         out.print(prediction_table(predictions[0]))
     else:
         out.print(grid_table(predictions))
     for p in predictions:
-        out.print(f"[bold]verdict:[/bold] {p.verdict()}", soft_wrap=True)
+        out.print(f"[bold]verdict:[/bold] {escape(p.verdict())}", soft_wrap=True)
 
 
 def print_recommendation(model: str, target: int, beta: float) -> None:
@@ -124,14 +124,31 @@ def print_training_summary(result: Any) -> None:
     """Final losses and the per-dimension KL of the last epoch, sorted, per level (nats per example)."""
     out = console()
     if not result.metrics:
-        out.print(f"nothing to train: {result.run_dir} already holds all {result.config.train.epochs} epochs")
+        out.print(f"nothing to train: {result.run_dir} already holds all {result.config.train.epochs} epochs",
+                  markup=False)
         return
     last = result.metrics[-1]
-    if result.resumed_from is not None and result.resumed_from >= result.config.train.epochs:
+    stopped = getattr(result, "stopped", None)
+    if stopped and result.resumed_from is not None and result.resumed_from >= stopped["epoch"]:
+        out.print(f"{result.run_dir} stopped early at epoch {stopped['epoch']} ({stopped['message']}): it is "
+                  "finished, nothing to train (train into another --out to train longer or otherwise)",
+                  soft_wrap=True, markup=False)
+    elif result.resumed_from is not None and result.resumed_from >= result.config.train.epochs:
         out.print(f"{result.run_dir} had already finished its {result.config.train.epochs} epochs: nothing to "
                   "train (add --epochs N, more than that, to train further)", soft_wrap=True, markup=False)
     out.print(f"epoch {last['epoch']}: loss {last['loss']:.6g}, reconstruction {last['reconstruction']:.6g}, "
               f"KL {last['kl']:.6g} (nats per example, averaged over the epoch's batches)", soft_wrap=True)
+    if "val_loss" in last:
+        out.print(f"validation ({last['val_examples']} held-out examples): loss {last['val_loss']:.6g}, "
+                  f"reconstruction {last['val_reconstruction']:.6g}, KL {last['val_kl']:.6g}; "
+                  + "; ".join(f"{n} of {len(kl)} active" for n, kl in zip(last["val_n_active"], last["val_kl_per_dim"])),
+                  soft_wrap=True)
+    if stopped:
+        training = (getattr(result, "evaluation", None) or {}).get("training", {})
+        best = training.get("best_checkpoint")
+        out.print(f"[bold]stopped early at epoch {stopped['epoch']}:[/bold] "
+                  + escape(f"{stopped['message']}; the final weights are epoch {stopped['final_weights_epoch']}'s"
+                           + (f", the best epoch's are in {result.run_dir / best}" if best else "")), soft_wrap=True)
     evaluation = getattr(result, "evaluation", None)
     if evaluation is None:
         levels = [("z" if len(last["kl_per_dim"]) == 1 else f"z{i + 1}", values)
@@ -150,6 +167,8 @@ def print_training_summary(result: Any) -> None:
         out.print(table)
     if evaluation is not None:
         out.print(f"[bold]{escape(training_headline(evaluation))}[/bold]", soft_wrap=True)
+        for note in evaluation.get("notes", []):
+            out.print(f"[yellow]note:[/yellow] {escape(note)}", soft_wrap=True)
     out.print(f"run directory: [bold]{escape(str(result.run_dir))}[/bold] (config.yaml, metrics.jsonl, "
               "evaluation.json, checkpoints/)", soft_wrap=True)
 
@@ -159,6 +178,8 @@ def training_headline(evaluation: dict[str, Any]) -> str:
     level of a hierarchy (the top level last: the summary)."""
     where = evaluation["measured_on"]
     data = where["data"] + (f", {where['part']} part" if where.get("part") else "")
+    if where.get("validation_held_out"):
+        data += f" less {where['validation_held_out']} validation examples"
     counts = "; ".join(f"{lv['name']}: {lv['n_active']} of {lv['latent_size']}" for lv in evaluation["levels"])
     return (f"{counts} dimensions active (mean KL ≥ {KL_ACTIVE_THRESHOLD:g} nats per example; final weights, "
             f"epoch {where['epoch']}, on {data}, {where['examples']} examples)")
@@ -182,7 +203,7 @@ def print_measured_against_predicted(measured: dict[str, Any], prediction: Predi
               "(the closed form's KL, the same rule)[/bold]", soft_wrap=True)
     gap = (measured["loss"] - prediction.loss) / abs(prediction.loss)
     out.print(f"loss: trained {measured['loss']:.5f}, closed-form optimum {prediction.loss:.5f} nats per example "
-              f"({gap:+.2%}); run directory: [bold]{run_dir}[/bold]", soft_wrap=True)
+              f"({gap:+.2%}); run directory: [bold]{escape(str(run_dir))}[/bold]", soft_wrap=True)
 
 
 _stdout_console = console

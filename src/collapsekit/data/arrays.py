@@ -28,8 +28,9 @@ def load_array_file(path: str | os.PathLike[str]) -> Dataset:
     Parameters
     ----------
     path : str or path-like
-        - ``.npy``: one array; 2-D becomes ``x``, 1-D becomes a single column.
-        - ``.npz``: array ``x`` (required); ``y`` (a 1-D integer-valued ``y`` is read as class
+        - ``.npy``: one 2-D array (examples × features), ``x``; a 1-D array is refused (is it examples or
+          features?), with the reshape that says which.
+        - ``.npz``: 2-D array ``x`` (required); ``y`` (a 1-D integer-valued ``y`` is read as class
           labels, a 2-D one as the paired output); ``labels``; ``image_shape`` (H, W).
         - ``.csv``: numbers separated by ``,``, ``;``, tabs or whitespace (detected); an optional
           header row (no cell a number) is skipped; blank lines and ``#`` comments are ignored.
@@ -66,8 +67,19 @@ def _load_npy(path: Path) -> Dataset:
     if not isinstance(arr, np.ndarray):  # np.load sniffs content: a .npz renamed to .npy
         arr.close()
         raise DataError(f"{path}: holds an .npz archive, not a single array; rename it to .npz")
+    _refuse_1d(path, arr)
     # Validated here under the file's name so the message says which file has the bad row.
     return Dataset(x=as_2d_finite(str(path), arr), name=path.stem)
+
+
+def _refuse_1d(name: Path | str, arr: np.ndarray) -> None:
+    """A file's 1-D array is ambiguous (n examples of one feature, or one example of n features): refuse it,
+    suggesting the reshape that says which."""
+    if arr.ndim == 1:
+        n = arr.shape[0]
+        raise DataError(f"{name}: a 1-D array of {n} values; collapsekit reads 2-D arrays (examples × features): "
+                        f"save x.reshape(-1, 1) for {n} examples of one feature, or x.reshape(1, -1) for one "
+                        f"example of {n} features")
 
 
 def _is_integer_valued(arr: np.ndarray) -> bool:
@@ -95,6 +107,7 @@ def _load_npz(path: Path) -> Dataset:
     except _LOAD_ERRORS as exc:
         raise DataError(f"{path}: cannot be read as an .npz archive ({exc})") from None
 
+    _refuse_1d(f"{path}[x]", arrays["x"])
     x = as_2d_finite(f"{path}[x]", arrays["x"])
     y = arrays.get("y")
     labels = arrays.get("labels")

@@ -74,9 +74,30 @@ def load(spec: str | os.PathLike[str]) -> Dataset:
         return load_array_file(rest)
     if colon and scheme in _BUILDERS:
         return _BUILDERS[scheme](spec, rest)
+    if Path(spec).expanduser().is_dir():
+        raise DataError(_directory_message(spec))
     if Path(spec).suffix.lower() in ARRAY_SUFFIXES:
         return load_array_file(spec)
     raise DataError(f"unknown data spec {spec!r} (accepted: {_ACCEPTED})")
+
+
+def _directory_message(spec: str) -> str:
+    """Why a directory is not a data spec, and what to write instead (mnist:DIR when it holds IDX files)."""
+    folder = Path(spec).expanduser()
+    idx = sorted(p.name for p in folder.iterdir() if "-idx" in p.name and "ubyte" in p.name) \
+        if _readable(folder) else []
+    if idx:
+        return f"data spec {spec!r} is a directory; it holds MNIST IDX files ({idx[0]}, ...): use --data mnist:{spec}"
+    return (f"data spec {spec!r} is a directory; give a data file in it (PATH.npy, PATH.npz or PATH.csv), "
+            f"mnist:DIR for MNIST IDX files, or a built-in source (accepted: {_ACCEPTED})")
+
+
+def _readable(folder: Path) -> bool:
+    try:
+        next(iter(folder.iterdir()), None)
+    except OSError:
+        return False
+    return True
 
 
 def _load_mnist_spec(spec: str, rest: str) -> Dataset:

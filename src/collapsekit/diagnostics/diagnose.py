@@ -12,7 +12,7 @@ The theory comparison (``LevelReport.theory``) is added separately.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,14 @@ from collapsekit.models._checks import count
 
 #: The ε of the (ε, δ)-collapse sweep (docs/metrics.md §10).
 EPSILONS = (0.01, 0.05, 0.1)
+#: The stages :func:`diagnose_model` reports to its ``progress`` callback (the likelihood's: :func:`likelihood_stage`).
+POSTERIOR_STAGE = "posterior pass (examples)"
+METRICS_STAGE = "metrics (latent levels)"
+
+
+def likelihood_stage(n_samples: int) -> str:
+    """The name of the importance-sampled likelihood's stage."""
+    return f"log-likelihood, {n_samples} importance samples (examples)"
 
 
 def measure_level(stats: LevelStats, *, minibatch_size: int = 128, mi_bootstrap: int = 200,
@@ -189,7 +197,7 @@ def _model_info(model: nn.Module) -> dict[str, Any]:
 def diagnose_model(model: nn.Module, x: object, y: object | None = None, *, n_samples: int | None = 1000,
                    posterior_samples: int = POSTERIOR_SAMPLES, batch_size: int = BATCH_SIZE, sample_chunk: int = 100,
                    likelihood_batch_size: int | None = None, seed: int = SEED, on_batch: Progress | None = None,
-                   **measure: Any) -> CollapseReport:
+                   progress: Callable[[str, int, int], None] | None = None, **measure: Any) -> CollapseReport:
     """Diagnose one of collapsekit's models: every latent level, the ELBO and the log-likelihood.
 
     Parameters
@@ -208,6 +216,9 @@ def diagnose_model(model: nn.Module, x: object, y: object | None = None, *, n_sa
         Examples per forward pass of the statistics pass.
     sample_chunk, likelihood_batch_size, seed, on_batch, **measure
         As for :func:`diagnose`.
+    progress : callable, optional
+        ``progress(stage, done, total)`` through the three stages: :data:`POSTERIOR_STAGE` (examples),
+        :data:`METRICS_STAGE` (latent levels) and the likelihood (:func:`likelihood_stage`, examples).
 
     Returns
     -------
@@ -217,16 +228,30 @@ def diagnose_model(model: nn.Module, x: object, y: object | None = None, *, n_sa
     if isinstance(x, Dataset):
         x, data_y = _rows(x)
         y = data_y if y is None and isinstance(model, CVAE) else y
-    stats = collect_posterior(model, x, y, batch_size=batch_size, n_samples=posterior_samples, seed=seed)
-    levels = [measure_level(level, seed=seed, **measure) for level in stats.levels]
+    stage = progress if progress is not None else (lambda name, done, total: None)
+    stats = collect_posterior(model, x, y, batch_size=batch_size, n_samples=posterior_samples, seed=seed,
+                              on_batch=lambda done, total: stage(POSTERIOR_STAGE, done, total))
+    levels = []
+    for index, level in enumerate(stats.levels):
+        stage(METRICS_STAGE, index, len(stats.levels))
+        levels.append(measure_level(level, seed=seed, **measure))
+    stage(METRICS_STAGE, len(stats.levels), len(stats.levels))
     report = CollapseReport(levels=levels, n_examples=stats.n, model=_model_info(model),
                             notes=_level_notes(stats, levels))
     if n_samples is None:
         report.notes.append("likelihood skipped (n_samples=None): no ELBO or log-likelihood")
         return report
     n_samples = count("n_samples", n_samples)
+
+    def likelihood_batch(done: int, total: int) -> None:
+        stage(likelihood_stage(n_samples), done, total)
+        if on_batch is not None:
+            on_batch(done, total)
+
+    stage(likelihood_stage(n_samples), 0, stats.n)
     ll, elbo = importance_sampled_log_likelihood(model, x, y, n_samples=n_samples, sample_chunk=sample_chunk,
-                                                 batch_size=likelihood_batch_size, seed=seed, on_batch=on_batch)
+                                                 batch_size=likelihood_batch_size, seed=seed,
+                                                 on_batch=likelihood_batch)
     for key, value in _likelihood_fields(ll, elbo, n_samples).items():
         setattr(report, key, value)
     return report

@@ -236,7 +236,8 @@ class _Buffer:
 
 # -- the pass ----------------------------------------------------------------------------------------
 def collect_posterior(model: nn.Module, x: object, y: object | None = None, *, batch_size: int = 1024,
-                      n_samples: int = 8, seed: int = 0) -> PosteriorStats:
+                      n_samples: int = 8, seed: int = 0,
+                      on_batch: Callable[[int, int], None] | None = None) -> PosteriorStats:
     """Posterior statistics of every latent level of one of our models (VAE, CVAE, hierarchy).
 
     Parameters
@@ -252,6 +253,8 @@ def collect_posterior(model: nn.Module, x: object, y: object | None = None, *, b
         one-level model needs none: its KL is analytic, and it is run with one sample.
     seed : int
         Seeds the posterior samples; the global RNG state is restored afterwards.
+    on_batch : callable, optional
+        ``on_batch(done, total)`` after each batch of examples (for a progress bar).
 
     Returns
     -------
@@ -292,6 +295,8 @@ def collect_posterior(model: nn.Module, x: object, y: object | None = None, *, b
                 buffer.put("var", rows, scale.double() ** 2)
                 buffer.put("sample", rows, level.sample[0])
                 buffer.put("kl", rows, kl.double().mean(dim=0))
+            if on_batch is not None:
+                on_batch(rows.stop, n)
     levels = []
     for buffer, (name, prior_std, exact) in zip(buffers, meta):
         stats = buffer.arrays

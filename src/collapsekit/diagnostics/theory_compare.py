@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from collapsekit._validation import zero_beta, zero_beta_note
 from collapsekit.activity import count_active
+from collapsekit.diagnostics.explain import Explanation
 from collapsekit.diagnostics.report import CollapseReport, TheoryComparison
 from collapsekit.errors import ParameterError
 from collapsekit.theory import Moments, Prediction, predict_cvae, predict_mhvae, predict_vae
@@ -100,6 +102,8 @@ def unsupported_reason(setting: TheorySetting) -> str | None:
     if closed_form(setting.kind) is None:
         return (f"no closed form describes a {setting.kind} model (the theory covers the VAE, the CVAE and the "
                 "two-level hierarchical VAE)")
+    if setting.objective == "elbo" and zero_beta(setting.beta):
+        return "β = 0 puts no weight on the KL (a plain autoencoder); the closed forms need β > 0"
     if setting.likelihood != "gaussian":
         return f"the closed forms assume a Gaussian likelihood; this model's is {setting.likelihood}"
     if setting.objective != "elbo":
@@ -180,3 +184,11 @@ def _plain(values: dict[str, Any]) -> dict[str, Any]:
             value = [float(v) if v is not None else None for v in value]
         out[key] = value
     return out
+
+
+def zero_beta_explanation(level: str, beta: object) -> Explanation:
+    """The explanation of collapsed dimensions in a run with β = 0: no prescription from the collapse theory,
+    which does not apply (a plain autoencoder's unused dimensions keep their starting KL, near 0)."""
+    return Explanation(level, "generic", zero_beta_note(beta) or "β = 0",
+                       "nothing from the collapse theory; a smaller latent size drops dimensions the decoder does "
+                       "not use", {})

@@ -36,6 +36,7 @@ def resolve_run(path: str | Path) -> tuple[Path, Path]:
     """(run directory, checkpoint directory) for a run directory or one of its checkpoints."""
     from collapsekit.training.checkpoint import latest_checkpoint
     from collapsekit.training.trainer import CHECKPOINT_DIR, CONFIG_FILE
+    from collapsekit.training.validation import BEST_DIR
 
     path = Path(path)
     if not path.exists():
@@ -45,7 +46,7 @@ def resolve_run(path: str | Path) -> tuple[Path, Path]:
         if checkpoint is None:
             raise ParameterError(f"{path} holds no checkpoint yet: train it first (collapsekit train ... --out {path})")
         return path, checkpoint
-    if path.parent.name == CHECKPOINT_DIR and (path.parent.parent / CONFIG_FILE).is_file():
+    if path.parent.name in (CHECKPOINT_DIR, BEST_DIR) and (path.parent.parent / CONFIG_FILE).is_file():
         return path.parent.parent, path
     raise ParameterError(f"{path} is neither a run directory (with {CONFIG_FILE}) nor one of its checkpoints")
 
@@ -61,13 +62,15 @@ def read_history(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def diagnose_run(path: str | Path, *, part: str | None = None, n_samples: int = 1000, batch_size: int = 1024,
-                 seed: int = 0, theory: bool = True) -> RunDiagnosis:
+                 seed: int = 0, theory: bool = True,
+                 progress: Callable[[str, int, int], None] | None = None) -> RunDiagnosis:
     """Diagnose a run directory (its latest checkpoint) or one checkpoint of it.
 
     Parameters
     ----------
     path : str or Path
-        A run directory written by ``collapsekit train``, or ``RUN/checkpoints/epoch-NNNNNN``.
+        A run directory written by ``collapsekit train``, or ``RUN/checkpoints/epoch-NNNNNN``, or the best
+        validation epoch's ``RUN/best/epoch-NNNNNN``.
     part : {"train", "test"} or None
         Evaluate on that part of the run's train/test split (same seed and fraction as training);
         ``None`` uses the data the run trained on.
@@ -75,6 +78,8 @@ def diagnose_run(path: str | Path, *, part: str | None = None, n_samples: int = 
         S, importance samples per example for the log-likelihood.
     theory : bool
         Set the linear theory's prediction beside the measurement where it applies.
+    progress : callable, optional
+        ``progress(stage, done, total)`` through the long stages (posterior pass, metrics, likelihood).
 
     Returns
     -------
@@ -100,7 +105,8 @@ def diagnose_run(path: str | Path, *, part: str | None = None, n_samples: int = 
     checkpoint.restore_model(model)
     model.eval()
 
-    report = diagnose_model(model, data.x, data.y, n_samples=n_samples, batch_size=batch_size, seed=seed)
+    report = diagnose_model(model, data.x, data.y, n_samples=n_samples, batch_size=batch_size, seed=seed,
+                            progress=progress)
     history = read_history(run_dir)
     epoch = int(checkpoint.state.get("epoch", len(history)))
     report.history = [h for h in history if h.get("epoch", 0) <= epoch]
@@ -144,10 +150,17 @@ def _explanations(report: CollapseReport, setting: Any, moments: Any, config: An
     total = None if steps is None else int(steps) * config.train.epochs // max(int(last.get("epoch", 1)), 1)
     schedule = ScheduleInfo.from_schedule(build_schedule(config.schedule.name, **config.schedule.settings),
                                           total_steps=total, step=None if steps is None else int(steps))
+    from collapsekit._validation import zero_beta
+    from collapsekit.diagnostics.theory_compare import zero_beta_explanation
+
     out: list[dict[str, Any]] = []
+    plain = config.objective.name == "elbo" and zero_beta(config.objective.beta)
     for level in report.levels:
         collapsed = [i for i, c in enumerate(level.collapsed) if c]
         if not collapsed:
+            continue
+        if plain:                     # β = 0: the collapse theory does not apply; nothing to prescribe from it
+            out.append(zero_beta_explanation(level.name, config.objective.beta).to_dict())
             continue
         explanations = explain_collapse(collapsed, level.latent_dim, model_kind=setting.kind, moments=moments,
                                         hyper=setting.hyper, level=level.name, schedule=schedule,

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from collapsekit._validation import latent_size, positive, positive_vector
+from collapsekit._validation import kl_weight, latent_size, positive, positive_vector
 from collapsekit.errors import ParameterError
 from collapsekit.theory.moments import Moments
 from collapsekit.theory.prediction import Prediction
@@ -110,7 +110,7 @@ def predict_vae(moments: Moments, latent_dim: int, beta: float = 1.0, eta_enc: f
         can be zeroed (inactive) but the posterior equals the prior only where std = η_enc.
     """
     moments = _require_moments(moments)
-    beta, eta_enc, eta_dec = positive("beta", beta), positive("eta_enc", eta_enc), positive("eta_dec", eta_dec)
+    beta, eta_enc, eta_dec = kl_weight("beta", beta), positive("eta_enc", eta_enc), positive("eta_dec", eta_dec)
     k = latent_size("latent_dim", latent_dim, moments.d_x, "data dimension")
     spectrum = moments.vae_spectrum()
     theta = spectrum[:k]
@@ -156,7 +156,7 @@ def predict_cvae(moments: Moments, latent_dim: int, beta: float = 1.0, eta_enc: 
     ``encoder_sv`` are the singular values of W₂E^{1/2}; ``decoder_sv`` those of U₁.
     """
     moments = _require_moments(moments)
-    beta, eta_enc, eta_dec = positive("beta", beta), positive("eta_enc", eta_enc), positive("eta_dec", eta_dec)
+    beta, eta_enc, eta_dec = kl_weight("beta", beta), positive("eta_enc", eta_enc), positive("eta_dec", eta_dec)
     if not moments.conditional:
         raise ParameterError("the CVAE needs paired moments of (x, y): use Moments.from_data(x, y)")
     assert moments.d_y is not None
@@ -200,7 +200,7 @@ def predict_mhvae(moments: Moments, latent_dims: Sequence[int] = (5, 5), beta1: 
         raise ParameterError(f"latent_dims must be two sizes (d1, d2), got {latent_dims!r}")
     d1 = latent_size("latent_dims[0] (z1)", latent_dims[0], moments.d_x, "data dimension")
     d2 = latent_size("latent_dims[1] (z2)", latent_dims[1], d1, "the size of z1")
-    beta1, beta2 = positive("beta1", beta1), positive("beta2", beta2)
+    beta1, beta2 = kl_weight("beta1", beta1), kl_weight("beta2", beta2)
     eta_enc, eta_dec, sigma1 = positive("eta_enc", eta_enc), positive("eta_dec", eta_dec), positive("sigma1", sigma1)
     learnable = sigma2 is None
     s2 = eta_enc if learnable else positive("sigma2", sigma2)  # the std z₂ has when its mode is zero

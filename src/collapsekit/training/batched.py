@@ -105,6 +105,8 @@ def can_batch(configs: Sequence[RunConfig]) -> Literal[True] | str:
         return f"train.loggers={train.loggers}: the batched program writes metrics.jsonl and checkpoints only"
     if train.precision != "32-true":
         return f"train.precision={train.precision!r}: the batched program runs in float32 (32-true)"
+    if first.data.val_fraction is not None or train.early_stop is not None:
+        return "data.val_fraction / train.early_stop: the batched program has no validation part or early stopping"
     reference = _flat(first)
     for index, config in enumerate(configs[1:], start=1):
         flat = _flat(config)

@@ -20,7 +20,12 @@ class _Section(BaseModel):
 
 
 class DataConfig(_Section):
-    """Where the examples come from: a data spec (see ``collapsekit.data.SPEC_HELP``) and views."""
+    """Where the examples come from: a data spec (see ``collapsekit.data.SPEC_HELP``) and views.
+
+    The validation part is a data setting, like ``part``: together these keys decide which rows the model
+    trains on, so that the data section alone rebuilds the training rows (for a resume, ``diagnose`` and
+    ``evaluation.json``) and the validation rows.
+    """
 
     spec: str = "digits"
     split: Literal["quadrants"] | None = None
@@ -28,6 +33,10 @@ class DataConfig(_Section):
     digit: int | None = Field(default=None, ge=0)
     part: Literal["train", "test"] | None = None
     test_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+    #: Share of the rows left by ``part``/``test_fraction`` held out for validation while training (None: none).
+    val_fraction: float | None = Field(default=None, gt=0.0, lt=1.0)
+    #: Seed of the validation split, apart from ``train.seed``: runs of several seeds hold out the same rows.
+    val_seed: int = Field(default=0, ge=0)
 
 
 class ModelConfig(_Section):
@@ -155,6 +164,8 @@ class TrainConfig(_Section):
     checkpoint_every: int = Field(default=1, ge=1)
     #: How many of the newest checkpoints stay on disk (a corrupt newest one falls back to the one before).
     keep_checkpoints: int = Field(default=2, ge=1)
+    #: Stop when the validation loss has not improved for this many epochs (needs ``data.val_fraction``).
+    early_stop: int | None = Field(default=None, ge=1)
 
 
 class RunConfig(_Section):
@@ -166,6 +177,13 @@ class RunConfig(_Section):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @model_validator(mode="after")
+    def _early_stop_needs_validation(self) -> "RunConfig":
+        if self.train.early_stop is not None and self.data.val_fraction is None:
+            raise ValueError("train.early_stop watches the validation loss: set data.val_fraction (--val-fraction F) "
+                             "too")
+        return self
 
     @classmethod
     def parse(cls, values: dict[str, Any]) -> "RunConfig":
@@ -197,7 +215,12 @@ class RunConfig(_Section):
         for dotted, value in overrides.items():
             section, _, key = dotted.partition(".")
             if section not in values or not key:
-                raise ParameterError(f"unknown configuration key {dotted!r}")
+                import difflib
+
+                keys = [f"{name}.{key}" for name in _valid_keys([]) for key in _valid_keys([name])]
+                close = difflib.get_close_matches(dotted, keys, n=1, cutoff=0.6)
+                hint = f" (did you mean {close[0]}?)" if close else f" (sections: {', '.join(_valid_keys([]))})"
+                raise ParameterError(f"unknown configuration key {dotted!r}{hint}")
             values[section][key] = value
         return self.parse(values)
 
@@ -228,11 +251,48 @@ def _one_of(value: str, names: tuple[str, ...]) -> str:
     return value
 
 
+def _valid_keys(path: list[str]) -> list[str]:
+    """The names valid at ``path`` (``[]``: the sections; ``["model"]``: that section's keys)."""
+    fields = RunConfig.model_fields
+    if not path:
+        return list(fields)
+    section = fields.get(path[0])
+    if section is None or not isinstance(section.annotation, type) or not issubclass(section.annotation, BaseModel):
+        return []
+    return [info.alias or name for name, info in section.annotation.model_fields.items()]
+
+
+def _suggestion(loc: list[str]) -> str:
+    """`` (did you mean model.latent_dims?)`` for an unknown key or section, else the valid names."""
+    import difflib
+
+    valid = _valid_keys(loc[:-1])
+    prefix = "".join(f"{part}." for part in loc[:-1])
+    close = difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {prefix}{close[0]}?)"
+    where = f"the {loc[-2]} section's keys" if len(loc) > 1 else "the sections"
+    return f" ({where}: {', '.join(valid)})" if valid else ""
+
+
 def _one_line(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(part) for part in first["loc"]) or "config"
-    message = first["msg"].removeprefix("Value error, ")
-    more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
-    given = first.get("input")
-    shown = "" if isinstance(given, dict) else f", got {given!r}"
-    return f"config {where}: {message}{shown}{more}"
+    """Every problem of a configuration in one line, an unknown key with the nearest valid one."""
+    problems: dict[str, list[str]] = {}
+    for error in exc.errors():
+        # the field's dotted name: a union's branch names (``float``, ``literal[...]``) and list indices are not part
+        loc = [str(part) for part in error["loc"]]
+        field_loc = loc[:2] if len(loc) >= 2 and loc[0] in RunConfig.model_fields else loc[:1]
+        where = ".".join(field_loc)
+        if error["type"] == "extra_forbidden":
+            message = ("unknown key" if len(loc) > 1 else "unknown section") + _suggestion(loc)
+        else:
+            given = error.get("input")
+            message = error["msg"].removeprefix("Value error, ") + ("" if isinstance(given, dict) else f", got {given!r}")
+        messages = problems.setdefault(where, [])
+        if message not in messages:
+            messages.append(message)
+    items = [f"{where}: {' or '.join(messages)}" if where else " or ".join(messages)
+             for where, messages in problems.items()]
+    if len(items) == 1:
+        return f"config {items[0]}" if next(iter(problems)) else f"config: {items[0]}"
+    return f"config: {len(items)} problems: " + "; ".join(items)

@@ -16,8 +16,10 @@ from typing import Any
 from torch import nn
 
 from collapsekit._io import atomic_path
+from collapsekit._validation import zero_beta_note
 from collapsekit.activity import DEFINITION, LevelActivity, level_activity, summary_level
 from collapsekit.diagnostics.headline import measure_activity
+from collapsekit.training.validation import training_summary
 
 EVALUATION_FILE = "evaluation.json"
 #: Version of the layout of ``evaluation.json``.
@@ -25,22 +27,40 @@ EVALUATION_FORMAT = 1
 
 
 def evaluation_record(levels: list[LevelActivity], *, epoch: int, examples: int, data: str,
-                      part: str | None) -> dict[str, Any]:
-    """The JSON-ready record of a final evaluation (what ``evaluation.json`` holds)."""
+                      part: str | None, notes: list[str] | None = None,
+                      training: dict[str, Any] | None = None, held_out: int | None = None) -> dict[str, Any]:
+    """The JSON-ready record of a final evaluation (what ``evaluation.json`` holds); ``held_out``: the validation
+    examples kept out of the data measured."""
     top = summary_level(levels)
-    return {"format": EVALUATION_FORMAT, "definition": DEFINITION,
+    record = {"format": EVALUATION_FORMAT, "definition": DEFINITION,
             "measured_on": {"weights": "final", "epoch": int(epoch), "data": data, "part": part,
                             "examples": int(examples)},
             "n_active": top.n_active, "latent_size": top.latent_size, "summary_level": top.name,
             "levels": [{"name": lv.name, "n_active": lv.n_active, "latent_size": lv.latent_size,
                         "active": lv.active, "kl_per_dim": list(lv.kl_per_dim)} for lv in levels],
             "units": "nats per example"}
+    if held_out is not None:
+        record["measured_on"]["validation_held_out"] = int(held_out)
+    if training is not None:
+        record["training"] = training
+    if notes:
+        record["notes"] = list(notes)
+    return record
 
 
-def evaluate_run(model: nn.Module, x: Any, y: Any, *, epoch: int, data: str, part: str | None) -> dict[str, Any]:
+def evaluate_run(model: nn.Module, x: Any, y: Any, *, epoch: int, data: str, part: str | None,
+                 notes: list[str] | None = None, training: dict[str, Any] | None = None,
+                 held_out: int | None = None) -> dict[str, Any]:
     """Measure the headline count of ``model`` on ``(x, y)`` and return its record."""
     levels = measure_activity(model, x, y)
-    return evaluation_record(levels, epoch=epoch, examples=int(x.shape[0]), data=data, part=part)
+    return evaluation_record(levels, epoch=epoch, examples=int(x.shape[0]), data=data, part=part, notes=notes,
+                             training=training, held_out=held_out)
+
+
+def run_notes(config: Any) -> list[str]:
+    """What a run's outputs must say about its configuration: that the collapse theory does not apply at β = 0."""
+    note = zero_beta_note(config.objective.beta) if config.objective.name == "elbo" else None
+    return [] if note is None else [note]
 
 
 def record_final_evaluation(result: Any, data: Any) -> dict[str, Any]:
@@ -48,7 +68,9 @@ def record_final_evaluation(result: Any, data: Any) -> dict[str, Any]:
     record on ``result.evaluation`` and in the run directory's ``evaluation.json``; return it."""
     epoch = int(result.metrics[-1]["epoch"]) if result.metrics else 0
     result.evaluation = evaluate_run(result.model, data.x, data.y, epoch=epoch, data=result.config.data.spec,
-                                     part=result.config.data.part)
+                                     part=result.config.data.part, notes=run_notes(result.config),
+                                     training=training_summary(result.config, result.metrics),
+                                     held_out=None if getattr(data, "validation", None) is None else data.validation.n)
     write_evaluation(result.run_dir, result.evaluation)
     return result.evaluation
 

@@ -55,7 +55,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from collapsekit._validation import positive
+from collapsekit._validation import positive, zero_beta
 from collapsekit.activity import KL_ACTIVE_THRESHOLD, active_mask
 from collapsekit.diagnostics.explain import (
     Explanation,
@@ -66,6 +66,7 @@ from collapsekit.diagnostics.explain import (
     read_hyper,
 )
 from collapsekit.diagnostics.gaussian import kl_to_prior, log_normal, neg_entropy
+from collapsekit.diagnostics.theory_compare import zero_beta_explanation
 from collapsekit.errors import CollapsekitError, ParameterError
 from collapsekit.theory import Moments
 
@@ -272,7 +273,8 @@ class CollapseMonitor:
         self.moments = moments
         self.model_kind = model_kind
         self.hyper = dict(hyper or {})
-        read_hyper(model_kind or "vae", self.hyper)          # bad settings fail now, not at the first warning
+        if not zero_beta(self.hyper.get("beta")):             # β = 0: a plain autoencoder, outside the theory
+            read_hyper(model_kind or "vae", self.hyper)      # bad settings fail now, not at the first warning
         if loss_reduction not in ("sum", "mean"):
             raise ParameterError(f"loss_reduction must be 'sum' or 'mean', got {loss_reduction!r}")
         self.schedule = schedule
@@ -323,7 +325,8 @@ class CollapseMonitor:
                  "encoder_std": encoder_std, "sigma1": model.sigma1, "sigma2": model.sigma2}
         if objective.name == "elbo":
             hyper["beta"] = objective.beta
-        theory_applies = objective.name == "elbo" and model.likelihood == "gaussian" and not model.learn_eta_dec
+        theory_applies = objective.name == "elbo" and model.likelihood == "gaussian" and not model.learn_eta_dec \
+            and not zero_beta(objective.beta)
         if moments is None and data is not None and theory_applies:
             x, y = (data.x, data.y) if hasattr(data, "x") else (data if isinstance(data, tuple) else (data, None))
             width = int(x.shape[1]) + (0 if y is None else int(y.shape[1]))
@@ -555,6 +558,8 @@ class CollapseMonitor:
 
     def explain(self, collapsed: Sequence[int], level: str, latent_dim: int) -> list[Explanation]:
         """Causes and prescriptions for ``collapsed`` dimensions of ``level`` with this monitor's context."""
+        if zero_beta(self.hyper.get("beta")):                # nothing to prescribe from the collapse theory
+            return [zero_beta_explanation(level, self.hyper["beta"])]
         hyper = dict(self.hyper)
         hyper.setdefault("eta_enc", self.eta_enc.get(level, 1.0) if isinstance(self.eta_enc, dict) else self.eta_enc)
         if len(self._states) > 1:           # a hierarchy: its levels, bottom to top, as seen

@@ -8,7 +8,8 @@ Design choices that keep runs exact and cheap:
   an uninterrupted run exactly, on every rank, without saving generator states;
 - per-example sums are accumulated on the device and reduced across ranks once per epoch; nothing
   in the step loop reads a device value on the host (finiteness is checked from the epoch's sums);
-- deterministic kernels are switched on for the run only, the caller's setting restored afterwards;
+- deterministic kernels are switched on for the run only, the caller's setting restored afterwards, and so
+  are the caller's random generators, default dtype, threads and flags (:mod:`.process`);
 - the run directory is locked while training (one writer); a checkpoint is written every
   ``train.checkpoint_every`` epochs and at the last, the newest ``train.keep_checkpoints`` kept, each
   with checksums; resuming passes over a corrupt newest checkpoint to the one before, saying so.
@@ -39,6 +40,8 @@ from collapsekit.training.config import RunConfig
 from collapsekit.training.evaluation import record_final_evaluation
 from collapsekit.training.layout import CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE  # noqa: F401  (re-exported)
 from collapsekit.training.monitor import CollapseMonitor
+from collapsekit.training.process import caller_state
+from collapsekit.training.validation import BEST_DIR, best_epoch, early_stop, validation_record
 
 #: What a sweep directory holds (collapsekit.experiments.sweep): no run trains into one.
 SWEEP_FILE = "sweep.yaml"
@@ -97,6 +100,8 @@ class TrainingData:
     y: torch.Tensor | None = None
     image_side: int | None = None
     name: str = "data"
+    #: The validation part (``data.val_fraction``), held out of ``x``/``y``; None without one.
+    validation: TrainingData | None = None
 
     @property
     def n(self) -> int:
@@ -115,17 +120,23 @@ class RunResult:
     extras: dict[str, Any] = field(default_factory=dict)
     #: The final evaluation (``evaluation.json``): the headline count on the final weights and the run's data.
     evaluation: dict[str, Any] | None = None
+    #: Why and when an early-stopped run stopped (the ``stopped`` entry of its last metrics record); None otherwise.
+    stopped: dict[str, Any] | None = None
 
 
 # -- building blocks from a config ----------------------------------------------------------------
 def load_training_data(config: RunConfig) -> TrainingData:
-    """Load the data spec with its views, as float32 tensors (the model's dtype)."""
+    """Load the data spec with its views, as float32 tensors (the model's dtype): the rows the model trains on,
+    with the validation part (``data.val_fraction``, carved from the rows the views leave) in ``validation``."""
     from collapsekit.data import apply_views, load
 
     cfg = config.data
     base = load(cfg.spec)
     dataset = apply_views(base, split=cfg.split, condition=cfg.condition, digit=cfg.digit, part=cfg.part,
                           test_fraction=cfg.test_fraction, seed=config.train.seed)
+    held_out = None
+    if cfg.val_fraction is not None:
+        dataset, held_out = _validation_split(dataset, cfg.val_fraction, cfg.val_seed)
     if config.model.kind == "cvae" and dataset.y is None:
         raise ParameterError("the CVAE needs (x, y) pairs: set data.split: quadrants or data.condition: label "
                              "(--split / --condition), or give data with a y array")
@@ -134,8 +145,24 @@ def load_training_data(config: RunConfig) -> TrainingData:
                              f"{config.model.kind} models x alone")
     side = base.image_shape[0] if base.image_shape and base.image_shape[0] == base.image_shape[1] else None
     as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
+    validation = None if held_out is None else TrainingData(
+        x=as_tensor(held_out.x), y=None if held_out.y is None else as_tensor(held_out.y), image_side=side,
+        name=held_out.name)
     return TrainingData(x=as_tensor(dataset.x), y=None if dataset.y is None else as_tensor(dataset.y),
-                        image_side=side, name=dataset.name)
+                        image_side=side, name=dataset.name, validation=validation)
+
+
+def _validation_split(dataset: Any, fraction: float, seed: int) -> tuple[Any, Any]:
+    """(training rows, validation rows): a seeded partition of ``dataset``, each part in the source order."""
+    from collapsekit.data import train_test_split
+
+    try:
+        train_part, held_out = train_test_split(dataset, test_fraction=fraction, seed=seed)
+    except DataError:
+        raise DataError(f"data.val_fraction {fraction:g} of {dataset.n} rows leaves an empty training or validation "
+                        "part") from None
+    return (train_part.subset(slice(None), name=dataset.name),
+            held_out.subset(slice(None), name=f"{dataset.name}/validation"))
 
 
 def build_model_from_config(config: RunConfig, data: TrainingData) -> nn.Module:
@@ -215,9 +242,15 @@ class Trainer:
         self._data = data
         self._model = model
         self._loaded_data: TrainingData | None = None   # what _fit loaded, when it ran in this process
+        self._validation: tuple[torch.Tensor, torch.Tensor | None] | None = None   # (x, y) held out, on the device
 
     # The work happens in ``fit`` so that Fabric can launch it in several processes.
     def fit(self) -> RunResult:
+        """Train; the calling process's random generators, dtype, threads and flags are restored afterwards."""
+        with caller_state():
+            return self._launch()
+
+    def _launch(self) -> RunResult:
         from lightning_fabric import Fabric
 
         cfg = self.config.train
@@ -356,6 +389,9 @@ class Trainer:
             torch.manual_seed(cfg.train.seed)                     # the initial weights
             data = self._data if self._data is not None else load_training_data(cfg)
             self._loaded_data = data
+            if cfg.data.val_fraction is not None and data.validation is None:
+                raise ParameterError("data.val_fraction is set but the data given to the trainer have no validation "
+                                     "part: load them with load_training_data(config)")
             model = self._model if self._model is not None else build_model_from_config(cfg, data)
             objective, schedule = build_objective_from_config(cfg)
             world = fabric.world_size
@@ -377,10 +413,15 @@ class Trainer:
                 checkpoint.restore_optimizer(raw_optimizer)
             x = fabric.to_device(data.x)
             y = None if data.y is None else fabric.to_device(data.y)
+            held_out = data.validation
+            self._validation = None if held_out is None else (
+                fabric.to_device(held_out.x), None if held_out.y is None else fabric.to_device(held_out.y))
             n_samples = cfg.objective.k if cfg.objective.name == "iwae" else 1
             monitor = self._monitor(fabric, data, per_epoch, start_epoch, checkpoint)
             status = "failed"
             try:
+                if history and history[-1].get("stopped"):   # a run that early stopping ended is finished
+                    start_epoch = cfg.train.epochs
                 history = self._train_epochs(fabric, model, optimizer, raw_model, raw_optimizer, objective, schedule,
                                              x, y, start_epoch, per_epoch, n_samples, history, monitor)
                 status = "success"
@@ -391,7 +432,8 @@ class Trainer:
         # Several processes hand their result back through a pipe that cannot carry tensors safely
         # once the worker exits; the parent reloads the weights from the final checkpoint instead.
         return RunResult(model=raw_model if world == 1 else None, metrics=history, run_dir=self.run_dir,
-                         config=cfg, resumed_from=start_epoch or None, extras=extras)
+                         config=cfg, resumed_from=(checkpoint.epoch if checkpoint is not None else None),
+                         extras=extras, stopped=history[-1].get("stopped") if history else None)
 
     def _train_epochs(self, fabric: Any, model: Any, optimizer: Any, raw_model: nn.Module,
                       raw_optimizer: torch.optim.Optimizer, objective: Any, schedule: Any, x: torch.Tensor,
@@ -419,14 +461,32 @@ class Trainer:
                     monitor.end_epoch(reduce=lambda t: fabric.all_reduce(t, reduce_op="sum"),
                                       step=epoch * per_epoch, epoch=epoch)
                     record |= monitor.epoch_metrics()
+                stopped = None
+                if self._validation is not None:
+                    record |= validation_record(model, raw_model, objective,
+                                                {schedule.controls: schedule.value(epoch * per_epoch - 1)},
+                                                *self._validation, seed=cfg.train.seed)
+                    if cfg.train.early_stop is not None:
+                        stopped = early_stop([*history, record], cfg.train.early_stop)
+                        if fabric.world_size > 1:          # one decision for every rank: rank 0's
+                            stopped = fabric.broadcast(stopped, src=0)
+                        if stopped is not None:
+                            record["stopped"] = stopped
                 history.append(record)
                 progress.end_epoch(record)
                 if fabric.global_rank == 0:
-                    self._write_epoch(metrics_path, record, raw_model, raw_optimizer, monitor)
+                    # the stopped epoch's weights are the final ones: checkpoint them
+                    self._write_epoch(metrics_path, record, raw_model, raw_optimizer, monitor,
+                                      checkpoint=True if stopped is not None else None)
+                    if self._validation is not None and (best_epoch(history) or (None,))[0] == epoch:
+                        save_checkpoint(self.run_dir / BEST_DIR, epoch=epoch, model=raw_model.state_dict(),
+                                        optimizer=raw_optimizer.state_dict(), state={"step": record["step"]}, keep=1)
                     for callback in self.callbacks:
                         callback.on_epoch_end(epoch, record)
                 fabric.log_dict({k: v for k, v in record.items() if isinstance(v, float)}, step=epoch)
                 fabric.barrier()
+                if stopped is not None:
+                    break
         return history
 
     def _run_epoch(self, fabric: Any, model: Any, optimizer: Any, objective: Any, schedule: Any,
@@ -562,18 +622,15 @@ def evaluate(model: nn.Module, objective: Callable[..., Any], data: TrainingData
 
     With ``n_samples`` > 1 each example's Monte Carlo terms average over that many latent samples.
     """
-    generator_state = torch.get_rng_state()
-    torch.manual_seed(seed)
     sums: dict[str, Any] = {}
-    try:
+    with caller_state():
+        torch.manual_seed(seed)
         with torch.no_grad():
             for start in range(0, data.n, batch_size):
                 stop = min(start + batch_size, data.n)
                 output = model(data.x[start:stop], None if data.y is None else data.y[start:stop],
                                n_samples=n_samples)
                 accumulate_terms(sums, objective(output), stop - start)
-    finally:
-        torch.set_rng_state(generator_state)
     count = sums["count"]
     kl_levels = sums["kl"] / count
     return {"loss": float(sums["loss"] / count), "reconstruction": float(sums["reconstruction"] / count),
