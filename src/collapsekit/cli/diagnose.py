@@ -26,6 +26,9 @@ def add_parser(verbs: Any) -> argparse.ArgumentParser:
                         help="importance samples per example for the log-likelihood (default 1000)")
     parser.add_argument("--batch-size", type=int, default=1024, metavar="B", help="examples per pass (default 1024)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the Monte Carlo estimates (default 0)")
+    parser.add_argument("--device", default="auto", metavar="DEVICE",
+                        help="where the model runs: auto (CUDA when available, else cpu; the default), cpu, cuda, "
+                             "cuda:N")
     parser.add_argument("--no-theory", action="store_true", help="skip the linear theory's prediction")
     parser.add_argument("--json", action="store_true", help="print the report as JSON instead of tables")
     parser.set_defaults(handler=run)
@@ -42,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, name) < 1:
             raise ParameterError(f"--{name.replace('_', '-')} must be ≥ 1, got {getattr(args, name)}")
     diagnosis = diagnose_run(args.run, part=args.part, n_samples=args.samples, batch_size=args.batch_size,
-                             seed=args.seed, theory=not args.no_theory)
+                             seed=args.seed, theory=not args.no_theory, device=args.device)
     out = Path(args.out) if args.out else diagnosis.run_dir / "diagnosis"
     paths = write_reports(diagnosis.report, out, model=diagnosis.model, x=diagnosis.data.x, y=diagnosis.data.y,
                           image_shape=diagnosis.image_shape, merge=diagnosis.merge)

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
+from collapsekit._validation import resolve_device
 from collapsekit.diagnostics.report import CollapseReport
 from collapsekit.errors import DataFileNotFoundError, ParameterError
 
@@ -61,7 +63,7 @@ def read_history(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def diagnose_run(path: str | Path, *, part: str | None = None, n_samples: int = 1000, batch_size: int = 1024,
-                 seed: int = 0, theory: bool = True) -> RunDiagnosis:
+                 seed: int = 0, theory: bool = True, device: str | torch.device | None = None) -> RunDiagnosis:
     """Diagnose a run directory (its latest checkpoint) or one checkpoint of it.
 
     Parameters
@@ -75,11 +77,16 @@ def diagnose_run(path: str | Path, *, part: str | None = None, n_samples: int = 
         S, importance samples per example for the log-likelihood.
     theory : bool
         Set the linear theory's prediction beside the measurement where it applies.
+    device : str or torch.device, optional
+        Where the model is loaded and measured: ``"cpu"``, ``"cuda"``, ``"cuda:1"``; ``None`` or
+        ``"auto"``: CUDA when available, else the CPU. The data stay in CPU memory and go to the
+        device batch by batch.
 
     Returns
     -------
     RunDiagnosis
-        The :class:`CollapseReport` (with ``history`` and ``explanations``) and the loaded model.
+        The :class:`CollapseReport` (with ``history`` and ``explanations``) and the loaded model (on
+        ``device``).
     """
     from collapsekit.data import load, quadrant_merge
     from collapsekit.diagnostics.diagnose import diagnose_model
@@ -89,6 +96,7 @@ def diagnose_run(path: str | Path, *, part: str | None = None, n_samples: int = 
     from collapsekit.training.checkpoint import load_checkpoint
     from collapsekit.training.trainer import CONFIG_FILE, build_model_from_config
 
+    device = resolve_device(device)
     run_dir, checkpoint_dir = resolve_run(path)
     config = RunConfig.load(run_dir / CONFIG_FILE)
     trained_on = config.data.part
@@ -98,7 +106,7 @@ def diagnose_run(path: str | Path, *, part: str | None = None, n_samples: int = 
     model = build_model_from_config(config, data)
     checkpoint = load_checkpoint(checkpoint_dir)          # verified: a corrupt one raises, naming it
     checkpoint.restore_model(model)
-    model.eval()
+    model.to(device).eval()
 
     report = diagnose_model(model, data.x, data.y, n_samples=n_samples, batch_size=batch_size, seed=seed)
     history = read_history(run_dir)

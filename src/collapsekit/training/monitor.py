@@ -4,7 +4,8 @@ warning (once, with hysteresis) that names collapsed dimensions, says why and wh
 Cheap enough to leave on: per batch it adds a few elementwise ops and three per-dimension sums on the
 device, with no host synchronisation; everything else happens once per epoch (bench/bench_monitor.py
 measures the overhead). It never draws from the global random generator, so switching it on does not
-change a run.
+change a run. Inputs of any floating dtype are welcome (an autocast loop's bfloat16 or float16): each
+batch is cast to float32 on its device and every sum is kept in float32 (float64 inputs stay float64).
 
 Plain PyTorch loop::
 
@@ -128,8 +129,16 @@ class CollapseEvent:
                    explanations=[Explanation.from_dict(e) for e in values.get("explanations", [])])
 
 
+def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the monitor computes and sums in for inputs of ``dtype``: float64 stays float64,
+    everything else (float16, bfloat16, float32) is float32. Summed in its own dtype, an epoch of
+    float16 KL overflows (inf past 65,504) and bfloat16 keeps three digits."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
 class _LevelSums:
-    """One level's running sums over an epoch, on the device of its tensors.
+    """One level's running sums over an epoch, on the device of its tensors, in float32 (float64 for
+    float64 inputs) whatever the inputs' dtype: the callers cast each batch first.
 
     Posterior means are accumulated around a per-epoch shift (the first batch's mean), so that
     E[μ²] − E[μ]² does not cancel in float32 when |mean| ≫ std.
@@ -349,8 +358,9 @@ class CollapseMonitor:
         if mu.shape != log_var.shape or mu.dim() < 1:
             raise ParameterError(f"update: mu {tuple(mu.shape)} and log_var {tuple(log_var.shape)} must have the "
                                  "same shape (batch, latent dim)")
-        mu = mu.detach().reshape(-1, mu.shape[-1])
-        var = log_var.detach().reshape(-1, mu.shape[-1]).exp()
+        dtype = accumulation_dtype(mu.dtype)          # a cast on the device: no host sync
+        mu = mu.detach().reshape(-1, mu.shape[-1]).to(dtype)
+        var = log_var.detach().reshape(-1, mu.shape[-1]).to(dtype).exp()
         prior_var = self._prior_var.get(level)
         if prior_var is None or prior_var.device != mu.device or prior_var.dtype != mu.dtype:
             # made once: a tensor built from a Python float on every batch would copy host → device
@@ -406,16 +416,17 @@ class CollapseMonitor:
         kl_per_dim : Tensor
             (d,), nats, averaged over the batch.
         """
-        loc = loc.detach()
+        dtype = accumulation_dtype(loc.dtype)         # half-precision inputs are summed in float32
+        loc = loc.detach().to(dtype)
         batch = loc.shape[-2] if loc.dim() >= 2 else 1
         # An upper level's posterior depends on the sampled level below: E_q[z|x] averages over samples,
         # and its q(z|x) is not Gaussian, so it gets no minibatch MI estimate.
         mean = loc.reshape(-1, batch, loc.shape[-1]).mean(0) if loc.dim() > 2 else loc.reshape(batch, -1)
         reservoir = None
         if loc.dim() <= 2:
-            scale = scale.detach().expand_as(loc).reshape(batch, -1)
+            scale = scale.detach().to(dtype).expand_as(loc).reshape(batch, -1)
             reservoir = (mean, scale * scale)
-        self._add(level, kl_per_dim.detach() * batch, mean, batch, reservoir)
+        self._add(level, kl_per_dim.detach().to(dtype) * batch, mean, batch, reservoir)
 
     #: The trainer's name for :meth:`update_output`.
     observe = update_output
@@ -633,9 +644,10 @@ def _count(name: str, value: object, minimum: int = 1) -> int:
     return int(value)
 
 
-def _numpy(values: Any) -> np.ndarray:
+def _numpy(values: Any) -> Any:
+    """Rows for :meth:`Moments.from_data`: a tensor stays on its device (it copies one chunk at a time)."""
     if isinstance(values, Tensor):
-        return values.detach().cpu().double().numpy()
+        return values.detach()
     return np.asarray(values)
 
 
