@@ -153,6 +153,8 @@ class _LevelSums:
         self.s2 = torch.zeros_like(self.kl)
         self.count = 0
         self.reservoir: tuple[Tensor, Tensor] | None = None    # (loc, scale) of up to mi_examples rows
+        self.presummed: list[Tensor] | None = None               # Σ KL, Σ μ, Σ μ² added by add_presummed
+        self.presummed_count = 0
 
     def add(self, kl_sum: Tensor, mu: Tensor, n: int) -> None:
         centred = mu - self.shift
@@ -161,12 +163,22 @@ class _LevelSums:
         self.s2 += (centred * centred).sum(0)
         self.count += n
 
+    def add_presummed(self, kl_sum: Tensor, mean_sum: Tensor, square_sum: Tensor, n: int) -> None:
+        """Sums over ``n`` examples made elsewhere (unshifted, float64 preferred), added at packing time."""
+        if self.presummed is None:
+            self.presummed = [kl_sum.double(), mean_sum.double(), square_sum.double()]
+        else:
+            self.presummed = [a + b.double() for a, b in zip(self.presummed, (kl_sum, mean_sum, square_sum))]
+        self.presummed_count += n
+
     def packed(self) -> Tensor:
         """float64 (3d + 1,): Σ KL, Σ μ, Σ μ² (unshifted: ranks have different shifts), count."""
         shift, s1, s2 = self.shift.double(), self.s1.double(), self.s2.double()
         n = float(self.count)
-        return torch.cat([self.kl.double(), s1 + n * shift, s2 + 2 * shift * s1 + n * shift * shift,
-                          s1.new_tensor([n])])
+        kl, mean, square = self.kl.double(), s1 + n * shift, s2 + 2 * shift * s1 + n * shift * shift
+        if self.presummed is not None:
+            kl, mean, square = kl + self.presummed[0], mean + self.presummed[1], square + self.presummed[2]
+        return torch.cat([kl, mean, square, s1.new_tensor([n + self.presummed_count])])
 
 
 @dataclass
@@ -441,6 +453,36 @@ class CollapseMonitor:
         sums.add(kl_sum, mu, n)
         # Keep the largest batch seen (the newest of equal size): a view, no copy, no sync.
         if reservoir is not None and (sums.reservoir is None or n >= sums.reservoir[0].shape[0]):
+            sums.reservoir = (reservoir[0][: self.mi_examples], reservoir[1][: self.mi_examples])
+
+    @torch.no_grad()
+    def add_sums(self, level: str, *, kl: Tensor, mean: Tensor, square: Tensor, count: int,
+                 reservoir: tuple[Tensor, Tensor] | None = None) -> None:
+        """Add a level's sums over examples computed elsewhere, for a program that accumulates many
+        monitors' sums at once (:mod:`collapsekit.training.batched`'s fast mode): what :meth:`update_level`
+        adds for ``count`` examples, summed already. It does not count an optimiser step.
+
+        Parameters
+        ----------
+        level : str
+            The level's name.
+        kl, mean, square : Tensor
+            (d,): Σ KL per dimension (nats), Σ μ and Σ μ² over the examples (the posterior means),
+            unshifted; keep them in float64 where Σ μ² − (Σ μ)²/n would cancel.
+        count : int
+            The examples summed.
+        reservoir : (Tensor, Tensor), optional
+            (loc, var), (B, d): the batch kept for the minibatch MI estimate (the largest of the epoch).
+        """
+        dtype = accumulation_dtype(kl.dtype)
+        sums = self._sums.get(level)
+        if sums is None:
+            sums = self._sums[level] = _LevelSums(torch.zeros_like(kl, dtype=dtype)[None])
+            state = self._states.setdefault(level, _Hysteresis(sums.dim))
+            if state.dim != sums.dim:
+                raise ParameterError(f"level {level!r} had {state.dim} dimensions, these sums have {sums.dim}")
+        sums.add_presummed(kl.detach(), mean.detach(), square.detach(), int(count))
+        if reservoir is not None and (sums.reservoir is None or reservoir[0].shape[0] >= sums.reservoir[0].shape[0]):
             sums.reservoir = (reservoir[0][: self.mi_examples], reservoir[1][: self.mi_examples])
 
     # -- per epoch ---------------------------------------------------------------------------------------
