@@ -78,7 +78,8 @@ from typing import TYPE_CHECKING, Any
 from collapsekit._io import LOCK_FILE, atomic_path, exclusive_directory
 from collapsekit.activity import KL_ACTIVE_THRESHOLD, count_active, summary_level
 from collapsekit.errors import CollapsekitError, ParameterError
-from collapsekit.experiments.executors import TaskFailure, available_cores, make_executor, one_line
+from collapsekit.experiments.executors import (TaskFailure, available_cores, make_executor, one_line,
+                                               point_accelerator)
 
 if TYPE_CHECKING:
     from collapsekit.theory import Moments
@@ -361,6 +362,8 @@ class PointTask:
     config: dict[str, Any]
     settings: dict[str, Any] = field(hash=False)
     seed: int = 0
+    #: How a batched group trains (:func:`~collapsekit.training.batched.train_batched`'s ``mode``).
+    batch_mode: str = "exact"
 
 
 def read_status(point_dir: str | os.PathLike[str]) -> dict[str, Any]:
@@ -434,7 +437,7 @@ def run_points(tasks: Sequence[PointTask]) -> list[dict[str, Any]]:
         _write_status(point_dir, {**records[-1], "status": "running"})
     configs = [RunConfig.parse(task.config) for task in tasks]
     try:
-        runs = train_batched(configs, dirs)
+        runs = train_batched(configs, dirs, mode=tasks[0].batch_mode)
     except Exception:                                     # noqa: BLE001 — fall back to one run per point
         return [run_point(task) for task in tasks]
     loaded: dict[Any, TrainingData] = {}
@@ -739,7 +742,8 @@ class SweepResult:
 # -- the sweep ------------------------------------------------------------------------------------
 def run_sweep(base_config: RunConfig, grid: Grid, seeds: int | Sequence[int], out_dir: str | os.PathLike[str], *,
               executor: str = "local", workers: int | None = None, address: str | None = None,
-              progress: bool = True, batched: bool = True, plot: bool = True) -> SweepResult:
+              progress: bool = True, batched: bool = True, plot: bool = True, gpus_per_point: float | None = None,
+              batch_mode: str = "exact") -> SweepResult:
     """Train every point of ``grid`` × ``seeds`` into ``out_dir``; finish what an earlier call left.
 
     Parameters
@@ -765,6 +769,13 @@ def run_sweep(base_config: RunConfig, grid: Grid, seeds: int | Sequence[int], ou
         :func:`~collapsekit.experiments.can_batch` accepts them (their results are those of separate runs).
     plot : bool
         Draw ``active_vs_<key>.png`` (measured active dimensions and the theory's curve).
+    gpus_per_point : float, optional
+        GPUs each point gets: Ray's ``num_gpus``; local workers pinned round-robin with
+        ``CUDA_VISIBLE_DEVICES`` (default then: one worker per GPU). Default: 1 when the base
+        configuration's ``train.accelerator`` asks for a GPU (``auto`` where this machine has one), else
+        0. A point's accelerator follows (:func:`~collapsekit.experiments.executors.point_accelerator`).
+    batch_mode : {"exact", "fast"}
+        How batched programs train (:func:`~collapsekit.training.batched.train_batched`).
 
     Returns
     -------
@@ -786,7 +797,14 @@ def run_sweep(base_config: RunConfig, grid: Grid, seeds: int | Sequence[int], ou
             configs[point.id] = point_config(base_config, point.settings, point.seed)
         except CollapsekitError as exc:
             raise ParameterError(f"grid point {point.id}: {exc}") from None
-    runner = make_executor(executor, workers=workers, address=address)   # a missing Ray fails here, early
+    from collapsekit.training.batched import check_batch_mode
+
+    batch_mode = check_batch_mode(batch_mode)
+    runner = make_executor(executor, workers=workers, address=address,   # a missing Ray fails here, early
+                           gpus_per_point=gpus_per_point, accelerator=base_config.train.accelerator)
+    accelerator = point_accelerator(base_config.train.accelerator, getattr(runner, "gpus_per_point", 0.0))
+    if accelerator != base_config.train.accelerator:
+        configs = {key: config.with_overrides({"train.accelerator": accelerator}) for key, config in configs.items()}
     if out.exists() and not out.is_dir():
         raise ParameterError(f"--out {out} is a file, not a directory")
     _refuse_foreign(out)                          # before the lock file is created in it
@@ -804,8 +822,9 @@ def run_sweep(base_config: RunConfig, grid: Grid, seeds: int | Sequence[int], ou
         summary = out / SUMMARY_FILE
         write_summary(summary, summary_rows(points, statuses), list(grid))
         tasks = [PointTask(point.id, str(point_dir(point)), configs[point.id].model_dump(by_alias=True, mode="json"),
-                           settings=dict(point.settings), seed=point.seed) for point in todo]
-        groups, how = batch_groups(tasks, configs, workers or available_cores(), batched)
+                           settings=dict(point.settings), seed=point.seed, batch_mode=batch_mode) for point in todo]
+        groups, how = batch_groups(tasks, configs, workers or getattr(runner, "workers", None) or available_cores(),
+                                   batched)
         result.batching = how
         if progress and how:
             _print_line(f"sweep {out}: {how}")
