@@ -194,24 +194,32 @@ def numbers(record: dict[str, Any]) -> list[float]:
     return out
 
 
-@pytest.mark.parametrize("arch", ["linear", "mlp"])
-def test_the_fast_mode_agrees_with_the_exact_one_within_its_tolerance(arch, tmp_path):
+FAST_CASES = {
+    "linear": {},
+    "mlp": {"model.arch": "mlp", "optim.grad_clip": 5.0, "objective.free_bits": 0.05},
+    # 784 features: here the batched products do round differently (by ~5e-8 after 2 epochs on this CPU)
+    "wide": {"model.arch": "mlp", "data.spec": "gaussian:d=784,decay=0.9,n=128,seed=1", "train.epochs": 2},
+}
+
+
+@pytest.mark.parametrize("case", sorted(FAST_CASES))
+def test_the_fast_mode_agrees_with_the_exact_one_within_its_tolerance(case, tmp_path):
     """Batched products instead of a separate run's calls; everything else (data order, noise, the
     monitors' rule, the checkpoints) the same: weights and metrics agree up to rounding, and the
     discrete outcomes (active dimensions, collapsed ones, warnings) are the same. (On the CPU these
     small products happen to round alike batched or not, so the two modes often agree exactly here;
     that is not promised, and on a GPU they differ.)"""
-    extra = {"model.arch": arch, "optim.grad_clip": 5.0, "objective.free_bits": 0.05} if arch == "mlp" else {}
+    extra = FAST_CASES[case]
     grid = [config(**extra, **{"objective.beta": beta, "train.seed": seed, "optim.lr": 1e-2})
-            for seed, beta in enumerate((0.25, 1.0, 4.0))]
+            for seed, beta in enumerate((0.25, 1.0, 4.0) if case != "wide" else (0.5,))]
     grid.append(config(**extra, **{"objective.beta": 2.0, "train.seed": 7, "optim.lr": 3e-3,
-                                   "schedule.name": "linear", "schedule.settings": {"warmup_steps": 6}}))
+                                   "schedule.name": "linear", "schedule.settings": {"warmup_steps": 2}}))
     exact = train_batched(grid, [tmp_path / f"exact-{k}" for k in range(len(grid))])
     fast = train_batched(grid, [tmp_path / f"fast-{k}" for k in range(len(grid))], mode="fast")
     for k, (mine, theirs) in enumerate(zip(fast, exact)):
         for name, value in theirs.model.state_dict().items():
             torch.testing.assert_close(mine.model.state_dict()[name], value, rtol=0, atol=FAST_WEIGHTS_ATOL)
-        assert len(mine.metrics) == len(theirs.metrics) == 3
+        assert len(mine.metrics) == len(theirs.metrics) == grid[k].train.epochs
         for a, b in zip(records(mine.run_dir), records(theirs.run_dir)):
             assert a.keys() == b.keys()
             for key in ("n_active", "active_units", "collapsed_dims", "collapse_warnings", "epoch", "step"):
