@@ -275,3 +275,21 @@ def test_diagnose_refuses_a_device_this_machine_does_not_have(small_run, capsys)
         pytest.skip("this machine has CUDA")
     assert main(["diagnose", str(small_run), "--device", "cuda", "--samples", "5"]) == 2
     assert "device cuda: CUDA is not available here" in capsys.readouterr().err
+
+
+def test_reproduce_takes_a_device(tmp_path, capsys, monkeypatch):
+    from collapsekit.cli import main
+    from collapsekit.experiments.presets import get_preset
+    from collapsekit.experiments.reproduction.core import Context
+
+    context = lambda device: Context(preset=get_preset("theorem2"), scale="quick", out_dir=tmp_path,  # noqa: E731
+                                     device=device)
+    if not torch.cuda.is_available():
+        assert context(None).accelerator == context("auto").accelerator == context("cpu").accelerator == "cpu"
+        assert main(["reproduce", "theorem2", "--device", "cuda", "--out", str(tmp_path / "r"), "--no-progress"]) == 2
+        assert "--device cuda: CUDA is not available here" in capsys.readouterr().err
+        assert not (tmp_path / "r" / "runs").exists()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert context(None).accelerator == "cuda" and context("cpu").accelerator == "cpu"

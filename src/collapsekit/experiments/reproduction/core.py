@@ -73,6 +73,8 @@ class Context:
         Importance samples per example for the NLL (None: 100 quick, 1000 paper).
     progress : bool
         Show the sweeps' plan and progress bars on stderr.
+    device : str or None
+        Where the runs train and are measured: ``cpu``, ``cuda``, or ``auto``/None (CUDA when available).
     notes : list of str
         Lines every output repeats (what was run, and how it differs from the paper).
     """
@@ -84,6 +86,7 @@ class Context:
     workers: int | None = None
     samples: int | None = None
     progress: bool = False
+    device: str | None = None
     notes: list[str] = field(default_factory=list)
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -99,8 +102,10 @@ class Context:
 
     @property
     def accelerator(self) -> str:
-        """The quick scale runs on this machine's CPUs; the paper scale takes what Fabric finds."""
-        return "cpu" if self.quick else "auto"
+        """Fabric's accelerator for ``device``: ``cuda`` (sweeps give each worker its own GPU) or ``cpu``."""
+        from collapsekit._validation import resolve_device
+
+        return "cuda" if resolve_device(self.device).type == "cuda" else "cpu"
 
     def note(self, text: str) -> None:
         """Add a line to the notes of every output (once)."""
@@ -309,15 +314,12 @@ def measure(ctx: Context, point: Point, *, max_examples: int | None = None) -> d
     """
     from collapsekit.diagnostics import diagnose_model
 
-    import torch
-
     data, where = ctx.eval_data(point.config, max_examples)
     model = load_model(point.config, point.run_dir, data)
-    if not ctx.quick and torch.cuda.is_available():      # the paper scale's NLL: S = 1000 decoder passes per example
-        model = model.cuda()
-    # Few bootstrap resamples: the mutual information is not reported here.
+    # Few bootstrap resamples: the mutual information is not reported here. On the training device (the
+    # NLL is S decoder passes per example); the data go there batch by batch.
     report = diagnose_model(model, data.x, data.y, n_samples=ctx.importance_samples, seed=0, mi_bootstrap=10,
-                            mi_per_dim_queries=200)
+                            mi_per_dim_queries=200, device=ctx.accelerator)
     top = report.levels[-1]
     kl = np.asarray(top.kl_per_dim, dtype=float)
     return {"n_active_predicted": point.row.get("n_active_predicted"), "theory": point.row.get("theory"),
