@@ -95,7 +95,8 @@ class FakeDevice(TorchDispatchMode):
         made_here = _is_fake_device(kwargs.get("device"))
         if made_here:
             kwargs["device"] = torch.device("cpu")
-        to_cpu = name == "_to_copy" and kwargs.get("device") is not None and torch.device(kwargs["device"]).type == "cpu"
+        target = kwargs.get("device")
+        to_cpu = name == "_to_copy" and target is not None and torch.device(target).type == "cpu"
         inners = {}
 
         def unwrap(value: Any) -> Any:

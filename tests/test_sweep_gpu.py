@@ -140,7 +140,8 @@ def fake_ray(monkeypatch) -> Iterator[FakeRay]:
 
 
 @pytest.mark.parametrize(("given", "accelerator", "expected"),
-                         [(1, "cpu", 1.0), (0.5, "cpu", 0.5), (None, "cuda", 1.0), (None, "auto", 0.0), (0, "gpu", 0.0)])
+                         [(1, "cpu", 1.0), (0.5, "cpu", 0.5), (None, "cuda", 1.0), (None, "auto", 0.0),
+                          (0, "gpu", 0.0)])
 def test_ray_tasks_request_num_gpus(fake_ray, given, accelerator, expected):
     executor = RayExecutor(gpus_per_point=given, accelerator=accelerator)
     assert dict(executor.run(abs, [-3, 4])) == {0: 3, 1: 4}
