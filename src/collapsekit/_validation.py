@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 from numbers import Real
 
 import numpy as np
 
 from collapsekit.errors import DataError, ParameterError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def as_2d_finite(name: str, values: object, *, row_offset: int = 0) -> np.ndarray:
@@ -129,3 +133,29 @@ def latent_size(name: str, value: object, limit: int, what: str) -> int:
     if size > limit:
         raise ParameterError(f"{name} = {size} is larger than the data allows ({what} = {limit})")
     return size
+
+
+def resolve_device(value: object, *, name: str = "device") -> "torch.device":
+    """The torch device a ``--device`` / ``device=`` value names, checked: ``None`` or ``"auto"`` is the
+    first CUDA device when one is available, else the CPU; ``"cuda"`` is the current CUDA device
+    (``cuda:0`` unless the caller chose another). A name torch does not know, or a device this machine
+    does not have (``cuda`` without a GPU, ``cuda:3`` with two), is a one-line :class:`ParameterError`."""
+    import torch
+
+    if value is None or value == "auto":
+        return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    try:
+        device = torch.device(value)  # type: ignore[arg-type]
+    except (RuntimeError, TypeError, ValueError):
+        raise ParameterError(f"{name} must be auto, cpu, cuda or cuda:N (a torch device), got {value!r}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ParameterError(f"{name} {value}: CUDA is not available here (no GPU visible, or a torch built "
+                                 "without CUDA); use cpu") from None
+        index = torch.cuda.current_device() if device.index is None else device.index
+        if index >= torch.cuda.device_count():
+            raise ParameterError(f"{name} {value}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        return torch.device("cuda", index)
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ParameterError(f"{name} {value}: Apple's MPS is not available here; use cpu")
+    return device

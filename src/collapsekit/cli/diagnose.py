@@ -25,6 +25,9 @@ def add_parser(verbs: Any) -> argparse.ArgumentParser:
                         help="importance samples per example for the log-likelihood (default 1000)")
     parser.add_argument("--batch-size", type=int, default=1024, metavar="B", help="examples per pass (default 1024)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the Monte Carlo estimates (default 0)")
+    parser.add_argument("--device", default="auto", metavar="DEVICE",
+                        help="where the model runs: auto (CUDA when available, else cpu; the default), cpu, cuda, "
+                             "cuda:N")
     parser.add_argument("--no-theory", action="store_true", help="skip the linear theory's prediction")
     parser.add_argument("--json", action="store_true", help="print the report as JSON instead of tables")
     parser.add_argument("--no-progress", action="store_true",
@@ -49,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
         check_writable(run_dir / "diagnosis", what="the report folder (RUN_DIR/diagnosis; choose another with --out)")
     with stages("diagnose", quiet=args.no_progress) as stage:
         diagnosis = diagnose_run(args.run, part=args.part, n_samples=args.samples, batch_size=args.batch_size,
-                                 seed=args.seed, theory=not args.no_theory, progress=stage)
+                                 seed=args.seed, theory=not args.no_theory, progress=stage,
+                                 device=args.device)
         stage("reports (figures, JSON, Markdown, HTML)", 0, 1)
         paths = write_reports(diagnosis.report, out, model=diagnosis.model, x=diagnosis.data.x, y=diagnosis.data.y,
                               image_shape=diagnosis.image_shape, merge=diagnosis.merge)

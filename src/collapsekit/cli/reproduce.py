@@ -46,6 +46,9 @@ def add_parser(verbs: Any) -> argparse.ArgumentParser:
                         help="importance samples per example for the NLL (default 100 quick, 1000 paper)")
     parser.add_argument("--report", metavar="FILE.md",
                         help="also write a Markdown report of the presets run (figures copied beside it)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                        help="where the runs train and are measured: auto (CUDA when available, else cpu; the "
+                             "default), cpu or cuda; sweeps give each worker its own GPU")
     parser.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     parser.set_defaults(handler=run)
     return parser
@@ -70,9 +73,9 @@ def list_presets() -> None:
 def command_line(args: argparse.Namespace) -> str:
     """The command as typed (for the report's header)."""
     parts = ["collapsekit", "reproduce", args.name, "--scale", args.scale]
-    for flag in ("data", "out", "workers", "samples", "report"):
-        value = getattr(args, flag)
-        if value is not None:
+    for flag in ("data", "out", "workers", "samples", "report", "device"):
+        value = getattr(args, flag, None)
+        if value is not None and not (flag == "device" and value == "auto"):
             parts += [f"--{flag}", str(value)]
     return " ".join(parts)
 
@@ -99,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         out = root / preset.name if several or not args.out else root
         say(f"reproduce {preset.paper_id} {preset.name} ({args.scale} scale) → {out}")
         result = run_preset(preset.name, scale=args.scale, data=args.data, out=out, workers=args.workers,
-                            samples=args.samples, progress=not args.no_progress)
+                            samples=args.samples, progress=not args.no_progress, device=args.device)
         results.append(result)
         say(f"  {result.verdict.word} ({result.seconds:.0f} s): {result.sentence()}")
     if args.report:

@@ -51,6 +51,14 @@ def add_parser(verbs: Any) -> argparse.ArgumentParser:
     parser.add_argument("--no-progress", action="store_true", help="no plan line or progress bar on stderr")
     parser.add_argument("--no-batch", action="store_true",
                         help="one process per point, even where small VAEs could train as one batched program")
+    parser.add_argument("--batch-mode", choices=["exact", "fast"], default="exact",
+                        help="batched programs: exact (default; bit for bit the separate runs) or fast (batched "
+                             "products, the same up to rounding)")
+    parser.add_argument("--gpus-per-point", type=float, metavar="G",
+                        help="GPUs per point (0.5: two points share a GPU; 0: none). Default: 1 when the "
+                             "configuration's train.accelerator asks for a GPU (auto: where this machine has one), "
+                             "else 0. Local workers are pinned round-robin with CUDA_VISIBLE_DEVICES, one per GPU "
+                             "by default; Ray tasks request num_gpus")
     parser.set_defaults(handler=run)
     return parser
 
@@ -76,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.out) if args.out else Path(f"{source.stem}-sweep")
     check_writable(out, what="--out" if args.out else "the sweep directory (choose another with --out)")
     result = run_sweep(base, grid, seeds, out, executor=args.executor, workers=args.workers, address=args.address,
-                       progress=not args.no_progress, batched=not args.no_batch)
+                       progress=not args.no_progress, batched=not args.no_batch,
+                       gpus_per_point=args.gpus_per_point, batch_mode=args.batch_mode)
     print_result(result)
     return 0 if result.ok else 1
 

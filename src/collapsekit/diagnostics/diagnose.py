@@ -16,8 +16,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
+from collapsekit._validation import resolve_device
 from collapsekit.activity import active_mask, count_active
 from collapsekit.data import Dataset
 from collapsekit.models.cvae import CVAE
@@ -132,7 +134,7 @@ def _likelihood_fields(ll: np.ndarray, elbo: np.ndarray, n_samples: int) -> dict
 def diagnose(encoder: Encoder, data: object, decoder: Decoder | None = None, *, eta_enc: float = 1.0,
              n_samples: int = 1000, batch_size: int = 1024, sample_chunk: int = 100,
              likelihood_batch_size: int | None = None, seed: int = 0, on_batch: Progress | None = None,
-             **measure: Any) -> CollapseReport:
+             device: torch.device | str | None = None, **measure: Any) -> CollapseReport:
     """Diagnose posterior collapse of any Gaussian encoder (bring your own model).
 
     Parameters
@@ -158,6 +160,12 @@ def diagnose(encoder: Encoder, data: object, decoder: Decoder | None = None, *, 
         Seeds every sample; results are reproducible and the global RNG state is restored.
     on_batch : callable, optional
         ``on_batch(done, total)`` during the likelihood.
+    device : torch.device or str, optional
+        Where the encoder and decoder run: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, or ``"auto"`` (CUDA when
+        available, else the CPU). Modules are moved there for the call and back afterwards, and the
+        data go there batch by batch, for a plain function too. ``None`` (default) moves nothing: the
+        batches go to a module encoder's device, and a plain function gets them where the data are (a
+        tensor on a GPU stays there).
     **measure
         Passed to :func:`measure_level` (``minibatch_size``, ``mi_bootstrap``, ``epsilons``, ...).
 
@@ -167,7 +175,8 @@ def diagnose(encoder: Encoder, data: object, decoder: Decoder | None = None, *, 
         One level ``"z"``.
     """
     x, _ = _rows(data)
-    stats = collect_from_encoder(encoder, x, eta_enc=eta_enc, batch_size=batch_size, seed=seed)
+    device = None if device is None else resolve_device(device)
+    stats = collect_from_encoder(encoder, x, eta_enc=eta_enc, batch_size=batch_size, seed=seed, device=device)
     levels = [measure_level(level, seed=seed, **measure) for level in stats.levels]
     report = CollapseReport(levels=levels, n_examples=stats.n,
                             model={"kind": "custom", "latent_dims": [levels[0].latent_dim], "eta_enc": eta_enc},
@@ -178,7 +187,7 @@ def diagnose(encoder: Encoder, data: object, decoder: Decoder | None = None, *, 
         return report
     ll, elbo = importance_sampled_log_likelihood_from(encoder, decoder, x, eta_enc=eta_enc, n_samples=n_samples,
                                                       sample_chunk=sample_chunk, batch_size=likelihood_batch_size,
-                                                      seed=seed, on_batch=on_batch)
+                                                      seed=seed, on_batch=on_batch, device=device)
     for key, value in _likelihood_fields(ll, elbo, n_samples).items():
         setattr(report, key, value)
     return report
@@ -197,7 +206,8 @@ def _model_info(model: nn.Module) -> dict[str, Any]:
 def diagnose_model(model: nn.Module, x: object, y: object | None = None, *, n_samples: int | None = 1000,
                    posterior_samples: int = POSTERIOR_SAMPLES, batch_size: int = BATCH_SIZE, sample_chunk: int = 100,
                    likelihood_batch_size: int | None = None, seed: int = SEED, on_batch: Progress | None = None,
-                   progress: Callable[[str, int, int], None] | None = None, **measure: Any) -> CollapseReport:
+                   progress: Callable[[str, int, int], None] | None = None,
+                   device: torch.device | str | None = None, **measure: Any) -> CollapseReport:
     """Diagnose one of collapsekit's models: every latent level, the ELBO and the log-likelihood.
 
     Parameters
@@ -219,6 +229,10 @@ def diagnose_model(model: nn.Module, x: object, y: object | None = None, *, n_sa
     progress : callable, optional
         ``progress(stage, done, total)`` through the three stages: :data:`POSTERIOR_STAGE` (examples),
         :data:`METRICS_STAGE` (latent levels) and the likelihood (:func:`likelihood_stage`, examples).
+    device : torch.device or str, optional
+        Where the model runs (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"auto"``: CUDA when available): it is
+        moved there for the call and back afterwards. ``None`` (default): where its parameters are. The
+        data go to the model's device batch by batch, wherever they are.
 
     Returns
     -------
@@ -229,8 +243,9 @@ def diagnose_model(model: nn.Module, x: object, y: object | None = None, *, n_sa
         x, data_y = _rows(x)
         y = data_y if y is None and isinstance(model, CVAE) else y
     stage = progress if progress is not None else (lambda name, done, total: None)
+    device = None if device is None else resolve_device(device)
     stats = collect_posterior(model, x, y, batch_size=batch_size, n_samples=posterior_samples, seed=seed,
-                              on_batch=lambda done, total: stage(POSTERIOR_STAGE, done, total))
+                              on_batch=lambda done, total: stage(POSTERIOR_STAGE, done, total), device=device)
     levels = []
     for index, level in enumerate(stats.levels):
         stage(METRICS_STAGE, index, len(stats.levels))
@@ -251,7 +266,7 @@ def diagnose_model(model: nn.Module, x: object, y: object | None = None, *, n_sa
     stage(likelihood_stage(n_samples), 0, stats.n)
     ll, elbo = importance_sampled_log_likelihood(model, x, y, n_samples=n_samples, sample_chunk=sample_chunk,
                                                  batch_size=likelihood_batch_size, seed=seed,
-                                                 on_batch=likelihood_batch)
+                                                 on_batch=likelihood_batch, device=device)
     for key, value in _likelihood_fields(ll, elbo, n_samples).items():
         setattr(report, key, value)
     return report

@@ -32,12 +32,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.distributions import Independent, Normal
+from torch.distributions import Bernoulli, Independent, Normal
 
 from collapsekit.errors import DataError, ParameterError
 from collapsekit._validation import positive
 from collapsekit.diagnostics.gaussian import kl_to_prior
 from collapsekit.models._checks import count
+from collapsekit.models.likelihoods import IsotropicGaussian
+from collapsekit.models.output import LatentLevel, ModelOutput
 from collapsekit.objectives.terms import level_kl_per_dimension
 
 #: What :func:`collect_from_encoder` accepts: ``encoder(x) -> (mu, log_var)`` or a diagonal Normal.
@@ -149,15 +151,78 @@ def as_rows(name: str, values: object) -> Tensor:
     return tensor
 
 
-def reference(*networks: object) -> tuple[torch.device, torch.dtype | None]:
+def reference(*networks: object, data: Tensor | None = None,
+              device: torch.device | str | None = None) -> tuple[torch.device, torch.dtype | None]:
     """Device and dtype of the first floating parameter or buffer among ``networks``; without one (plain
-    functions, modules without parameters) CPU and None: the data keep their own floating dtype."""
+    functions, modules without parameters) ``device`` if given, else the device of ``data`` (CPU without
+    data), and None: the data stay where they are, in their own floating dtype, and a plain function
+    gets them there."""
     for network in networks:
         if isinstance(network, nn.Module):
             for tensor in (*network.parameters(), *network.buffers()):
                 if tensor.is_floating_point():
                     return tensor.device, tensor.dtype
-    return torch.device("cpu"), None
+    if device is not None:
+        return torch.device(device), None
+    return (torch.device("cpu") if data is None else data.device), None
+
+
+@contextlib.contextmanager
+def placed(networks: Sequence[object], device: torch.device | str | None) -> Iterator[None]:
+    """Every ``nn.Module`` among ``networks`` on ``device`` for the duration, then back where it was (its
+    parameters stay the same objects: an optimiser holding them keeps working). ``None``: left alone."""
+    moved: list[tuple[nn.Module, torch.device]] = []
+    if device is not None:
+        target = torch.device(device)
+        for network in networks:
+            home, dtype = reference(network)
+            if isinstance(network, nn.Module) and dtype is not None and home != target:
+                moved.append((network, home))
+                network.to(target)
+    try:
+        yield
+    finally:
+        for network, home in moved:
+            network.to(home)
+
+
+#: Dtypes a diagnostic never computes a density, a KL or a sum in: they are promoted to float32.
+HALF = (torch.float16, torch.bfloat16)
+
+
+def at_least_float32(tensor: Tensor) -> Tensor:
+    """``tensor`` in float32 when it is float16 or bfloat16 (a cast on its device); unchanged otherwise."""
+    return tensor.float() if tensor.dtype in HALF else tensor
+
+
+def promoted_distribution(distribution: object) -> object:
+    """A model's likelihood with half-precision parameters promoted to float32, for the families our
+    models return (isotropic Gaussian, Independent Normal or Bernoulli); anything else as it is."""
+    if isinstance(distribution, IsotropicGaussian):
+        return IsotropicGaussian(at_least_float32(distribution.loc), at_least_float32(distribution.scale))
+    if isinstance(distribution, Independent):
+        base = distribution.base_dist
+        if type(base) is Normal:
+            base = Normal(at_least_float32(base.loc), at_least_float32(base.scale), validate_args=False)
+        elif isinstance(base, Bernoulli):
+            base = Bernoulli(logits=at_least_float32(base.logits), validate_args=False)
+        else:
+            return distribution
+        return Independent(base, distribution.reinterpreted_batch_ndims, validate_args=False)
+    return distribution
+
+
+def promoted_output(output: ModelOutput) -> ModelOutput:
+    """A forward pass of a bfloat16 or float16 model with its tensors in float32, so that the KLs and
+    log-densities every diagnostic reads are computed and summed in float32 (an epoch of float16 KL
+    overflows, bfloat16 keeps three digits). A float32 or float64 pass is returned as it is."""
+    if output.target.dtype not in HALF and all(level.sample.dtype not in HALF for level in output.levels):
+        return output
+    normal = lambda d: Normal(at_least_float32(d.loc), at_least_float32(d.scale), validate_args=False)  # noqa: E731
+    levels = [LatentLevel(name=level.name, posterior=normal(level.posterior), prior=normal(level.prior),
+                          sample=at_least_float32(level.sample)) for level in output.levels]
+    return ModelOutput(target=at_least_float32(output.target), likelihood=promoted_distribution(output.likelihood),
+                       levels=levels)
 
 
 def to_device(rows: Tensor, device: torch.device, dtype: torch.dtype | None) -> Tensor:
@@ -194,7 +259,7 @@ def gaussian_parameters(name: str, encoded: object, rows: int, start: int = 0) -
     if isinstance(encoded, Independent) and isinstance(encoded.base_dist, Normal):
         encoded = encoded.base_dist
     if isinstance(encoded, Normal):
-        mean, var = encoded.loc, encoded.scale**2
+        mean, var = encoded.loc, at_least_float32(encoded.scale)**2
     elif isinstance(encoded, (tuple, list)) and len(encoded) == 2:
         parts = []
         for label, value in zip(("mu", "log_var"), encoded):
@@ -207,11 +272,12 @@ def gaussian_parameters(name: str, encoded: object, rows: int, start: int = 0) -
         if mean.shape != log_var.shape:
             raise ParameterError(f"{name} returned mu {tuple(mean.shape)} and log_var {tuple(log_var.shape)}; "
                                  "expected the same shape (batch, d)")
-        var = torch.exp(log_var)
+        var = torch.exp(at_least_float32(log_var))             # exp of a float16 log-variance > 11 is inf
     else:
         raise ParameterError(f"{name} must return (mu, log_var) or a torch.distributions.Normal, got "
                              f"{type(encoded).__name__}" + (f" of length {len(encoded)}"
                                                             if isinstance(encoded, (tuple, list)) else ""))
+    mean, var = at_least_float32(mean), at_least_float32(var)       # a half-precision encoder's, in float32
     if mean.dim() != 2 or mean.shape[0] != rows:
         raise ParameterError(f"{name} returned a posterior of shape {tuple(mean.shape)} for {rows} examples; "
                              f"expected ({rows}, d)")
@@ -236,7 +302,7 @@ class _Buffer:
 
 # -- the pass ----------------------------------------------------------------------------------------
 def collect_posterior(model: nn.Module, x: object, y: object | None = None, *, batch_size: int = 1024,
-                      n_samples: int = 8, seed: int = 0,
+                      n_samples: int = 8, seed: int = 0, device: torch.device | str | None = None,
                       on_batch: Callable[[int, int], None] | None = None) -> PosteriorStats:
     """Posterior statistics of every latent level of one of our models (VAE, CVAE, hierarchy).
 
@@ -255,6 +321,11 @@ def collect_posterior(model: nn.Module, x: object, y: object | None = None, *, b
         Seeds the posterior samples; the global RNG state is restored afterwards.
     on_batch : callable, optional
         ``on_batch(done, total)`` after each batch of examples (for a progress bar).
+    device : torch.device or str, optional
+        Where the model runs: it is moved there for the pass and back afterwards. ``None``: where its
+        parameters are. Each batch of x (and y) goes to the model's device and dtype; the statistics
+        are computed there (in float32 at least: a half-precision model's pass is promoted) and copied
+        to the CPU in float64, batch by batch.
 
     Returns
     -------
@@ -270,33 +341,34 @@ def collect_posterior(model: nn.Module, x: object, y: object | None = None, *, b
     samples = count("n_samples", n_samples)
     if len(getattr(model, "latent_dims", (0, 0))) == 1:
         samples = 1                                  # analytic KL: extra samples would only cost time
-    device, dtype = reference(model)
     n = int(xs.shape[0])
     buffers: list[_Buffer] = []
     meta: list[tuple[str, float, bool]] = []
-    with evaluation([model], seed, device):
-        for start in range(0, n, batch_size):
-            rows = slice(start, min(n, start + batch_size))
-            xb = to_device(xs[rows], device, dtype)
-            yb = None if ys is None else to_device(ys[rows], device, dtype)
-            output = model(xb, yb, n_samples=samples)
-            kls = level_kl_per_dimension(output)
-            if not buffers:
-                buffers = [_Buffer(n) for _ in output.levels]
-                top = len(output.levels) - 1
-                meta = [(level.name, float(level.prior.scale.mean()), index == top)
-                        for index, level in enumerate(output.levels)]
-            for buffer, level, kl in zip(buffers, output.levels, kls):
-                loc, scale = level.posterior.loc, level.posterior.scale
-                if loc.dim() == 3:                   # q(z_l | z_{l−1}): keep the first sampled z_{l−1}
-                    loc, scale = loc[0], scale[0]
-                loc, scale = loc.expand(rows.stop - start, -1), scale.expand(rows.stop - start, -1)
-                buffer.put("mean", rows, loc)
-                buffer.put("var", rows, scale.double() ** 2)
-                buffer.put("sample", rows, level.sample[0])
-                buffer.put("kl", rows, kl.double().mean(dim=0))
-            if on_batch is not None:
-                on_batch(rows.stop, n)
+    with placed([model], device):
+        device, dtype = reference(model, data=xs, device=device)
+        with evaluation([model], seed, device):
+            for start in range(0, n, batch_size):
+                rows = slice(start, min(n, start + batch_size))
+                xb = to_device(xs[rows], device, dtype)
+                yb = None if ys is None else to_device(ys[rows], device, dtype)
+                output = promoted_output(model(xb, yb, n_samples=samples))
+                kls = level_kl_per_dimension(output)
+                if not buffers:
+                    buffers = [_Buffer(n) for _ in output.levels]
+                    top = len(output.levels) - 1
+                    meta = [(level.name, float(level.prior.scale.mean()), index == top)
+                            for index, level in enumerate(output.levels)]
+                for buffer, level, kl in zip(buffers, output.levels, kls):
+                    loc, scale = level.posterior.loc, level.posterior.scale
+                    if loc.dim() == 3:               # q(z_l | z_{l−1}): keep the first sampled z_{l−1}
+                        loc, scale = loc[0], scale[0]
+                    loc, scale = loc.expand(rows.stop - start, -1), scale.expand(rows.stop - start, -1)
+                    buffer.put("mean", rows, loc)
+                    buffer.put("var", rows, scale.double() ** 2)
+                    buffer.put("sample", rows, level.sample[0])
+                    buffer.put("kl", rows, kl.double().mean(dim=0))
+                if on_batch is not None:
+                    on_batch(rows.stop, n)
     levels = []
     for buffer, (name, prior_std, exact) in zip(buffers, meta):
         stats = buffer.arrays
@@ -307,7 +379,7 @@ def collect_posterior(model: nn.Module, x: object, y: object | None = None, *, b
 
 
 def collect_from_encoder(encoder: Encoder, x: object, *, eta_enc: float = 1.0, batch_size: int = 1024,
-                         seed: int = 0) -> PosteriorStats:
+                         seed: int = 0, device: torch.device | str | None = None) -> PosteriorStats:
     """Posterior statistics of any Gaussian encoder, against the prior N(0, η_enc² I).
 
     Parameters
@@ -315,7 +387,8 @@ def collect_from_encoder(encoder: Encoder, x: object, *, eta_enc: float = 1.0, b
     encoder : callable
         ``encoder(x_batch)`` returning ``(mu, log_var)`` (each (B, d); log of the variance) or a
         ``torch.distributions.Normal`` with loc/scale (B, d) (``Independent(Normal, 1)`` too). An
-        ``nn.Module`` runs in eval mode; x is moved to its device and dtype.
+        ``nn.Module`` runs in eval mode; x is moved to its device and dtype. A plain function gets x
+        where x is (a tensor on a GPU stays there; an array is a CPU tensor), in its own dtype.
     x : tensor or array
         (N, D) inputs.
     eta_enc : float
@@ -324,6 +397,10 @@ def collect_from_encoder(encoder: Encoder, x: object, *, eta_enc: float = 1.0, b
         Examples per encoder call.
     seed : int
         Seeds the one posterior sample per example; the global RNG state is restored.
+    device : torch.device or str, optional
+        Where the encoder runs: an ``nn.Module`` is moved there for the pass and back afterwards, and
+        the batches of x go there (for a plain function too). ``None``: the module's device, or for a
+        plain function the device of x.
 
     Returns
     -------
@@ -340,18 +417,19 @@ def collect_from_encoder(encoder: Encoder, x: object, *, eta_enc: float = 1.0, b
     eta_enc = positive("eta_enc", eta_enc)
     xs = as_rows("x", x)
     batch_size = count("batch_size", batch_size)
-    device, dtype = reference(encoder)
     n = int(xs.shape[0])
     buffer = _Buffer(n)
-    with evaluation([encoder], seed, device):
-        for start in range(0, n, batch_size):
-            rows = slice(start, min(n, start + batch_size))
-            encoded = encoder(to_device(xs[rows], device, dtype))
-            mean, var = gaussian_parameters("encoder", encoded, rows.stop - start, start)
-            buffer.put("mean", rows, mean)
-            buffer.put("var", rows, var)
-            buffer.put("sample", rows, mean + var.sqrt() * torch.randn_like(mean))
-            buffer.put("kl", rows, kl_to_prior(mean.double(), var.double(), 0.0, eta_enc**2))
+    with placed([encoder], device):
+        device, dtype = reference(encoder, data=xs, device=device)
+        with evaluation([encoder], seed, device):
+            for start in range(0, n, batch_size):
+                rows = slice(start, min(n, start + batch_size))
+                encoded = encoder(to_device(xs[rows], device, dtype))
+                mean, var = gaussian_parameters("encoder", encoded, rows.stop - start, start)
+                buffer.put("mean", rows, mean)
+                buffer.put("var", rows, var)
+                buffer.put("sample", rows, mean + var.sqrt() * torch.randn_like(mean))
+                buffer.put("kl", rows, kl_to_prior(mean.double(), var.double(), 0.0, eta_enc**2))
     stats = buffer.arrays
     level = LevelStats(name="z", mean=stats["mean"], var=stats["var"], sample=stats["sample"], kl=stats["kl"],
                        kl_exact=True, prior_std=eta_enc, kl_samples=0)

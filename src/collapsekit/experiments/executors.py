@@ -8,11 +8,19 @@ the other tasks carry on: one bad point never costs the rest of a sweep.
 >>> from collapsekit.experiments.executors import LocalExecutor
 >>> for index, result in LocalExecutor(workers=2).run(abs, [-1, -2]):   # doctest: +SKIP
 ...     print(index, result)
+
+GPUs: ``gpus_per_point`` says how many GPUs one point gets. Ray tasks request that many
+(``num_gpus``; a fraction shares a GPU) and Ray sets each task's ``CUDA_VISIBLE_DEVICES``. Local
+workers are pinned round-robin: worker i sees GPU slot i (mod the slots) through its own
+``CUDA_VISIBLE_DEVICES``, so every point's ``cuda:0`` is its own GPU; with GPUs, the default is one
+worker per slot. ``gpus_per_point=0`` hides every GPU from the workers. See :func:`resolve_gpus_per_point`
+for the default, and :func:`point_accelerator` for what a point's ``train.accelerator`` becomes.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import os
 import re
@@ -65,6 +73,70 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+# -- GPUs ----------------------------------------------------------------------------------------------
+CUDA_VISIBLE_DEVICES = "CUDA_VISIBLE_DEVICES"
+#: ``train.accelerator`` values that ask for a GPU (Lightning Fabric's names).
+GPU_ACCELERATORS = ("gpu", "cuda")
+
+
+def visible_gpus() -> list[str]:
+    """The CUDA devices this process sees, as ``CUDA_VISIBLE_DEVICES`` names them (their indices when it
+    is not set): what local workers are pinned to. Empty without CUDA."""
+    import torch
+
+    count = torch.cuda.device_count()
+    if count == 0:
+        return []
+    names = [part.strip() for part in os.environ.get(CUDA_VISIBLE_DEVICES, "").split(",") if part.strip()]
+    return names[:count] if len(names) >= count else [str(i) for i in range(count)]
+
+
+def resolve_gpus_per_point(gpus_per_point: float | None, accelerator: str, *, executor: str = "local") -> float:
+    """GPUs per point, checked; ``None`` gives the default: 1 when the points' ``train.accelerator`` asks
+    for a GPU (``gpu``/``cuda``; ``auto`` too for local workers when this machine has one), else 0.
+    Ray does not default to GPUs for ``auto``: a task asking for a GPU that no node has never starts."""
+    if gpus_per_point is None:
+        wants = accelerator in GPU_ACCELERATORS or (accelerator == "auto" and executor == "local"
+                                                    and bool(visible_gpus()))
+        return 1.0 if wants else 0.0
+    if isinstance(gpus_per_point, bool) or not isinstance(gpus_per_point, (int, float)) \
+            or not math.isfinite(gpus_per_point) or gpus_per_point < 0:
+        raise ParameterError(f"--gpus-per-point must be a number ≥ 0, got {gpus_per_point!r}")
+    if 0 < gpus_per_point < 1 and abs(1 / gpus_per_point - round(1 / gpus_per_point)) > 1e-9:
+        raise ParameterError(f"--gpus-per-point {gpus_per_point:g}: a fraction must be 1/n (0.5, 0.25, ...), so "
+                             "that n points share each GPU")
+    if gpus_per_point > 1 and gpus_per_point != int(gpus_per_point):
+        raise ParameterError(f"--gpus-per-point {gpus_per_point:g}: above 1 it must be a whole number")
+    return float(gpus_per_point)
+
+
+def point_accelerator(accelerator: str, gpus_per_point: float) -> str:
+    """A point's ``train.accelerator`` for ``gpus_per_point``: ``cuda`` when it gets a GPU and its
+    configuration said ``cpu``; ``cpu`` when it gets none and said ``gpu``/``cuda``; else unchanged
+    (``auto`` finds the pinned GPU, or the CPU when none is visible)."""
+    if gpus_per_point > 0 and accelerator == "cpu":
+        return "cuda"
+    if gpus_per_point == 0 and accelerator in GPU_ACCELERATORS:
+        return "cpu"
+    return accelerator
+
+
+def gpu_slots(gpus: Sequence[str], gpus_per_point: float) -> list[str]:
+    """The ``CUDA_VISIBLE_DEVICES`` of each local worker slot: ``gpus_per_point`` whole GPUs each, or
+    1/n of one (n slots per GPU, dealt round-robin so that the first slots get different GPUs)."""
+    if gpus_per_point <= 0:
+        return [""]
+    if not gpus:
+        raise ParameterError(f"--gpus-per-point {gpus_per_point:g}: no CUDA device is visible here (set it to 0, "
+                             "or run where a GPU is)")
+    if gpus_per_point < 1:
+        return [gpu for _ in range(round(1 / gpus_per_point)) for gpu in gpus]
+    per = int(gpus_per_point)
+    if per > len(gpus):
+        raise ParameterError(f"--gpus-per-point {per}: this machine shows {len(gpus)} GPU(s)")
+    return [",".join(gpus[i * per:(i + 1) * per]) for i in range(len(gpus) // per)]
+
+
 def one_line(exc: BaseException) -> str:
     """``Type: first line of the message`` — what a summary table or status file can hold."""
     text = str(exc).strip().splitlines()
@@ -76,16 +148,24 @@ def one_line(exc: BaseException) -> str:
 _started: Any = None
 
 
-def _init_worker(threads: int, parent: int, started: Any) -> None:
-    """Runs once in each worker process: bound its threads, die with the parent, keep the flags.
+def _init_worker(threads: int, parent: int, started: Any, slots: Sequence[str] | None = None,
+                 counter: Any = None) -> None:
+    """Runs once in each worker process: bound its threads, die with the parent, keep the flags, and
+    take the next GPU slot (``CUDA_VISIBLE_DEVICES``) when ``slots`` are given.
 
     ``threads`` = cores // workers, so that the workers together do not oversubscribe the machine
     (each torch would otherwise start one thread per core). On Linux the worker asks for SIGKILL
     when its parent dies: a sweep killed with ``kill -9`` must not leave workers writing into point
-    directories that the next invocation is about to resume.
+    directories that the next invocation is about to resume. CUDA reads ``CUDA_VISIBLE_DEVICES`` when
+    it first starts in the process, which is later than this (a spawned worker has not used it).
     """
     global _started
     _started = started
+    if slots is not None and counter is not None:
+        with counter.get_lock():
+            index = counter.value
+            counter.value += 1
+        os.environ[CUDA_VISIBLE_DEVICES] = slots[index % len(slots)]
     if sys.platform.startswith("linux"):
         import ctypes
 
@@ -125,14 +205,24 @@ class LocalExecutor:
     Parameters
     ----------
     workers : int, optional
-        Processes at once (default: the cores available). Each sets torch to
-        ``max(1, cores // workers)`` threads.
+        Processes at once (default: the cores available, or with GPUs one per GPU slot). Each sets
+        torch to ``max(1, cores // workers)`` threads.
+    gpus_per_point : float, optional
+        GPUs each worker sees (module docstring): workers are pinned round-robin to the slots of
+        :func:`gpu_slots` through ``CUDA_VISIBLE_DEVICES``; 0 hides the GPUs. Default: 1 when this
+        machine has a GPU, else 0 (:func:`resolve_gpus_per_point` with ``auto``).
     """
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(self, workers: int | None = None, gpus_per_point: float | None = None, *,
+                 accelerator: str = "auto") -> None:
         if workers is not None and workers < 1:
             raise ParameterError(f"--workers must be ≥ 1, got {workers}")
-        self.workers = workers or available_cores()
+        self.gpus_per_point = resolve_gpus_per_point(gpus_per_point, accelerator)
+        gpus = visible_gpus()
+        # Pinned only where it matters: with GPUs to share out, or to hide them from CPU points.
+        self.slots: list[str] | None = gpu_slots(gpus, self.gpus_per_point) if gpus or self.gpus_per_point else None
+        default = len(self.slots) if self.slots is not None and self.gpus_per_point > 0 else available_cores()
+        self.workers = workers or default
 
     def run(self, fn: Callable[[T], R], tasks: Sequence[T]) -> Iterator[tuple[int, R | TaskFailure]]:
         if not tasks:
@@ -164,8 +254,9 @@ class LocalExecutor:
         without a result, as (those that had started, those that had not)."""
         context = multiprocessing.get_context("spawn")
         started = context.Array("b", len(tasks), lock=False)   # each worker writes only its own tasks' flags
+        counter = context.Value("i", 0)                       # the next worker's GPU slot
         pool = ProcessPoolExecutor(max_workers=width, mp_context=context, initializer=_init_worker,
-                                   initargs=(threads, os.getpid(), started))
+                                   initargs=(threads, os.getpid(), started, self.slots, counter))
         broken: list[int] = []
         try:
             futures: dict[Future[R], int] = {pool.submit(_flagged_call, fn, tasks[i], i): i for i in batch}
@@ -226,15 +317,21 @@ class RayExecutor:
         Points in flight at once (default: as many as Ray will schedule).
     cpus_per_point : int
         CPUs Ray reserves for each point; torch in the task uses that many threads.
+    gpus_per_point : float, optional
+        GPUs Ray reserves for each point (``num_gpus``; 0.5 puts two points on a GPU); Ray sets the
+        task's ``CUDA_VISIBLE_DEVICES``. Default: 1 when the points' accelerator is ``gpu``/``cuda``,
+        else 0.
     """
 
-    def __init__(self, address: str | None = None, *, workers: int | None = None, cpus_per_point: int = 1) -> None:
+    def __init__(self, address: str | None = None, *, workers: int | None = None, cpus_per_point: int = 1,
+                 gpus_per_point: float | None = None, accelerator: str = "auto") -> None:
         if address is not None and not _ADDRESS.match(address):
             raise ParameterError(f"--address must be HOST:PORT (or ray://HOST:PORT, auto), got {address!r}")
         if workers is not None and workers < 1:
             raise ParameterError(f"--workers must be ≥ 1, got {workers}")
         if cpus_per_point < 1:
             raise ParameterError(f"cpus_per_point must be ≥ 1, got {cpus_per_point}")
+        self.gpus_per_point = resolve_gpus_per_point(gpus_per_point, accelerator, executor="ray")
         _import_ray()                           # fail at once, before any point is planned
         self.address, self.workers, self.cpus_per_point = address, workers, cpus_per_point
 
@@ -249,7 +346,7 @@ class RayExecutor:
             except ConnectionError as exc:
                 raise ParameterError(f"--address {self.address}: no Ray cluster answers there "
                                      f"({str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r})") from None
-        remote = ray.remote(num_cpus=self.cpus_per_point, max_retries=0)(_ray_call)
+        remote = ray.remote(num_cpus=self.cpus_per_point, num_gpus=self.gpus_per_point, max_retries=0)(_ray_call)
         limit = self.workers or len(tasks)
         waiting = deque(range(len(tasks)))
         in_flight: dict[Any, int] = {}
@@ -278,15 +375,20 @@ class RayExecutor:
 
 #: Executors by the name ``--executor`` takes.
 EXECUTORS: dict[str, Callable[..., Executor]] = {
-    "local": lambda *, workers=None, address=None: LocalExecutor(workers),
-    "ray": lambda *, workers=None, address=None: RayExecutor(address, workers=workers),
+    "local": lambda *, workers=None, address=None, gpus_per_point=None, accelerator="auto":
+        LocalExecutor(workers, gpus_per_point, accelerator=accelerator),
+    "ray": lambda *, workers=None, address=None, gpus_per_point=None, accelerator="auto":
+        RayExecutor(address, workers=workers, gpus_per_point=gpus_per_point, accelerator=accelerator),
 }
 
 
-def make_executor(name: str, *, workers: int | None = None, address: str | None = None) -> Executor:
-    """The executor called ``name`` (``"local"`` or ``"ray"``); ``address`` is for Ray only."""
+def make_executor(name: str, *, workers: int | None = None, address: str | None = None,
+                  gpus_per_point: float | None = None, accelerator: str = "auto") -> Executor:
+    """The executor called ``name`` (``"local"`` or ``"ray"``); ``address`` is for Ray only.
+    ``gpus_per_point`` and the points' ``accelerator`` (for its default) as the executors take them;
+    the executor's ``gpus_per_point`` attribute holds the value it uses."""
     if name not in EXECUTORS:
         raise ParameterError(f"--executor must be one of {', '.join(EXECUTORS)}, got {name!r}")
     if address is not None and name != "ray":
         raise ParameterError("--address is for --executor ray (the local executor runs on this machine)")
-    return EXECUTORS[name](workers=workers, address=address)
+    return EXECUTORS[name](workers=workers, address=address, gpus_per_point=gpus_per_point, accelerator=accelerator)

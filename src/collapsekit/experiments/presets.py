@@ -24,8 +24,10 @@ writes into its output directory:
     The training runs (sweep directories).
 
 Two scales: ``paper`` (the paper's epochs, sizes, optimiser, clipping and seed, on the full MNIST
-given with ``--data``, accelerator chosen by Fabric) and ``quick`` (minutes in all on a laptop
-CPU: fewer epochs, part of each grid, smaller data; each preset's notes say what changed).
+given with ``--data``) and ``quick`` (minutes in all on a laptop CPU: fewer epochs, part of each
+grid, smaller data; each preset's notes say what changed). Both train and measure on ``device``
+(``--device``): ``auto`` (the default) is CUDA when available, else the CPU; sweeps then give each
+worker a GPU of its own.
 
 β is the true KL weight everywhere. The paper's nonlinear scripts train ``‖y−μ‖²/η_dec² + β·KL``,
 a model with true β = nominal/2: those presets train nominal/2 and show both values.
@@ -170,7 +172,8 @@ def select(names: str) -> list[Preset]:
 
 
 def run_preset(name: str, *, scale: str = "quick", data: str | None = None, out: str | os.PathLike[str] | None = None,
-               workers: int | None = None, samples: int | None = None, progress: bool = False) -> PresetResult:
+               workers: int | None = None, samples: int | None = None, progress: bool = False,
+               device: str | None = None) -> PresetResult:
     """Run one preset and write its outputs.
 
     Parameters
@@ -190,6 +193,8 @@ def run_preset(name: str, *, scale: str = "quick", data: str | None = None, out:
         Importance samples per example for the NLL (default 100 quick, 1000 paper).
     progress : bool
         Show the sweeps' progress on stderr.
+    device : {"auto", "cpu", "cuda"}, optional
+        Where the runs train and are measured; ``None``/``auto``: CUDA when available, else the CPU.
 
     Returns
     -------
@@ -208,12 +213,19 @@ def run_preset(name: str, *, scale: str = "quick", data: str | None = None, out:
         raise ParameterError(f"--workers must be ≥ 1, got {workers}")
     if samples is not None and samples < 1:
         raise ParameterError(f"--samples must be ≥ 1, got {samples}")
+    if device not in (None, "auto", "cpu", "cuda"):
+        raise ParameterError(f"--device must be auto, cpu or cuda, got {device!r} (to choose a GPU, set "
+                             "CUDA_VISIBLE_DEVICES)")
+    if device == "cuda":
+        from collapsekit._validation import resolve_device
+
+        resolve_device(device, name="--device")              # no GPU here: one line, before anything runs
     out_dir = Path(out) if out is not None else DEFAULT_ROOT / name
     if out_dir.exists() and not out_dir.is_dir():
         raise ParameterError(f"--out {out_dir} is a file, not a directory")
     out_dir.mkdir(parents=True, exist_ok=True)
     context = Context(preset=preset, scale=scale, out_dir=out_dir, data=data, workers=workers, samples=samples,
-                      progress=progress)
+                      progress=progress, device=device)
     started = time.perf_counter()
     with single_threaded(scale == "quick"):
         result = preset.load_runner()(context)

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
+from collapsekit._validation import resolve_device
 from collapsekit.diagnostics.report import CollapseReport
 from collapsekit.errors import DataFileNotFoundError, ParameterError
 
@@ -63,7 +65,8 @@ def read_history(run_dir: Path) -> list[dict[str, Any]]:
 
 def diagnose_run(path: str | Path, *, part: str | None = None, n_samples: int = 1000, batch_size: int = 1024,
                  seed: int = 0, theory: bool = True,
-                 progress: Callable[[str, int, int], None] | None = None) -> RunDiagnosis:
+                 progress: Callable[[str, int, int], None] | None = None,
+                 device: str | torch.device | None = None) -> RunDiagnosis:
     """Diagnose a run directory (its latest checkpoint) or one checkpoint of it.
 
     Parameters
@@ -80,11 +83,16 @@ def diagnose_run(path: str | Path, *, part: str | None = None, n_samples: int = 
         Set the linear theory's prediction beside the measurement where it applies.
     progress : callable, optional
         ``progress(stage, done, total)`` through the long stages (posterior pass, metrics, likelihood).
+    device : str or torch.device, optional
+        Where the model is loaded and measured: ``"cpu"``, ``"cuda"``, ``"cuda:1"``; ``None`` or
+        ``"auto"``: CUDA when available, else the CPU. The data stay in CPU memory and go to the
+        device batch by batch.
 
     Returns
     -------
     RunDiagnosis
-        The :class:`CollapseReport` (with ``history`` and ``explanations``) and the loaded model.
+        The :class:`CollapseReport` (with ``history`` and ``explanations``) and the loaded model (on
+        ``device``).
     """
     from collapsekit.data import load, quadrant_merge
     from collapsekit.diagnostics.diagnose import diagnose_model
@@ -94,6 +102,7 @@ def diagnose_run(path: str | Path, *, part: str | None = None, n_samples: int = 
     from collapsekit.training.checkpoint import load_checkpoint
     from collapsekit.training.trainer import CONFIG_FILE, build_model_from_config
 
+    device = resolve_device(device)
     run_dir, checkpoint_dir = resolve_run(path)
     config = RunConfig.load(run_dir / CONFIG_FILE)
     trained_on = config.data.part
@@ -103,7 +112,7 @@ def diagnose_run(path: str | Path, *, part: str | None = None, n_samples: int = 
     model = build_model_from_config(config, data)
     checkpoint = load_checkpoint(checkpoint_dir)          # verified: a corrupt one raises, naming it
     checkpoint.restore_model(model)
-    model.eval()
+    model.to(device).eval()
 
     report = diagnose_model(model, data.x, data.y, n_samples=n_samples, batch_size=batch_size, seed=seed,
                             progress=progress)

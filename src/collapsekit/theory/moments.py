@@ -57,6 +57,37 @@ def _descending_eigvals(matrix: np.ndarray, scale: float | None = None) -> np.nd
     return np.where(values > floor, values, 0.0)
 
 
+def _is_tensor(values: object) -> bool:
+    """A torch tensor, told without importing torch here (the theory needs numpy only)."""
+    return all(hasattr(values, name) for name in ("detach", "device", "is_complex", "numpy"))
+
+
+def _rows(name: str, values: object) -> object:
+    """``values`` ready to be read in chunks: a torch tensor as it is (on its device, in its dtype),
+    anything else as a numpy array."""
+    if _is_tensor(values):
+        return values.detach()                                   # type: ignore[attr-defined]
+    try:
+        return np.asarray(values)
+    except (TypeError, ValueError) as exc:                        # ragged lists and the like
+        raise DataError(f"{name}: cannot be read as a numeric array ({exc})") from None
+
+
+def _host_chunk(name: str, chunk: object) -> object:
+    """One chunk of rows in CPU memory: a tensor's rows copied from its device and converted to
+    float64 there (bfloat16 has no numpy dtype); a numpy chunk as it is."""
+    if not _is_tensor(chunk):
+        return chunk
+    if chunk.is_complex():                                        # type: ignore[attr-defined]
+        raise DataError(f"{name}: complex values are not supported")
+    try:
+        return chunk.to("cpu").double().numpy()                   # type: ignore[attr-defined]
+    except (RuntimeError, NotImplementedError, TypeError) as exc:
+        where = getattr(chunk, "device", "?")
+        raise DataError(f"{name}: a tensor on device {where} cannot be copied to the CPU "
+                        f"({str(exc).strip().splitlines()[0]})") from None
+
+
 @dataclass(frozen=True)
 class Moments:
     """Raw second moments: ``xx`` = E[xxᵀ]; for a CVAE also ``xy`` = E[xyᵀ] and ``yy`` = E[yyᵀ].
@@ -100,7 +131,9 @@ class Moments:
         Parameters
         ----------
         x : array-like, shape (n, d_x)
-            Examples in rows (a memory map works: only one chunk is converted at a time).
+            Examples in rows (a memory map works: only one chunk is converted at a time). A torch
+            tensor may be on any device and of any dtype (a GPU's, bfloat16): it stays where it is
+            and each chunk is copied to the CPU in float64 as it is read.
         y : array-like, shape (n, d_y), optional
             The paired CVAE outputs; same number of rows as ``x``.
         chunk_rows : int
@@ -110,23 +143,24 @@ class Moments:
         ------
         DataError
             On NaN or infinite values (naming the first bad row), non-numeric data,
-            or mismatched row counts.
+            mismatched row counts, or a tensor that cannot be copied to the CPU (``meta``).
         """
         if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
             raise ParameterError(f"chunk_rows must be an integer ≥ 1, got {chunk_rows!r}")
-        x_arr = np.asarray(x)
+        x_arr = _rows("x", x)
         if x_arr.ndim == 1:
             x_arr = x_arr[:, None]
         if x_arr.ndim != 2 or x_arr.shape[0] == 0:
-            raise DataError(f"x: expected a non-empty 2-D array (examples × features), got shape {x_arr.shape}")
+            raise DataError(f"x: expected a non-empty 2-D array (examples × features), got shape "
+                            f"{tuple(x_arr.shape)}")
         parts = [("x", x_arr)]
         if y is not None:
-            y_arr = np.asarray(y)
+            y_arr = _rows("y", y)
             if y_arr.ndim == 1:
                 y_arr = y_arr[:, None]
             if y_arr.ndim != 2 or y_arr.shape[0] != x_arr.shape[0]:
                 raise DataError(f"x has {x_arr.shape[0]} rows but y has "
-                                f"{y_arr.shape[0] if y_arr.ndim else 0} (shape {y_arr.shape})")
+                                f"{y_arr.shape[0] if y_arr.ndim else 0} (shape {tuple(y_arr.shape)})")
             parts.append(("y", y_arr))
         n = x_arr.shape[0]
         widths = [arr.shape[1] for _, arr in parts]
@@ -137,7 +171,8 @@ class Moments:
             block = chunk[: stop - start]
             col = 0
             for name, arr in parts:
-                block[:, col:col + arr.shape[1]] = as_2d_finite(name, arr[start:stop], row_offset=start)
+                block[:, col:col + arr.shape[1]] = as_2d_finite(name, _host_chunk(name, arr[start:stop]),
+                                                                row_offset=start)
                 col += arr.shape[1]
             # One product gives xx, xy and yy together; block.T @ block is a symmetric rank-k update.
             joint += block.T @ block

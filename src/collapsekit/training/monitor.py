@@ -4,7 +4,8 @@ warning (once, with hysteresis) that names collapsed dimensions, says why and wh
 Cheap enough to leave on: per batch it adds a few elementwise ops and three per-dimension sums on the
 device, with no host synchronisation; everything else happens once per epoch (bench/bench_monitor.py
 measures the overhead). It never draws from the global random generator, so switching it on does not
-change a run.
+change a run. Inputs of any floating dtype are welcome (an autocast loop's bfloat16 or float16): each
+batch is cast to float32 on its device and every sum is kept in float32 (float64 inputs stay float64).
 
 Plain PyTorch loop::
 
@@ -129,8 +130,16 @@ class CollapseEvent:
                    explanations=[Explanation.from_dict(e) for e in values.get("explanations", [])])
 
 
+def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the monitor computes and sums in for inputs of ``dtype``: float64 stays float64,
+    everything else (float16, bfloat16, float32) is float32. Summed in its own dtype, an epoch of
+    float16 KL overflows (inf past 65,504) and bfloat16 keeps three digits."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
 class _LevelSums:
-    """One level's running sums over an epoch, on the device of its tensors.
+    """One level's running sums over an epoch, on the device of its tensors, in float32 (float64 for
+    float64 inputs) whatever the inputs' dtype: the callers cast each batch first.
 
     Posterior means are accumulated around a per-epoch shift (the first batch's mean), so that
     E[μ²] − E[μ]² does not cancel in float32 when |mean| ≫ std.
@@ -145,6 +154,8 @@ class _LevelSums:
         self.s2 = torch.zeros_like(self.kl)
         self.count = 0
         self.reservoir: tuple[Tensor, Tensor] | None = None    # (loc, scale) of up to mi_examples rows
+        self.presummed: list[Tensor] | None = None               # Σ KL, Σ μ, Σ μ² added by add_presummed
+        self.presummed_count = 0
 
     def add(self, kl_sum: Tensor, mu: Tensor, n: int) -> None:
         centred = mu - self.shift
@@ -153,12 +164,22 @@ class _LevelSums:
         self.s2 += (centred * centred).sum(0)
         self.count += n
 
+    def add_presummed(self, kl_sum: Tensor, mean_sum: Tensor, square_sum: Tensor, n: int) -> None:
+        """Sums over ``n`` examples made elsewhere (unshifted, float64 preferred), added at packing time."""
+        if self.presummed is None:
+            self.presummed = [kl_sum.double(), mean_sum.double(), square_sum.double()]
+        else:
+            self.presummed = [a + b.double() for a, b in zip(self.presummed, (kl_sum, mean_sum, square_sum))]
+        self.presummed_count += n
+
     def packed(self) -> Tensor:
         """float64 (3d + 1,): Σ KL, Σ μ, Σ μ² (unshifted: ranks have different shifts), count."""
         shift, s1, s2 = self.shift.double(), self.s1.double(), self.s2.double()
         n = float(self.count)
-        return torch.cat([self.kl.double(), s1 + n * shift, s2 + 2 * shift * s1 + n * shift * shift,
-                          s1.new_tensor([n])])
+        kl, mean, square = self.kl.double(), s1 + n * shift, s2 + 2 * shift * s1 + n * shift * shift
+        if self.presummed is not None:
+            kl, mean, square = kl + self.presummed[0], mean + self.presummed[1], square + self.presummed[2]
+        return torch.cat([kl, mean, square, s1.new_tensor([n + self.presummed_count])])
 
 
 @dataclass
@@ -352,8 +373,9 @@ class CollapseMonitor:
         if mu.shape != log_var.shape or mu.dim() < 1:
             raise ParameterError(f"update: mu {tuple(mu.shape)} and log_var {tuple(log_var.shape)} must have the "
                                  "same shape (batch, latent dim)")
-        mu = mu.detach().reshape(-1, mu.shape[-1])
-        var = log_var.detach().reshape(-1, mu.shape[-1]).exp()
+        dtype = accumulation_dtype(mu.dtype)          # a cast on the device: no host sync
+        mu = mu.detach().reshape(-1, mu.shape[-1]).to(dtype)
+        var = log_var.detach().reshape(-1, mu.shape[-1]).to(dtype).exp()
         prior_var = self._prior_var.get(level)
         if prior_var is None or prior_var.device != mu.device or prior_var.dtype != mu.dtype:
             # made once: a tensor built from a Python float on every batch would copy host → device
@@ -409,16 +431,17 @@ class CollapseMonitor:
         kl_per_dim : Tensor
             (d,), nats, averaged over the batch.
         """
-        loc = loc.detach()
+        dtype = accumulation_dtype(loc.dtype)         # half-precision inputs are summed in float32
+        loc = loc.detach().to(dtype)
         batch = loc.shape[-2] if loc.dim() >= 2 else 1
         # An upper level's posterior depends on the sampled level below: E_q[z|x] averages over samples,
         # and its q(z|x) is not Gaussian, so it gets no minibatch MI estimate.
         mean = loc.reshape(-1, batch, loc.shape[-1]).mean(0) if loc.dim() > 2 else loc.reshape(batch, -1)
         reservoir = None
         if loc.dim() <= 2:
-            scale = scale.detach().expand_as(loc).reshape(batch, -1)
+            scale = scale.detach().to(dtype).expand_as(loc).reshape(batch, -1)
             reservoir = (mean, scale * scale)
-        self._add(level, kl_per_dim.detach() * batch, mean, batch, reservoir)
+        self._add(level, kl_per_dim.detach().to(dtype) * batch, mean, batch, reservoir)
 
     #: The trainer's name for :meth:`update_output`.
     observe = update_output
@@ -433,6 +456,36 @@ class CollapseMonitor:
         sums.add(kl_sum, mu, n)
         # Keep the largest batch seen (the newest of equal size): a view, no copy, no sync.
         if reservoir is not None and (sums.reservoir is None or n >= sums.reservoir[0].shape[0]):
+            sums.reservoir = (reservoir[0][: self.mi_examples], reservoir[1][: self.mi_examples])
+
+    @torch.no_grad()
+    def add_sums(self, level: str, *, kl: Tensor, mean: Tensor, square: Tensor, count: int,
+                 reservoir: tuple[Tensor, Tensor] | None = None) -> None:
+        """Add a level's sums over examples computed elsewhere, for a program that accumulates many
+        monitors' sums at once (:mod:`collapsekit.training.batched`'s fast mode): what :meth:`update_level`
+        adds for ``count`` examples, summed already. It does not count an optimiser step.
+
+        Parameters
+        ----------
+        level : str
+            The level's name.
+        kl, mean, square : Tensor
+            (d,): Σ KL per dimension (nats), Σ μ and Σ μ² over the examples (the posterior means),
+            unshifted; keep them in float64 where Σ μ² − (Σ μ)²/n would cancel.
+        count : int
+            The examples summed.
+        reservoir : (Tensor, Tensor), optional
+            (loc, var), (B, d): the batch kept for the minibatch MI estimate (the largest of the epoch).
+        """
+        dtype = accumulation_dtype(kl.dtype)
+        sums = self._sums.get(level)
+        if sums is None:
+            sums = self._sums[level] = _LevelSums(torch.zeros_like(kl, dtype=dtype)[None])
+            state = self._states.setdefault(level, _Hysteresis(sums.dim))
+            if state.dim != sums.dim:
+                raise ParameterError(f"level {level!r} had {state.dim} dimensions, these sums have {sums.dim}")
+        sums.add_presummed(kl.detach(), mean.detach(), square.detach(), int(count))
+        if reservoir is not None and (sums.reservoir is None or reservoir[0].shape[0] >= sums.reservoir[0].shape[0]):
             sums.reservoir = (reservoir[0][: self.mi_examples], reservoir[1][: self.mi_examples])
 
     # -- per epoch ---------------------------------------------------------------------------------------
@@ -638,9 +691,10 @@ def _count(name: str, value: object, minimum: int = 1) -> int:
     return int(value)
 
 
-def _numpy(values: Any) -> np.ndarray:
+def _numpy(values: Any) -> Any:
+    """Rows for :meth:`Moments.from_data`: a tensor stays on its device (it copies one chunk at a time)."""
     if isinstance(values, Tensor):
-        return values.detach().cpu().double().numpy()
+        return values.detach()
     return np.asarray(values)
 
 

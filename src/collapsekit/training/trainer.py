@@ -620,15 +620,21 @@ def evaluate(model: nn.Module, objective: Callable[..., Any], data: TrainingData
              batch_size: int = 1024, seed: int = 0) -> dict[str, Any]:
     """Average loss terms of ``model`` over all of ``data`` (no gradients), nats per example.
 
-    With ``n_samples`` > 1 each example's Monte Carlo terms average over that many latent samples.
+    With ``n_samples`` > 1 each example's Monte Carlo terms average over that many latent samples. The
+    data may be anywhere: each batch goes to the model's device and dtype. The global RNG state (the
+    CPU's, and the model's GPU's) is restored.
     """
+    from collapsekit.diagnostics.posterior import reference, to_device
+
+    device, dtype = reference(model, data=data.x)
     sums: dict[str, Any] = {}
     with caller_state():
         torch.manual_seed(seed)
         with torch.no_grad():
             for start in range(0, data.n, batch_size):
                 stop = min(start + batch_size, data.n)
-                output = model(data.x[start:stop], None if data.y is None else data.y[start:stop],
+                output = model(to_device(data.x[start:stop], device, dtype),
+                               None if data.y is None else to_device(data.y[start:stop], device, dtype),
                                n_samples=n_samples)
                 accumulate_terms(sums, objective(output), stop - start)
     count = sums["count"]

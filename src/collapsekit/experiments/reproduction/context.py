@@ -55,6 +55,8 @@ class Context:
         Importance samples per example for the NLL (None: 100 quick, 1000 paper).
     progress : bool
         Show the sweeps' plan and progress bars on stderr.
+    device : str or None
+        Where the runs train and are measured: ``cpu``, ``cuda``, or ``auto``/None (CUDA when available).
     notes : list of str
         Lines every output repeats (what was run, and how it differs from the paper).
     """
@@ -66,6 +68,7 @@ class Context:
     workers: int | None = None
     samples: int | None = None
     progress: bool = False
+    device: str | None = None
     notes: list[str] = field(default_factory=list)
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -81,8 +84,10 @@ class Context:
 
     @property
     def accelerator(self) -> str:
-        """The quick scale runs on this machine's CPUs; the paper scale takes what Fabric finds."""
-        return "cpu" if self.quick else "auto"
+        """Fabric's accelerator for ``device``: ``cuda`` (sweeps give each worker its own GPU) or ``cpu``."""
+        from collapsekit._validation import resolve_device
+
+        return "cuda" if resolve_device(self.device).type == "cuda" else "cpu"
 
     def note(self, text: str) -> None:
         """Add a line to the notes of every output (once)."""

@@ -127,15 +127,12 @@ def measure(ctx: Context, point: TrainedRun, *, max_examples: int | None = None)
     """
     from collapsekit.diagnostics import diagnose_model
 
-    import torch
-
     data, where = ctx.eval_data(point.config, max_examples)
     model = load_model(point.config, point.run_dir, data)
-    if not ctx.quick and torch.cuda.is_available():      # the paper scale's NLL: S = 1000 decoder passes per example
-        model = model.cuda()
-    # Few bootstrap resamples: the mutual information is not reported here.
+    # Few bootstrap resamples: the mutual information is not reported here. On the training device (the
+    # NLL is S decoder passes per example); the data go there batch by batch.
     report = diagnose_model(model, data.x, data.y, n_samples=ctx.importance_samples, seed=0, mi_bootstrap=10,
-                            mi_per_dim_queries=200)
+                            mi_per_dim_queries=200, device=ctx.accelerator)
     top = report.levels[-1]
     kl = np.asarray(top.kl_per_dim, dtype=float)
     return {"n_active_predicted": point.row.get("n_active_predicted"), "theory": point.row.get("theory"),

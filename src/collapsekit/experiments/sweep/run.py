@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from collapsekit.errors import CollapsekitError, ParameterError
-from collapsekit.experiments.executors import TaskFailure, available_cores, make_executor
+from collapsekit.experiments.executors import TaskFailure, available_cores, make_executor, point_accelerator
 from collapsekit.experiments.sweep.directory import claim_directory, refuse_foreign, sweep_spec
 from collapsekit.experiments.sweep.grid import Grid, seed_list
 from collapsekit.experiments.sweep.layout import POINTS_DIR, SUMMARY_FILE
@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
 def run_sweep(base_config: RunConfig, grid: Grid, seeds: int | Sequence[int], out_dir: str | os.PathLike[str], *,
               executor: str = "local", workers: int | None = None, address: str | None = None,
-              progress: bool = True, batched: bool = True, plot: bool = True) -> SweepResult:
+              progress: bool = True, batched: bool = True, plot: bool = True, gpus_per_point: float | None = None,
+              batch_mode: str = "exact") -> SweepResult:
     """Train every point of ``grid`` × ``seeds`` into ``out_dir``; finish what an earlier call left.
 
     Parameters
@@ -52,6 +53,13 @@ def run_sweep(base_config: RunConfig, grid: Grid, seeds: int | Sequence[int], ou
         :func:`~collapsekit.experiments.can_batch` accepts them (their results are those of separate runs).
     plot : bool
         Draw ``active_vs_<key>.png`` (measured active dimensions and the theory's curve).
+    gpus_per_point : float, optional
+        GPUs each point gets: Ray's ``num_gpus``; local workers pinned round-robin with
+        ``CUDA_VISIBLE_DEVICES`` (default then: one worker per GPU). Default: 1 when the base
+        configuration's ``train.accelerator`` asks for a GPU (``auto`` where this machine has one), else
+        0. A point's accelerator follows (:func:`~collapsekit.experiments.executors.point_accelerator`).
+    batch_mode : {"exact", "fast"}
+        How batched programs train (:func:`~collapsekit.training.batched.train_batched`).
 
     Returns
     -------
@@ -73,7 +81,14 @@ def run_sweep(base_config: RunConfig, grid: Grid, seeds: int | Sequence[int], ou
             configs[point.id] = point_config(base_config, point.settings, point.seed)
         except CollapsekitError as exc:
             raise ParameterError(f"grid point {point.id}: {exc}") from None
-    runner = make_executor(executor, workers=workers, address=address)   # a missing Ray fails here, early
+    from collapsekit.training.batched import check_batch_mode
+
+    batch_mode = check_batch_mode(batch_mode)
+    runner = make_executor(executor, workers=workers, address=address,   # a missing Ray fails here, early
+                           gpus_per_point=gpus_per_point, accelerator=base_config.train.accelerator)
+    accelerator = point_accelerator(base_config.train.accelerator, getattr(runner, "gpus_per_point", 0.0))
+    if accelerator != base_config.train.accelerator:
+        configs = {key: config.with_overrides({"train.accelerator": accelerator}) for key, config in configs.items()}
     if out.exists() and not out.is_dir():
         raise ParameterError(f"--out {out} is a file, not a directory")
     refuse_foreign(out)                          # before the lock file is created in it
@@ -91,8 +106,9 @@ def run_sweep(base_config: RunConfig, grid: Grid, seeds: int | Sequence[int], ou
         summary = out / SUMMARY_FILE
         write_summary(summary, summary_rows(points, statuses), list(grid))
         tasks = [PointTask(point.id, str(point_dir(point)), configs[point.id].model_dump(by_alias=True, mode="json"),
-                           settings=dict(point.settings), seed=point.seed) for point in todo]
-        groups, how = batch_groups(tasks, configs, workers or available_cores(), batched)
+                           settings=dict(point.settings), seed=point.seed, batch_mode=batch_mode) for point in todo]
+        groups, how = batch_groups(tasks, configs, workers or getattr(runner, "workers", None) or available_cores(),
+                                   batched)
         result.batching = how
         if progress and how:
             _print_line(f"sweep {out}: {how}")

@@ -35,6 +35,8 @@ class PointTask:
     config: dict[str, Any]
     settings: dict[str, Any] = field(hash=False)
     seed: int = 0
+    #: How a batched group trains (:func:`~collapsekit.training.batched.train_batched`'s ``mode``).
+    batch_mode: str = "exact"
 
 
 def read_status(point_dir: str | os.PathLike[str]) -> dict[str, Any]:
@@ -108,7 +110,7 @@ def run_points(tasks: Sequence[PointTask]) -> list[dict[str, Any]]:
         _write_status(point_dir, {**records[-1], "status": "running"})
     configs = [RunConfig.parse(task.config) for task in tasks]
     try:
-        runs = train_batched(configs, dirs)
+        runs = train_batched(configs, dirs, mode=tasks[0].batch_mode)
     except Exception:                                     # noqa: BLE001 — fall back to one run per point
         return [run_point(task) for task in tasks]
     loaded: dict[Any, TrainingData] = {}
