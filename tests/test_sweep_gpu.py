@@ -173,7 +173,9 @@ def test_a_points_accelerator_and_batch_mode_follow_the_sweep(tmp_path, monkeypa
         made["runner"] = RecordingExecutor(gpus)
         return made["runner"]
 
-    monkeypatch.setattr(sweep, "make_executor", make_executor)
+    from collapsekit.experiments.sweep import run as sweep_run   # where run_sweep looks it up
+
+    monkeypatch.setattr(sweep_run, "make_executor", make_executor)
     base = RunConfig.parse({"data": {"spec": "gaussian:d=4,n=64,seed=1"},
                             "model": {"kind": "vae", "arch": "linear", "latent_dims": [2]},
                             "train": {"epochs": 1, "accelerator": accelerator}})
