@@ -230,6 +230,8 @@ def test_config_errors_list_every_problem_and_suggest_the_nearest_key(tmp_path, 
         RunConfig().with_overrides({"optim.weight_decy": 0.1})
     with pytest.raises(ParameterError, match=r"did you mean objective\.beta"):
         RunConfig().with_overrides({"objectiv.beta": 0.1})
+    line = refused(capsys, "train", "--config", str(tmp_path), "--out", str(tmp_path / "run"))
+    assert "is a directory, not a configuration file" in line
 
 
 # -- 3. progress on long work -----------------------------------------------------------------------------------

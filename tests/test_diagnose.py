@@ -131,7 +131,9 @@ def test_the_pass_restores_training_flags_and_the_rng():
     assert model.training and not model.encoders[0].training and model.decoders[0].training
     assert torch.equal(torch.get_rng_state(), state)
     again = collect_posterior(model, data(50), batch_size=50)          # batching does not change the pass
-    np.testing.assert_allclose(first.levels[0].mean, again.levels[0].mean, rtol=1e-6)
+    # up to float32 rounding: the weights come from whatever state the global generator is in, and a mean
+    # near 0 differs by ~1e-8 between batch sizes, which no relative tolerance alone absorbs
+    np.testing.assert_allclose(first.levels[0].mean, again.levels[0].mean, rtol=1e-6, atol=1e-6)
 
 
 # -- bring your own ------------------------------------------------------------------------------------

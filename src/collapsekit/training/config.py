@@ -197,6 +197,8 @@ class RunConfig(_Section):
     def load(cls, path: str | Path) -> "RunConfig":
         """Read a YAML file."""
         path = Path(path)
+        if path.is_dir():
+            raise ParameterError(f"{path} is a directory, not a configuration file (YAML)")
         if not path.is_file():
             from collapsekit.errors import DataFileNotFoundError
 
