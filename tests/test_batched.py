@@ -241,3 +241,25 @@ def test_the_fast_mode_leaves_runs_the_trainer_resumes(tmp_path):
 def test_a_batch_mode_is_exact_or_fast(tmp_path):
     with pytest.raises(ParameterError, match="batch mode must be one of exact, fast, got 'quick'"):
         train_batched([config()], [tmp_path / "a"], mode="quick")
+
+
+def test_a_monitor_given_its_sums_reports_what_its_batches_would():
+    """CollapseMonitor.add_sums (the fast mode's hand-over) against update_level on the same batches."""
+    from collapsekit.training.monitor import CollapseMonitor
+
+    g = torch.Generator().manual_seed(3)
+    batches = [(torch.randn(b, 4, generator=g) * 2 + 1, torch.rand(b, 4, generator=g) + 0.1) for b in (64, 64, 20)]
+    kls = [torch.rand(4, generator=g) for _ in batches]
+    one, other = CollapseMonitor(warn=False, seed=5), CollapseMonitor(warn=False, seed=5)
+    for (loc, scale), kl in zip(batches, kls):
+        one.update_level("z", loc, scale, kl)
+    locs = torch.cat([loc for loc, _ in batches]).double()
+    other.add_sums("z", kl=sum(kl.double() * len(loc) for (loc, _), kl in zip(batches, kls)), mean=locs.sum(0),
+                   square=(locs * locs).sum(0), count=len(locs), reservoir=(batches[1][0], batches[1][1] ** 2))
+    a, b = one.end_epoch(step=3, epoch=1)["z"], other.end_epoch(step=3, epoch=1)["z"]
+    assert a.keys() == b.keys() and a["examples"] == b["examples"] == 148
+    for key, value in a.items():
+        if isinstance(value, float) or (isinstance(value, list) and value and isinstance(value[0], float)):
+            assert value == pytest.approx(b[key], rel=1e-5, abs=1e-6), key
+        else:
+            assert value == b[key], key
