@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/bench_monitor.py --write docs/benchmarks.md
 	$(VENV)/bin/python bench/bench_diagnostics.py --write docs/benchmarks.md
 	$(VENV)/bin/python bench/bench_batched.py --write docs/benchmarks.md
+	$(VENV)/bin/python bench/bench_batched.py --compare fast --epochs 2 --repeats 5 --write docs/benchmarks.md
 	$(VENV)/bin/python bench/bench_checkpoint.py --write docs/benchmarks.md
 
 # `make bench-venv` once, then `make bench` includes Pythae in the training benchmark. torch is
