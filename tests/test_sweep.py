@@ -27,6 +27,7 @@ from collapsekit.experiments.sweep import (POINTS_DIR, RESULT_COLUMNS, STATUS_FI
                                            format_value, parse_grid, point_config, read_status, read_summary,
                                            resolve_key, run_sweep)
 from collapsekit.training import RunConfig
+from collapsekit.training.checkpoint import checkpoint_epoch, latest_checkpoint
 
 SPEC = "gaussian:eigs=9:4:1:0.25,n=256,exact=1"
 GRID = {"beta": [0.5, 2, 5]}            # θ² = 9, 4, 1 on three latent dims: 3, 2 and 1 predicted active
@@ -264,11 +265,10 @@ def _snapshot(directory: Path) -> dict[str, tuple[int, str]]:
 
 
 def _checkpoint_epoch(point: Path) -> int | None:
-    pointer = point / "checkpoints" / "latest.json"
-    if not pointer.is_file():
-        return None
-    state = point / "checkpoints" / json.loads(pointer.read_text())["path"] / "state.json"
-    return json.loads(state.read_text())["epoch"] if state.is_file() else None
+    """The epoch a resume of this point starts from: the product's own choice of checkpoint, which
+    includes one renamed into place by a worker killed before it could write ``latest.json``."""
+    newest = latest_checkpoint(point / "checkpoints")
+    return checkpoint_epoch(newest) if newest is not None else None
 
 
 def _live_members(group: int) -> list[int]:
