@@ -242,6 +242,37 @@ def test_a_diverging_point_is_recorded_and_the_others_finish_then_a_rerun_retrie
     assert read_status(out / POINTS_DIR / "lr=100,seed=0")["attempt"] == 2 and not result.ok
 
 
+@pytest.mark.parametrize("batched", [False, True], ids=["one-process-per-point", "batched"])
+def test_collapse_warnings_of_a_sweep_are_one_line_each_naming_their_point(tmp_path, batched):
+    """A worker's collapse warnings reach the terminal as one line each, ``POINT: posterior collapse at epoch
+    N: ...``, never as Python's ``file:line: CollapseWarning`` with its source line, and none is lost: the lines
+    are exactly the warnings the points' metrics records hold (β = 50 collapses every dimension)."""
+    import re
+
+    config, out = tmp_path / "base.yaml", tmp_path / "sweep"
+    config.write_text(base_config().with_overrides({"train.epochs": 20}).to_yaml())
+    argv = [str(config), "--grid", "beta=2,50", "--seeds", "1", "--out", str(out), "--workers", "1", "--no-progress"]
+    run = subprocess.run([*CLI, *argv, *(() if batched else ("--no-batch",))], capture_output=True, text=True,
+                         timeout=300, check=False)
+    assert run.returncode == 0, run.stderr
+    points = ["beta=2,seed=0", "beta=50,seed=0"]
+    assert all((read_status(out / POINTS_DIR / p).get("batched") == 2) is batched for p in points)
+    recorded = {(point, record["epoch"]) for point in points
+                for record in map(json.loads, (out / POINTS_DIR / point / "metrics.jsonl").read_text().splitlines())
+                for _ in record.get("collapse_warnings", [])}
+    assert any(p == "beta=50,seed=0" for p, _ in recorded)
+    lines = run.stderr.splitlines()
+    assert not [line for line in lines if "CollapseWarning" in line or "warnings.warn" in line or ".py:" in line]
+    said = [re.fullmatch(r"collapsekit: warning: (beta=\d+,seed=0): posterior collapse at epoch (\d+): z: .*", line)
+            for line in lines if "collapse" in line]
+    assert all(said), lines
+    assert sorted((m[1], int(m[2])) for m in said) == sorted(recorded)
+    assert "likely cause" in said[0][0] and f"{POINTS_DIR}/beta=50,seed=0/{STATUS_FILE}" in said[0][0]
+    status = read_status(out / POINTS_DIR / "beta=50,seed=0")
+    assert status["warnings"][0]["message"].startswith("Posterior collapse at epoch")
+    assert "\n  - " in status["warnings"][0]["message"]          # the likely causes, in full, in status.json
+
+
 def _crash_on_two(task: int) -> int:
     """A task whose worker process dies (no exception, no result) on task 2."""
     if task == 2:

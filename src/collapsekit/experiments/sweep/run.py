@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,12 +14,13 @@ from collapsekit.errors import CollapsekitError, ParameterError
 from collapsekit.experiments.executors import TaskFailure, available_cores, make_executor, point_accelerator
 from collapsekit.experiments.sweep.directory import claim_directory, refuse_foreign, sweep_spec
 from collapsekit.experiments.sweep.grid import Grid, seed_list
-from collapsekit.experiments.sweep.layout import POINTS_DIR, SUMMARY_FILE
+from collapsekit.experiments.sweep.layout import POINTS_DIR, STATUS_FILE, SUMMARY_FILE
 from collapsekit.experiments.sweep.lock import exclusive
 from collapsekit.experiments.sweep.plot import plot_axis, plot_sweep
 from collapsekit.experiments.sweep.points import expand_grid, point_config
 from collapsekit.experiments.sweep.summary import SweepResult, summary_rows, what_ran, write_summary
-from collapsekit.experiments.sweep.worker import PointTask, batch_groups, read_status, record_lost, run_points
+from collapsekit.experiments.sweep.worker import (PointTask, batch_groups, read_status, record_lost, run_points,
+                                                  warning_class, warning_line)
 
 if TYPE_CHECKING:
     from collapsekit.training import RunConfig
@@ -121,6 +123,7 @@ def run_sweep(base_config: RunConfig, grid: Grid, seeds: int | Sequence[int], ou
                            else outcome)
                 for task, record in zip(group, records):
                     statuses[task.point_id] = record
+                    _reissue_warnings(task.point_id, record)
                 write_summary(summary, summary_rows(points, statuses), list(grid))
                 advance(len(group))
         result.rows = summary_rows(points, statuses)
@@ -129,6 +132,19 @@ def run_sweep(base_config: RunConfig, grid: Grid, seeds: int | Sequence[int], ou
             if plot and axis is not None and any(row["status"] == "done" for row in result.rows):
                 result.plot_path = plot_sweep(out, x=axis)
     return result
+
+
+def _reissue_warnings(point_id: str, record: dict) -> None:
+    """A point's collapse and checkpoint warnings, issued again here as one line each naming the point.
+
+    The worker collected them instead of printing them (:func:`~collapsekit.experiments.sweep.worker.point_warnings`):
+    a worker cannot print above the sweep's progress bar, and its warnings would not say which point
+    they come from. The full texts (with the likely causes) stay in the point's ``status.json``.
+    """
+    where = f"{POINTS_DIR}/{point_id}/{STATUS_FILE}"
+    for item in record.get("warnings", []):
+        category = warning_class(item["category"])
+        warnings.warn(category(warning_line(point_id, item["message"], where)), stacklevel=2)
 
 
 def _print_plan(result: SweepResult, total: int, executor: str, workers: int | None) -> None:

@@ -6,12 +6,14 @@ process and machine boundaries.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,6 +64,58 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
+#: The warnings a worker hands to the sweep instead of printing them (see :func:`point_warnings`), by class name.
+MESSAGE_WARNINGS = ("CollapseWarning", "CheckpointWarning")
+
+
+@contextlib.contextmanager
+def point_warnings() -> Iterator[list[dict[str, str]]]:
+    """Collect a point's collapse and checkpoint warnings instead of printing them from the worker.
+
+    Yields a list that fills with ``{"category": class name, "message": full text}``, in the order
+    issued. The sweep prints each as one line naming its point (:func:`warning_line`), from its own
+    process, above its progress bar; the full texts stay in the point's ``status.json``
+    (``warnings``). Every other warning is shown as Python would have shown it.
+    """
+    collected: list[dict[str, str]] = []
+    with warnings.catch_warnings(record=True) as caught:
+        for name in MESSAGE_WARNINGS:        # every epoch's warning, even where a point repeats another's text
+            warnings.filterwarnings("always", category=warning_class(name))
+        try:
+            yield collected
+        finally:
+            others = []
+            for item in caught:
+                if item.category.__name__ in MESSAGE_WARNINGS:
+                    collected.append({"category": item.category.__name__, "message": str(item.message)})
+                else:
+                    others.append(item)
+    for item in others:
+        warnings.showwarning(item.message, item.category, item.filename, item.lineno, item.file, item.line)
+
+
+def warning_class(name: str) -> type[Warning]:
+    from collapsekit.training.checkpoint import CheckpointWarning
+    from collapsekit.training.monitor import CollapseWarning
+
+    return {"CollapseWarning": CollapseWarning, "CheckpointWarning": CheckpointWarning}[name]
+
+
+def warning_line(point_id: str, message: str, status_path: str | os.PathLike[str] | None = None) -> str:
+    """One line for a point's warning: ``beta=2,seed=1: posterior collapse at epoch 4: z: 2 of 3 ...``.
+
+    The first line of the text, its first letter lowered, after the point's id; a warning with more
+    lines (the likely causes) says how many and where they are.
+    """
+    lines = [line.strip() for line in str(message).strip().splitlines() if line.strip()]
+    first = lines[0] if lines else ""
+    text = f"{point_id}: {first[:1].lower()}{first[1:]}"
+    if len(lines) > 1:
+        where = f" in {status_path}" if status_path is not None else ""
+        text += f" ({len(lines) - 1} likely cause{'s' if len(lines) > 2 else ''}{where})"
+    return text
+
+
 def run_point(task: PointTask) -> dict[str, Any]:
     """Train one point into its directory and return its status record (also in ``status.json``).
 
@@ -74,12 +128,15 @@ def run_point(task: PointTask) -> dict[str, Any]:
                               "attempt": attempt, "host": socket.gethostname(), "pid": os.getpid(),
                               "started": _now(), "started_unix": time.time()}
     _write_status(point_dir, {**record, "status": "running"})
-    try:
-        result, resumed_from = _train_point(task, point_dir)
-        record |= {"status": "done", "resumed_from": resumed_from, "result": result}
-    except Exception as exc:                              # noqa: BLE001 — one point's failure, recorded
-        _write_traceback(point_dir, traceback.format_exc())
-        record |= {"status": "failed", "error": one_line(exc), "traceback": TRACEBACK_FILE}
+    with point_warnings() as issued:
+        try:
+            result, resumed_from = _train_point(task, point_dir)
+            record |= {"status": "done", "resumed_from": resumed_from, "result": result}
+        except Exception as exc:                          # noqa: BLE001 — one point's failure, recorded
+            _write_traceback(point_dir, traceback.format_exc())
+            record |= {"status": "failed", "error": one_line(exc), "traceback": TRACEBACK_FILE}
+    if issued:
+        record["warnings"] = issued
     record["finished"] = _now()
     _write_status(point_dir, record)
     return record
@@ -110,9 +167,13 @@ def run_points(tasks: Sequence[PointTask]) -> list[dict[str, Any]]:
         _write_status(point_dir, {**records[-1], "status": "running"})
     configs = [RunConfig.parse(task.config) for task in tasks]
     try:
-        runs = train_batched(configs, dirs, mode=tasks[0].batch_mode)
+        # The program's warnings cannot say which of its runs issued them; each run's metrics records do.
+        with point_warnings() as issued:
+            runs = train_batched(configs, dirs, mode=tasks[0].batch_mode)
     except Exception:                                     # noqa: BLE001 — fall back to one run per point
         return [run_point(task) for task in tasks]
+    for other in (w for w in issued if w["category"] != "CollapseWarning"):   # none expected: fresh points
+        warnings.warn(other["message"], warning_class(other["category"]), stacklevel=1)
     loaded: dict[Any, TrainingData] = {}
     for record, config, run, point_dir in zip(records, configs, runs, dirs):
         if "diverged" in run.extras:
@@ -123,6 +184,10 @@ def run_points(tasks: Sequence[PointTask]) -> list[dict[str, Any]]:
             key = config.train.seed if config.data.part is not None else None
             data = loaded[key] if key in loaded else loaded.setdefault(key, load_training_data(config))
             record |= {"status": "done", "resumed_from": None, "result": point_result(config, run, data)}
+        own = [{"category": "CollapseWarning", "message": text}
+               for metrics in run.metrics for text in metrics.get("collapse_warnings", [])]
+        if own:
+            record["warnings"] = own
         record["finished"] = _now()
         _write_status(point_dir, record)
     return records
