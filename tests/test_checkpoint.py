@@ -226,11 +226,48 @@ def one_line_error(status: int, err: str) -> str:
     return err.strip()
 
 
-def test_diagnose_names_a_corrupt_checkpoint_in_one_line(run, capsys):
-    truncate(run / "checkpoints" / "epoch-000004" / MODEL_FILE)
+def diagnose_json(capsys, *argv: str) -> tuple[int, dict | None, str]:
+    """`collapsekit diagnose ARGV --json`: (status, the report or None, stderr)."""
+    status = main(["diagnose", *argv, "--no-theory", "--samples", "2", "--no-progress", "--json"])
+    captured = capsys.readouterr()
+    return status, (json.loads(captured.out) if status == 0 else None), captured.err
+
+
+def test_diagnose_passes_over_a_corrupt_newest_checkpoint_to_the_previous_one_saying_so(run, capsys, tmp_path):
+    checkpoints = run / "checkpoints"
+    status, expected, _ = diagnose_json(capsys, str(checkpoints / "epoch-000003"), "--out", str(tmp_path / "want"))
+    assert status == 0
+    truncate(checkpoints / "epoch-000004" / MODEL_FILE)
+    status, report, err = diagnose_json(capsys, str(run))
+    assert status == 0, err
+    assert [line for line in err.splitlines() if line.strip()] == [
+        f"collapsekit: warning: checkpoint {checkpoints / 'epoch-000004'} is corrupt: {MODEL_FILE} does not match its "
+        f"checksum ({(checkpoints / 'epoch-000004' / MODEL_FILE).stat().st_size:,} bytes; truncated, garbled or "
+        f"overwritten); diagnosing the previous intact one, {checkpoints / 'epoch-000003'} (epoch 3)"], err
+    assert report["model"]["checkpoint"] == str(checkpoints / "epoch-000003") and report["model"]["epoch"] == 3
+    assert [r["epoch"] for r in report["history"]] == [1, 2, 3]
+    assert any("epoch-000004, is corrupt: diagnosed the previous intact one" in note for note in report["notes"])
+    # the numbers are epoch 3's, measured as if it had been named
+    assert [level["kl_per_dim"] for level in report["levels"]] == [level["kl_per_dim"] for level in expected["levels"]]
+    assert report["n_active"] == expected["n_active"] and report["elbo"] == expected["elbo"]
+
+
+def test_diagnose_with_no_intact_checkpoint_fails_in_one_line(run, capsys):
+    for name in epochs_on_disk(run):
+        truncate(run / "checkpoints" / name / MODEL_FILE)
     status = main(["diagnose", str(run), "--no-theory", "--samples", "2"])
     line = one_line_error(status, capsys.readouterr().err)
     assert f"checkpoint {run / 'checkpoints' / 'epoch-000004'} is corrupt" in line
+    assert "no earlier checkpoint is intact either (1 tried)" in line
+    assert not (run / "diagnosis").exists() or not any((run / "diagnosis").iterdir())
+
+
+def test_diagnose_of_a_named_corrupt_checkpoint_does_not_pass_over_it(run, capsys):
+    newest = run / "checkpoints" / "epoch-000004"
+    truncate(newest / MODEL_FILE)
+    status = main(["diagnose", str(newest), "--no-theory", "--samples", "2"])
+    line = one_line_error(status, capsys.readouterr().err)
+    assert line.startswith(f"collapsekit: error: checkpoint {newest} is corrupt: {MODEL_FILE} does not match")
 
 
 def test_diagnose_names_weights_that_do_not_fit_the_run(run, capsys):
@@ -307,9 +344,11 @@ def test_a_sweep_rerun_resumes_a_point_from_its_previous_intact_checkpoint(tmp_p
     crash_in_epoch(config, point, epoch=4)
     truncate(point / "checkpoints" / "epoch-000003" / OPTIMIZER_FILE)
     task = PointTask("beta=1,seed=5", str(point), config.model_dump(by_alias=True, mode="json"), settings={}, seed=5)
-    with pytest.warns(CheckpointWarning, match="epoch-000003 is corrupt"):
-        record = run_point(task)
+    record = run_point(task)          # the worker hands its warnings to the sweep, which prints them naming the point
     assert record["status"] == "done" and record["resumed_from"] == 2
+    [warning] = [w for w in record["warnings"] if w["category"] == "CheckpointWarning"]
+    assert "epoch-000003 is corrupt" in warning["message"] and "resuming from the previous intact one" in \
+        warning["message"] and "\n" not in warning["message"]
     assert_same_run(point, tmp_path / "reference")
 
 

@@ -8,6 +8,6 @@ both, so it lives here and neither of them imports it.
 >>> diagnosis.report.levels[0].n_collapsed                         # doctest: +SKIP
 """
 
-from collapsekit.runs.diagnose import RunDiagnosis, diagnose_run, read_history, resolve_run
+from collapsekit.runs.diagnose import RunDiagnosis, diagnose_run, load_run_checkpoint, read_history, resolve_run
 
-__all__ = ["RunDiagnosis", "diagnose_run", "read_history", "resolve_run"]
+__all__ = ["RunDiagnosis", "diagnose_run", "load_run_checkpoint", "read_history", "resolve_run"]

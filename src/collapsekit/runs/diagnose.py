@@ -8,10 +8,11 @@ A *run* is what ``collapsekit train`` writes (``config.yaml``, ``metrics.jsonl``
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -19,6 +20,9 @@ from torch import nn
 from collapsekit._validation import resolve_device
 from collapsekit.diagnostics.report import CollapseReport
 from collapsekit.errors import DataFileNotFoundError, ParameterError
+
+if TYPE_CHECKING:
+    from collapsekit.training.checkpoint import Checkpoint
 
 
 @dataclass
@@ -35,7 +39,10 @@ class RunDiagnosis:
 
 
 def resolve_run(path: str | Path) -> tuple[Path, Path]:
-    """(run directory, checkpoint directory) for a run directory or one of its checkpoints."""
+    """(run directory, checkpoint directory) for a run directory or one of its checkpoints.
+
+    For a run directory the checkpoint is its newest, not yet verified: :func:`load_run_checkpoint` reads it
+    and passes over it to an earlier intact one when it is corrupt."""
     from collapsekit.training.checkpoint import latest_checkpoint
     from collapsekit.training.trainer import CHECKPOINT_DIR, CONFIG_FILE
     from collapsekit.training.validation import BEST_DIR
@@ -51,6 +58,33 @@ def resolve_run(path: str | Path) -> tuple[Path, Path]:
     if path.parent.name in (CHECKPOINT_DIR, BEST_DIR) and (path.parent.parent / CONFIG_FILE).is_file():
         return path.parent.parent, path
     raise ParameterError(f"{path} is neither a run directory (with {CONFIG_FILE}) nor one of its checkpoints")
+
+
+def load_run_checkpoint(path: str | Path) -> Checkpoint:
+    """The verified checkpoint that ``path`` names (a run directory, or one checkpoint of it).
+
+    A run directory gives its newest intact checkpoint: a corrupt newest one is passed over to the previous
+    intact one, as ``train --resume`` does, with a :class:`~collapsekit.training.CheckpointWarning` (one line
+    naming the corrupt checkpoint and the one used). A checkpoint named explicitly is that one.
+
+    Raises
+    ------
+    CorruptCheckpointError
+        The named checkpoint, or every checkpoint of the run, is corrupt (one line naming the newest).
+    """
+    from collapsekit.training.checkpoint import (CheckpointWarning, load_checkpoint, load_latest_checkpoint,
+                                                 passed_over_message)
+    from collapsekit.training.trainer import CHECKPOINT_DIR
+
+    run_dir, checkpoint_dir = resolve_run(path)
+    if Path(path) != run_dir:                             # one checkpoint, named: that one or nothing
+        return load_checkpoint(checkpoint_dir)            # verified: a corrupt one raises, naming it
+    checkpoint, passed = load_latest_checkpoint(run_dir / CHECKPOINT_DIR)
+    if checkpoint is None:                                # resolve_run found one: it vanished since
+        return load_checkpoint(checkpoint_dir)
+    if passed:
+        warnings.warn(passed_over_message(passed, checkpoint, "diagnosing"), CheckpointWarning, stacklevel=2)
+    return checkpoint
 
 
 def read_history(run_dir: Path) -> list[dict[str, Any]]:
@@ -99,18 +133,18 @@ def diagnose_run(path: str | Path, *, part: str | None = None, n_samples: int = 
     from collapsekit.diagnostics.theory_compare import TheorySetting, compare_with_theory, moments_for
     from collapsekit.models.likelihoods import decoder_eta
     from collapsekit.training import RunConfig, load_training_data
-    from collapsekit.training.checkpoint import load_checkpoint
     from collapsekit.training.trainer import CONFIG_FILE, build_model_from_config
 
     device = resolve_device(device)
-    run_dir, checkpoint_dir = resolve_run(path)
+    run_dir, newest = resolve_run(path)
+    checkpoint = load_run_checkpoint(path)                # verified; a corrupt newest one is passed over, saying so
+    checkpoint_dir = checkpoint.path
     config = RunConfig.load(run_dir / CONFIG_FILE)
     trained_on = config.data.part
     if part is not None:
         config = config.with_overrides({"data.part": part})
     data = load_training_data(config)
     model = build_model_from_config(config, data)
-    checkpoint = load_checkpoint(checkpoint_dir)          # verified: a corrupt one raises, naming it
     checkpoint.restore_model(model)
     model.to(device).eval()
 
@@ -125,6 +159,9 @@ def diagnose_run(path: str | Path, *, part: str | None = None, n_samples: int = 
                     "beta": config.objective.beta, "objective": config.objective.name,
                     "schedule": config.schedule.name, "data": config.data.spec, "part": config.data.part,
                     "run_dir": str(run_dir), "checkpoint": str(checkpoint_dir), "epoch": epoch}
+    if checkpoint_dir != newest:
+        report.notes.append(f"the newest checkpoint, {newest}, is corrupt: diagnosed the previous intact one, "
+                            f"{checkpoint_dir} (epoch {epoch})")
     if part is None or part == trained_on:
         report.notes.append("evaluated on the data the model was trained on"
                             + ("" if config.data.part is None else f" (the {config.data.part} part)"))

@@ -300,6 +300,14 @@ def load_checkpoint(path: Path) -> Checkpoint:
     return Checkpoint(path=path, model=model, optimizer=optimizer, state=state)
 
 
+def passed_over_message(passed: list[CorruptCheckpointError], checkpoint: Checkpoint, doing: str) -> str:
+    """One line for a fallback: the corrupt newest checkpoint (and how many more were passed over), what is
+    done instead (``doing``: "resuming from", "diagnosing") and the intact one used, with its epoch."""
+    others = f" (and {len(passed) - 1} more corrupt checkpoint(s))" if len(passed) > 1 else ""
+    return (f"checkpoint {passed[0].path} is corrupt: {passed[0].reason}{others}; {doing} the previous intact one, "
+            f"{checkpoint.path} (epoch {checkpoint.epoch})")
+
+
 def load_latest_checkpoint(directory: Path) -> tuple[Checkpoint | None, list[CorruptCheckpointError]]:
     """The newest intact checkpoint of ``directory`` and the corrupt ones passed over to reach it.
 

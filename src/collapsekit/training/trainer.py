@@ -35,7 +35,8 @@ from torch import nn
 from collapsekit._io import atomic_path, exclusive_directory
 from collapsekit.errors import CollapsekitError, DataError, ParameterError
 from collapsekit.training.checkpoint import (Checkpoint, CheckpointWarning, checkpoint_epoch, latest_checkpoint,
-                                             load_checkpoint, load_latest_checkpoint, save_checkpoint)
+                                             load_checkpoint, load_latest_checkpoint, passed_over_message,
+                                             save_checkpoint)
 from collapsekit.training.builders import (TrainingData, build_model_from_config,  # noqa: F401  (re-exported)
                                            build_objective_from_config, build_optimizer, load_training_data)
 from collapsekit.training.config import RunConfig
@@ -250,10 +251,7 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         checkpoint, passed = load_latest_checkpoint(self.run_dir / CHECKPOINT_DIR)
         if passed and checkpoint is not None and fabric.global_rank == 0:
-            others = f" (and {len(passed) - 1} more corrupt checkpoint(s))" if len(passed) > 1 else ""
-            warnings.warn(f"checkpoint {passed[0].path} is corrupt: {passed[0].reason}{others}; resuming from the "
-                          f"previous intact one, {checkpoint.path} (epoch {checkpoint.epoch})", CheckpointWarning,
-                          stacklevel=2)
+            warnings.warn(passed_over_message(passed, checkpoint, "resuming from"), CheckpointWarning, stacklevel=2)
         if fabric.global_rank == 0:
             with atomic_path(config_path) as temporary:
                 temporary.write_text(self.config.to_yaml())
