@@ -209,3 +209,86 @@ def test_cli_import_does_not_import_torch():
     code = ("import sys; from collapsekit.cli import build_parser; build_parser(); "
             "import collapsekit.experiments.presets; sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+# -- progress --------------------------------------------------------------------------------------------
+def test_training_runs_are_counted_through_a_sweep_and_a_rerun_counts_the_finished_ones(tmp_path):
+    """The preset's "training runs" stage goes up as the sweep's points finish, ends at all of them, and a
+    rerun (every point done) reaches the same end at once; a lone run counts once it has trained."""
+    from collapsekit.experiments.reproduction.context import Context
+    from collapsekit.experiments.reproduction.runs import train_grid
+    from collapsekit.training import RunConfig
+
+    base = RunConfig.parse({"data": {"spec": "gaussian:eigs=9:4:1,n=128,exact=1"},
+                            "model": {"kind": "vae", "arch": "linear", "latent_dims": [2]},
+                            "optim": {"lr": 0.03}, "train": {"epochs": 2, "batch_size": 64, "progress": False}})
+    for attempt in ("first", "rerun"):
+        calls: list[tuple[str, int, int]] = []
+        ctx = Context(preset=get_preset("cvae-correlation"), scale="quick", out_dir=tmp_path, workers=2,
+                      stage=lambda *call: calls.append(call))
+        points = train_grid(ctx, "beta", base, {"beta": [0.5, 2, 5]}, seed=0)
+        train_grid(ctx, "lone", base, {}, seed=0)
+        trained = [(done, total) for name, done, total in calls if name == "training runs"]
+        assert trained[-1] == (4, 4) and len(points) == 3, (attempt, calls)
+        assert [done for done, _ in trained] == sorted(done for done, _ in trained)      # never backwards
+        assert {name for name, _, _ in calls} == {"training runs"}
+        if attempt == "first":
+            assert (0, 3) in trained and any(0 < done < 3 for done, total in trained if total == 3)
+        else:                                           # nothing to train: the sweep's points count at once
+            assert trained[:2] == [(0, 3), (3, 3)]
+
+
+def _run_on_a_terminal(argv: list[str], timeout: float = 300) -> tuple[int, str, str]:
+    """`collapsekit ARGV` with stderr on a pseudo-terminal (rich draws its bars) and stdout on a pipe:
+    (status, stdout, what the terminal received)."""
+    import os
+    import pty
+    import threading
+
+    master, slave = pty.openpty()
+    received = bytearray()
+
+    def drain() -> None:
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:                              # the child closed the terminal
+                return
+            if not chunk:
+                return
+            received.extend(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    env = {**os.environ, "COLUMNS": "120", "TERM": "xterm-256color"}
+    env.pop("NO_COLOR", None)
+    try:
+        done = subprocess.run([sys.executable, "-m", "collapsekit", *argv], stdout=subprocess.PIPE, stderr=slave,
+                              stdin=subprocess.DEVNULL, env=env, timeout=timeout, check=False)
+    finally:
+        os.close(slave)
+    reader.join(10)
+    os.close(master)
+    return done.returncode, done.stdout.decode(), received.decode(errors="replace")
+
+
+def test_reproduce_shows_progress_on_a_terminal_without_touching_its_outputs(tmp_path):
+    """On a terminal: a bar per stage of the experiment (its training runs, its measurements); stdout and
+    the output files are what a run with --no-progress writes (a rerun into the same folder measures again)."""
+    out = tmp_path / "theorem2"
+    status, stdout, terminal = _run_on_a_terminal(["reproduce", "theorem2", "--out", str(out), "--workers", "2"])
+    assert status == 0, terminal
+    assert "theorem2: training runs" in terminal and "theorem2: measuring runs" in terminal
+    assert "\x1b[" in terminal                                   # drawn as a bar, not as log lines
+    assert "\x1b" not in stdout and "theorem2" in stdout and "holds" in stdout
+    table, saved = read_outputs(out)
+    check_theorem(saved["rows"])
+    first = {name: (out / name).read_bytes() for name in ("table.csv", "table.md")}
+
+    quiet = subprocess.run([sys.executable, "-m", "collapsekit", "reproduce", "theorem2", "--out", str(out),
+                            "--workers", "2", "--no-progress"], capture_output=True, text=True, timeout=300,
+                           check=False)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == ""                                    # --no-progress: not a line
+    assert {name: (out / name).read_bytes() for name in first} == first
+    assert json.loads((out / "result.json").read_text())["rows"] == saved["rows"]

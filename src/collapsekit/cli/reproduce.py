@@ -49,7 +49,9 @@ def add_parser(verbs: Any) -> argparse.ArgumentParser:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                         help="where the runs train and are measured: auto (CUDA when available, else cpu; the "
                              "default), cpu or cuda; sweeps give each worker its own GPU")
-    parser.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress on stderr (per experiment: a bar per stage on a terminal, over its "
+                             "training runs and measurements; elsewhere a few lines per long stage)")
     parser.set_defaults(handler=run)
     return parser
 
@@ -83,6 +85,8 @@ def command_line(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     """``collapsekit reproduce``: 0 when every preset ran (whatever its verdict); bad input raises a
     :class:`~collapsekit.errors.CollapsekitError`, which the CLI turns into one line and status 2."""
+    from collapsekit._progress import stages
+
     if args.list:
         list_presets()
         return 0
@@ -98,11 +102,16 @@ def run(args: argparse.Namespace) -> int:
     say = (lambda text: None) if args.no_progress else (lambda text: print(text, file=sys.stderr, flush=True))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     results = []
-    for preset in presets:
+    for number, preset in enumerate(presets, 1):
         out = root / preset.name if several or not args.out else root
         say(f"reproduce {preset.paper_id} {preset.name} ({args.scale} scale) → {out}")
-        result = run_preset(preset.name, scale=args.scale, data=args.data, out=out, workers=args.workers,
-                            samples=args.samples, progress=not args.no_progress, device=args.device)
+        # Per experiment: its training runs, its measurements and their diagnostics (a bar each on a terminal;
+        # elsewhere a few lines per stage once it runs long).
+        title = f"{preset.name} ({number}/{len(presets)})" if several else preset.name
+        with stages(title, quiet=args.no_progress) as stage:
+            result = run_preset(preset.name, scale=args.scale, data=args.data, out=out, workers=args.workers,
+                                samples=args.samples, progress=not args.no_progress, device=args.device,
+                                stage=stage)
         results.append(result)
         say(f"  {result.verdict.word} ({result.seconds:.0f} s): {result.sentence()}")
     if args.report:

@@ -42,7 +42,7 @@ import platform
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -173,7 +173,7 @@ def select(names: str) -> list[Preset]:
 
 def run_preset(name: str, *, scale: str = "quick", data: str | None = None, out: str | os.PathLike[str] | None = None,
                workers: int | None = None, samples: int | None = None, progress: bool = False,
-               device: str | None = None) -> PresetResult:
+               device: str | None = None, stage: Callable[[str, int, int], None] | None = None) -> PresetResult:
     """Run one preset and write its outputs.
 
     Parameters
@@ -192,7 +192,11 @@ def run_preset(name: str, *, scale: str = "quick", data: str | None = None, out:
     samples : int, optional
         Importance samples per example for the NLL (default 100 quick, 1000 paper).
     progress : bool
-        Show the sweeps' progress on stderr.
+        Show the sweeps' progress on stderr (when ``stage`` is None).
+    stage : callable, optional
+        ``stage(name, done, total)`` through the preset's long work: its training runs, its measurements and
+        each measurement's diagnostics (:class:`~collapsekit.experiments.reproduction.context.Context`'s
+        ``stage``); ``collapsekit._progress.stages`` draws it. Given, the sweeps draw no bar of their own.
     device : {"auto", "cpu", "cuda"}, optional
         Where the runs train and are measured; ``None``/``auto``: CUDA when available, else the CPU.
 
@@ -225,7 +229,7 @@ def run_preset(name: str, *, scale: str = "quick", data: str | None = None, out:
         raise ParameterError(f"--out {out_dir} is a file, not a directory")
     out_dir.mkdir(parents=True, exist_ok=True)
     context = Context(preset=preset, scale=scale, out_dir=out_dir, data=data, workers=workers, samples=samples,
-                      progress=progress, device=device)
+                      progress=progress, device=device, stage=stage)
     started = time.perf_counter()
     with single_threaded(scale == "quick"):
         result = preset.load_runner()(context)

@@ -54,7 +54,11 @@ class Context:
     samples : int or None
         Importance samples per example for the NLL (None: 100 quick, 1000 paper).
     progress : bool
-        Show the sweeps' plan and progress bars on stderr.
+        Show the sweeps' plan and progress bars on stderr (when ``stage`` is None).
+    stage : callable, optional
+        ``stage(name, done, total)`` (:data:`collapsekit._progress.Stage`): the preset's progress through its
+        training runs (``"training runs"``), its measurements (``"measuring runs"``) and each measurement's
+        diagnostics (``"measuring: STAGE"``). Given, the sweeps draw no bar of their own.
     device : str or None
         Where the runs train and are measured: ``cpu``, ``cuda``, or ``auto``/None (CUDA when available).
     notes : list of str
@@ -70,7 +74,10 @@ class Context:
     progress: bool = False
     device: str | None = None
     notes: list[str] = field(default_factory=list)
+    stage: Callable[[str, int, int], None] | None = None
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: Training runs asked for so far, those finished (or found finished), and those measured.
+    _runs: dict[str, int] = field(default_factory=lambda: {"planned": 0, "trained": 0, "measured": 0}, repr=False)
 
     @property
     def quick(self) -> bool:
@@ -93,6 +100,30 @@ class Context:
         """Add a line to the notes of every output (once)."""
         if text not in self.notes:
             self.notes.append(text)
+
+    # -- progress -------------------------------------------------------------------------------
+    def _show(self, name: str, done: int, total: int) -> None:
+        if self.stage is not None:
+            self.stage(name, done, total)
+
+    def runs_planned(self, n: int) -> None:
+        """``n`` more training runs are about to train (a preset learns its runs grid by grid)."""
+        self._runs["planned"] += n
+        self._show("training runs", self._runs["trained"], self._runs["planned"])
+
+    def runs_trained(self, n: int = 1) -> None:
+        """``n`` training runs finished (or were found finished)."""
+        self._runs["trained"] += n
+        self._show("training runs", self._runs["trained"], self._runs["planned"])
+
+    def run_measured(self) -> None:
+        """One trained run measured."""
+        self._runs["measured"] += 1
+        self._show("measuring runs", self._runs["measured"], max(self._runs["trained"], self._runs["measured"]))
+
+    def measuring(self, name: str, done: int, total: int) -> None:
+        """A measurement's diagnostics stage (``diagnose_model``'s ``progress``)."""
+        self._show(f"measuring: {name}", done, total)
 
     def cached(self, key: str, make: Callable[[], Any]) -> Any:
         """``make()``, computed once per key for this run (data, spectra)."""

@@ -65,8 +65,18 @@ def train_grid(ctx: Context, label: str, base: RunConfig, grid: Mapping[str, Seq
     single = expand_grid(grid, [seed])
     if len(single) == 1:
         return [train_one(ctx, label, point_config(base, single[0].settings, seed), settings=single[0].settings)]
-    # The presets draw their own figure from one spectrum (closed_form_curve), not the sweep's.
-    result = run_sweep(base, grid, [seed], out, workers=ctx.workers, progress=ctx.progress, plot=False)
+    ctx.runs_planned(len(single))
+    counted = {"n": 0}
+
+    def on_point(done: int, total: int) -> None:
+        finished = len(single) - total + done             # skipped by a rerun (done before) and done now
+        ctx.runs_trained(finished - counted["n"])
+        counted["n"] = finished
+
+    # The presets draw their own figure from one spectrum (closed_form_curve), not the sweep's. A bar of the
+    # sweep's own would clash with the preset's (one live display at a time).
+    result = run_sweep(base, grid, [seed], out, workers=ctx.workers, progress=ctx.progress and ctx.stage is None,
+                       plot=False, on_point=on_point)
     if result.failed:
         first = result.failed[0]
         raise CollapsekitError(f"{ctx.preset.name}: {len(result.failed)} training run(s) failed, first "
@@ -93,7 +103,9 @@ def train_one(ctx: Context, label: str, config: RunConfig, *, settings: Mapping[
     run_dir = ctx.out_dir / "runs" / label
     config = config.with_overrides({"train.progress": False})
     data = ctx.training_data(config)
+    ctx.runs_planned(1)
     result = Trainer(config, run_dir, resume=True, data=data).fit()
+    ctx.runs_trained(1)
     predicted, theory = predicted_active(config, data)
     row = {"n_active_predicted": predicted, "theory": theory, "loss_nats": float(result.metrics[-1]["loss"])}
     return TrainedRun(label=label, settings=dict(settings or {}), config=config, run_dir=run_dir, row=row)
@@ -132,7 +144,8 @@ def measure(ctx: Context, point: TrainedRun, *, max_examples: int | None = None)
     # Few bootstrap resamples: the mutual information is not reported here. On the training device (the
     # NLL is S decoder passes per example); the data go there batch by batch.
     report = diagnose_model(model, data.x, data.y, n_samples=ctx.importance_samples, seed=0, mi_bootstrap=10,
-                            mi_per_dim_queries=200, device=ctx.accelerator)
+                            mi_per_dim_queries=200, device=ctx.accelerator, progress=ctx.measuring)
+    ctx.run_measured()
     top = report.levels[-1]
     kl = np.asarray(top.kl_per_dim, dtype=float)
     return {"n_active_predicted": point.row.get("n_active_predicted"), "theory": point.row.get("theory"),

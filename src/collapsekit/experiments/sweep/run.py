@@ -6,7 +6,7 @@ import contextlib
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 def run_sweep(base_config: RunConfig, grid: Grid, seeds: int | Sequence[int], out_dir: str | os.PathLike[str], *,
               executor: str = "local", workers: int | None = None, address: str | None = None,
               progress: bool = True, batched: bool = True, plot: bool = True, gpus_per_point: float | None = None,
-              batch_mode: str = "exact") -> SweepResult:
+              batch_mode: str = "exact", on_point: Callable[[int, int], None] | None = None) -> SweepResult:
     """Train every point of ``grid`` × ``seeds`` into ``out_dir``; finish what an earlier call left.
 
     Parameters
@@ -62,6 +62,10 @@ def run_sweep(base_config: RunConfig, grid: Grid, seeds: int | Sequence[int], ou
         0. A point's accelerator follows (:func:`~collapsekit.experiments.executors.point_accelerator`).
     batch_mode : {"exact", "fast"}
         How batched programs train (:func:`~collapsekit.training.batched.train_batched`).
+    on_point : callable, optional
+        ``on_point(done, total)`` once before any point runs and whenever points finish (``total``: the
+        points this call runs): for a caller that shows its own progress (``reproduce``), with ``progress``
+        off so that the sweep draws no bar of its own.
 
     Returns
     -------
@@ -116,6 +120,9 @@ def run_sweep(base_config: RunConfig, grid: Grid, seeds: int | Sequence[int], ou
             _print_line(f"sweep {out}: {how}")
         from collapsekit._progress import progress as progress_bar
 
+        done = 0
+        if on_point is not None:
+            on_point(done, len(tasks))
         with progress_bar(len(tasks), "sweep points", quiet=not progress) as advance:
             for index, outcome in runner.run(run_points, groups):
                 group = groups[index]
@@ -126,6 +133,9 @@ def run_sweep(base_config: RunConfig, grid: Grid, seeds: int | Sequence[int], ou
                     _reissue_warnings(task.point_id, record)
                 write_summary(summary, summary_rows(points, statuses), list(grid))
                 advance(len(group))
+                done += len(group)
+                if on_point is not None:
+                    on_point(done, len(tasks))
         result.rows = summary_rows(points, statuses)
         with contextlib.suppress(ParameterError):    # a grid of words only has no x axis to plot against
             axis = plot_axis(grid)
