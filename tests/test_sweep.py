@@ -170,7 +170,8 @@ def test_summary_has_one_row_per_point_from_metrics_and_theory(reference):
     assert reference.ok and sorted(reference.ran + reference.skipped) == sorted(r["point"] for r in reference.rows)
     rows = read_summary(reference.summary_path)
     header = list(rows[0])
-    assert header == ["point", "beta", "seed", "status", *RESULT_COLUMNS, "error"]
+    assert header == ["point", "beta", "seed", "status", *RESULT_COLUMNS, "error", "format"]
+    assert {r["format"] for r in rows} == {2}                    # the schema version: the headline rule
     assert [(r["beta"], r["seed"]) for r in rows] == [(b, s) for b in (0.5, 2, 5) for s in range(SEEDS)]
     moments = Moments.from_data(load_training_data(base_config()).x.double().numpy())
     for row in rows:
@@ -188,6 +189,17 @@ def test_summary_has_one_row_per_point_from_metrics_and_theory(reference):
         status = read_status(reference.out_dir / POINTS_DIR / row["point"])
         assert status["status"] == "done" and status["attempt"] == 1 and status["resumed_from"] is None
     assert [r["n_active_predicted"] for r in rows] == [3, 3, 2, 2, 1, 1]
+
+
+def test_a_summary_written_before_the_format_column_reads_as_format_1(reference, tmp_path):
+    lines = reference.summary_path.read_text().splitlines()
+    assert lines[0].endswith(",format") and all(line.endswith(",2") for line in lines[1:])
+    old = tmp_path / SUMMARY_FILE
+    old.write_text("\n".join(line.rsplit(",", 1)[0] for line in lines) + "\n")
+    rows = read_summary(old)
+    assert [r["format"] for r in rows] == [1] * len(lines[1:])
+    assert [{k: v for k, v in r.items() if k != "format"} for r in rows] == \
+        [{k: v for k, v in r.items() if k != "format"} for r in read_summary(reference.summary_path)]
 
 
 def test_small_vaes_train_batched_and_match_one_process_per_point(reference, tmp_path):

@@ -70,8 +70,8 @@ from __future__ import annotations
 from collapsekit.experiments.sweep.directory import load_sweep
 from collapsekit.experiments.sweep.grid import (ConfigKey, Grid, integer_key, parse_grid, parse_grid_option,
                                                 parse_seeds, resolve_key, seed_list)
-from collapsekit.experiments.sweep.layout import (LOCK_FILE, POINTS_DIR, STATUS_FILE, SUMMARY_FILE, SWEEP_FILE,
-                                                  SWEEP_FORMAT, TRACEBACK_FILE)
+from collapsekit.experiments.sweep.layout import (LOCK_FILE, POINTS_DIR, STATUS_FILE, SUMMARY_FILE, SUMMARY_FORMAT,
+                                                  SWEEP_FILE, SWEEP_FORMAT, TRACEBACK_FILE)
 from collapsekit.experiments.sweep.plot import plot_sweep
 from collapsekit.experiments.sweep.points import Point, expand_grid, point_config
 from collapsekit.experiments.sweep.run import run_sweep
@@ -83,7 +83,7 @@ from collapsekit.experiments.sweep.worker import (PointTask, batch_groups, point
 from collapsekit.experiments.values import format_value, parse_value
 
 __all__ = ["CURVE_POINTS", "LOCK_FILE", "POINTS_DIR", "RESULT_COLUMNS", "STATUS_FILE", "SUMMARY_FILE", "SWEEP_FILE",
-           "SWEEP_FORMAT", "TRACEBACK_FILE", "ConfigKey", "Grid", "Point", "PointTask", "SweepResult", "batch_groups",
+           "SUMMARY_FORMAT", "SWEEP_FORMAT", "TRACEBACK_FILE", "ConfigKey", "Grid", "Point", "PointTask", "SweepResult", "batch_groups",
            "expand_grid", "fine_values", "format_value", "integer_key", "load_sweep", "parse_grid",
            "parse_grid_option", "parse_seeds", "parse_value", "plot_sweep", "point_config", "point_result",
            "predicted_active", "read_status", "read_summary", "resolve_key", "run_point", "run_points", "run_sweep",

@@ -10,3 +10,7 @@ POINTS_DIR = "points"
 STATUS_FILE = "status.json"
 TRACEBACK_FILE = "traceback.txt"
 SWEEP_FORMAT = 1
+#: summary.csv's schema version, in its last column ``format``. 2: ``n_active_measured`` is the headline rule on the
+#: final weights and ``n_active_predicted`` the rule on the closed form's KL (issue 10); a file without the column
+#: is format 1 (the last epoch's batch average, and the count of nonzero modes).
+SUMMARY_FORMAT = 2

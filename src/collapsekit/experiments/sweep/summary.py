@@ -1,7 +1,8 @@
 """A sweep's summary: one row per point (``summary.csv``), and :class:`SweepResult`.
 
 summary.csv keeps every digit (floats as ``repr``) and an empty cell for a missing value, so that it
-reads back exactly (:func:`read_summary`) and compares across executors.
+reads back exactly (:func:`read_summary`) and compares across executors. Its last column, ``format``, is
+the schema version (:data:`~collapsekit.experiments.sweep.layout.SUMMARY_FORMAT`) on every row.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from collapsekit._io import atomic_path
-from collapsekit.experiments.sweep.layout import SUMMARY_FILE
+from collapsekit.experiments.sweep.layout import SUMMARY_FILE, SUMMARY_FORMAT
 from collapsekit.experiments.sweep.points import Point
 from collapsekit.experiments.values import format_value, parse_value
 
@@ -51,17 +52,19 @@ def write_summary(path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]
     target = Path(path)
     with atomic_path(target) as temporary, open(temporary, "w", newline="", encoding="utf-8") as stream:
         writer = csv.writer(stream)
-        writer.writerow(columns)
-        writer.writerows([_cell(row.get(column)) for column in columns] for row in rows)
+        writer.writerow([*columns, "format"])
+        writer.writerows([*(_cell(row.get(column)) for column in columns), str(SUMMARY_FORMAT)] for row in rows)
     return target
 
 
 def read_summary(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Rows of a ``summary.csv``: numbers as numbers, empty cells as None."""
+    """Rows of a ``summary.csv``: numbers as numbers, empty cells as None; ``format`` is 1 for a file written
+    before the column existed (see :data:`~collapsekit.experiments.sweep.layout.SUMMARY_FORMAT`)."""
     text_columns = {"point", "status", "theory", "error"}
     with open(path, newline="", encoding="utf-8") as stream:
-        return [{key: (value if key in text_columns else parse_value(value)) if value != "" else None
+        rows = [{key: (value if key in text_columns else parse_value(value)) if value != "" else None
                  for key, value in row.items()} for row in csv.DictReader(stream)]
+    return [row if "format" in row else {**row, "format": 1} for row in rows]
 
 
 @dataclass
