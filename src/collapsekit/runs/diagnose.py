@@ -101,7 +101,7 @@ def diagnose_run(path: str | Path, *, part: str | None = None, n_samples: int = 
                  seed: int = 0, theory: bool = True,
                  progress: Callable[[str, int, int], None] | None = None,
                  device: str | torch.device | None = None) -> RunDiagnosis:
-    """Diagnose a run directory (its latest checkpoint) or one checkpoint of it.
+    """Diagnose a run directory (its newest intact checkpoint, :func:`load_run_checkpoint`) or one checkpoint of it.
 
     Parameters
     ----------

@@ -95,6 +95,7 @@ def point_warnings() -> Iterator[list[dict[str, str]]]:
 
 
 def warning_class(name: str) -> type[Warning]:
+    """The warning class of one of :data:`MESSAGE_WARNINGS` (a record carries the name: it crosses processes)."""
     from collapsekit.training.checkpoint import CheckpointWarning
     from collapsekit.training.monitor import CollapseWarning
 
