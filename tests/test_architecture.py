@@ -12,6 +12,7 @@ other):
     theory
     models
     objectives
+    adapters           (models of other libraries behind one protocol: what the diagnostics read)
     diagnostics        (measurement: what training and the reports use)
     training, viz      (peers: the trainer never draws, the figures never train)
     runs               (a run directory: needs the trainer's checkpoints and the diagnostics)
@@ -42,6 +43,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("theory",),
     ("models",),
     ("objectives",),
+    ("adapters",),      # foreign models behind one protocol: needs models, the diagnostics use it (issue 12)
     ("diagnostics",),
     ("training", "viz"),
     ("runs",),
