@@ -4,8 +4,9 @@
 >>> adapter = as_adapter(model)                    # doctest: +SKIP
 >>> q = adapter.posterior(adapter.inputs(batch))   # doctest: +SKIP
 
-Built in, asked in this order: collapsekit's VAE and CVAE (``"collapsekit"``), a pair ``(encoder,
-decoder)`` of callables (``"callables"``). Add a family with :func:`register_adapter`; a registered
+Built in, asked in this order: collapsekit's VAE and CVAE, a pair ``(encoder, decoder)`` of callables, and Pythae's Gaussian VAE family
+(:mod:`.pythae`).
+Add a family with :func:`register_adapter`; a registered
 family is asked before the built-in ones. Third-party libraries are imported only when one of their
 models is adapted.
 """
@@ -17,6 +18,22 @@ from collapsekit.adapters.protocol import ModelAdapter, likelihood_target
 from collapsekit.adapters.registry import (ADAPTERS, AdapterEntry, adapter_names, as_adapter, find_adapter,
                                            register_adapter, unregister_adapter)
 
+
+
+def _pythae(model: object, **options: object) -> ModelAdapter:
+    from collapsekit.adapters.pythae import from_pythae
+
+    return from_pythae(model, **options)  # type: ignore[arg-type]
+
+
+def _is_pythae(model: object) -> bool:
+    from collapsekit.adapters.pythae import is_pythae_model
+
+    return is_pythae_model(model)
+
+
+# Asked last registered first: a user's family, then these.
+register_adapter("pythae VAE family", _is_pythae, _pythae)
 register_adapter("callables (encoder, decoder)", is_callable_pair, from_pair)
 register_adapter("collapsekit VAE/CVAE", is_native, from_native)
 
