@@ -1,4 +1,4 @@
-"""Pythae's Gaussian VAE family (``pythae==0.1.x``) behind the adapter protocol.
+"""Pythae's Gaussian VAE family (``pythae>=0.1.2,<0.2``; tested with 0.1.2) behind the adapter protocol.
 
 Every supported model shares Pythae's conventions: ``model.encoder(x)`` returns ``embedding`` (μ) and
 ``log_covariance`` (log σ²) of shape (B, latent_dim), ``model.decoder(z)["reconstruction"]`` has x's

@@ -1,4 +1,4 @@
-"""collapsekit's collapse monitor inside Pythae's trainer (``pythae>=0.1.2,<0.2``).
+"""collapsekit's collapse monitor inside Pythae's trainer (``pythae>=0.1.2,<0.2``; tested with 0.1.2).
 
 >>> from pythae.trainers import BaseTrainer, BaseTrainerConfig
 >>> from collapsekit.integrations.pythae import PythaeCollapseMonitor
