@@ -70,6 +70,10 @@ def test_a_pair_of_callables_is_an_adapter():
 def test_dispatch_returns_adapters_as_they_are_and_names_the_families_for_anything_else():
     adapter = as_adapter(_vae())
     assert as_adapter(adapter) is adapter
+    with pytest.raises(ParameterError, match="is already an adapter"):
+        as_adapter(adapter, beta=1.0)
+    with pytest.raises(ParameterError, match="use.*diagnose_model|diagnose it with .*diagnose_model"):
+        as_adapter(build_model("hvae", "mlp", x_dim=6, latent_dims=[3, 2]))
     with pytest.raises(ParameterError) as info:
         as_adapter(object())
     message = str(info.value)
