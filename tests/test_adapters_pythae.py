@@ -136,6 +136,10 @@ def test_the_callback_monitors_pythaes_trainer_and_leaves_the_model_as_found(dig
     assert [record["epoch"] for record in monitor.monitor.history] == [1, 2, 3]
     assert all(record["levels"]["z"]["examples"] == 640 for record in monitor.monitor.history)
     assert monitor.steps == 3 * 10 and monitor.monitor.hyper == {"beta": 1.0}
+    logs = {"train_epoch_loss": 1.0}                       # what Pythae's logging callbacks get, after the last epoch
+    monitor.on_log(None, logs)
+    last = monitor.monitor.history[-1]["levels"]["z"]
+    assert logs["train_collapse_z_n_active"] == last["n_active"] and logs["train_collapse_z_kl"] == last["kl"]
 
     observer = PythaeCollapseMonitor(warn=False)
     _train(model, x, tmp_path / "observe", epochs=1, callbacks=[observer], learning_rate=0.0)
