@@ -12,8 +12,10 @@ other):
     theory
     models
     objectives
+    adapters           (models of other libraries behind one protocol: what the diagnostics read)
     diagnostics        (measurement: what training and the reports use)
     training, viz      (peers: the trainer never draws, the figures never train)
+    integrations       (other libraries' trainers: a Pythae callback running the monitor)
     runs               (a run directory: needs the trainer's checkpoints and the diagnostics)
     experiments        (sweeps and the paper's presets)
     cli                (the only part that parses arguments and prints results)
@@ -42,8 +44,10 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("theory",),
     ("models",),
     ("objectives",),
+    ("adapters",),      # foreign models behind one protocol: needs models, the diagnostics use it (issue 12)
     ("diagnostics",),
     ("training", "viz"),
+    ("integrations",),  # other libraries' training loops (Pythae's trainer): needs training and adapters (issue 12)
     ("runs",),
     ("experiments",),
     ("cli",),
