@@ -16,7 +16,7 @@ import torch
 
 from collapsekit.errors import ParameterError
 from collapsekit.experiments import can_batch, train_batched
-from collapsekit.training.batched import _ExplicitNoiseVAE
+from collapsekit.training.batched import ExplicitNoiseVAE
 from collapsekit.training import RunConfig, Trainer, TrainingDiverged
 from collapsekit.training.checkpoint import latest_checkpoint, load_checkpoint
 from collapsekit.training.trainer import build_model_from_config, load_training_data
@@ -95,7 +95,7 @@ def test_explicit_noise_forward_is_vae_forward():
     expected = vae(x)
     torch.manual_seed(7)
     noise = torch.empty(1, 10, 3).normal_()          # what Normal.rsample draws
-    got = _ExplicitNoiseVAE(vae)(x, noise, torch.tensor(1.5))
+    got = ExplicitNoiseVAE(vae)(x, noise, torch.tensor(1.5))
     assert torch.equal(got.levels[0].sample, expected.levels[0].sample)
     assert torch.equal(got.levels[0].prior.scale, expected.levels[0].prior.scale)
     assert torch.equal(got.likelihood.log_prob(x), expected.likelihood.log_prob(x))

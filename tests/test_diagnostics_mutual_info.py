@@ -164,3 +164,23 @@ def test_minibatch_standard_error_covers_the_seed_spread():
     stderr = np.mean([r["stderr"] for r in runs])
     # the stated standard error is the spread over seeds, within a factor of two
     assert 0.5 < values.std(ddof=1) / stderr < 2.0
+
+
+def test_the_on_device_one_batch_estimate_is_the_minibatch_estimator_on_that_batch():
+    """The monitor's per-epoch estimate (torch, one batch, one draw per example) is He et al.'s estimator:
+    with the same draws it equals E[log q(z|x)] − log q̂(z) over the batch, q̂ the batch's mixture."""
+    import torch
+
+    from collapsekit.diagnostics import mutual_info_one_batch
+
+    mean, var, _, _ = linear_gaussian(n=300, seed=4)
+    estimate, ceiling = mutual_info_one_batch(torch.as_tensor(mean, dtype=torch.float32),
+                                              torch.as_tensor(var, dtype=torch.float32),
+                                              torch.Generator().manual_seed(7))
+    mu, v = torch.as_tensor(mean, dtype=torch.float32).double(), torch.as_tensor(var, dtype=torch.float32).double()
+    z = (mu + v.sqrt() * torch.randn(mu.shape, generator=torch.Generator().manual_seed(7), dtype=torch.float64))
+    negative_entropy = -0.5 * (np.log(2 * np.pi) + 1 + np.log(v.numpy())).sum(1)
+    reference = float(np.mean(negative_entropy - log_aggregate_posterior(z.numpy(), mu.numpy(), v.numpy())))
+    assert ceiling == pytest.approx(math.log(300))
+    assert estimate == pytest.approx(reference, abs=1e-6) and 0 < estimate <= math.log(300)
+    assert mutual_info_one_batch(torch.zeros(1, 4), torch.ones(1, 4), torch.Generator()) == (None, None)

@@ -184,6 +184,41 @@ def test_a_registered_model_family_is_built_by_name_and_unknown_kinds_still_fail
         unregister_model_family("vae")
 
 
+def test_what_a_family_is_comes_from_the_registry_not_from_its_name():
+    """A registered family with a closed form is predicted by that closed form; one marked hierarchical takes
+    several latent levels; predict and verify name the built-in families' closed forms as the registry does."""
+    from collapsekit.cli.theory_options import THEORY_NAMES
+    from collapsekit.diagnostics.theory_compare import moments_for, predict_for, unsupported_reason
+    from collapsekit.models.registry import MODEL_KINDS
+
+    assert THEORY_NAMES == {kind: MODEL_FAMILIES[kind].closed_form for kind in MODEL_KINDS
+                            if MODEL_FAMILIES[kind].closed_form is not None}
+    moments = Moments.from_data(np.random.default_rng(0).standard_normal((200, 4)) * [3.0, 2.0, 1.0, 0.1])
+    described = [ModelFamily("linvae", build_toy, closed_form="vae"),
+                 ModelFamily("deepvae", MODEL_FAMILIES["hvae"].build, closed_form="mhvae", hierarchical=True)]
+    for family in described:
+        register_model_family(family)
+    try:
+        one = TheorySetting.from_config(RunConfig.parse({"model": {"kind": "linvae", "arch": "linear",
+                                                                   "latent_dims": [3]}}))
+        assert one.closed_form == "vae" and not one.conditional and unsupported_reason(one) is None
+        (prediction, _), = predict_for(one, moments).values()
+        assert prediction.model == "vae"
+        assert moments_for(one, np.ones((5, 4)), np.ones((5, 2))).yy is None       # not conditional: x alone
+        config = RunConfig.parse({"model": {"kind": "deepvae", "arch": "linear", "latent_dims": [3, 2]}})
+        deep = TheorySetting.from_config(config)
+        assert deep.closed_form == "mhvae" and list(predict_for(deep, moments)) == ["z1", "z2"]
+        assert "two-level" in unsupported_reason(TheorySetting.from_config(
+            config.with_overrides({"model.latent_dims": [3, 2, 2]})))
+        with pytest.raises(ParameterError, match="one latent level"):
+            RunConfig.parse({"model": {"kind": "linvae", "latent_dims": [3, 2]}})
+        with pytest.raises(ParameterError, match="needs ≥ 2 levels"):
+            RunConfig.parse({"model": {"kind": "deepvae", "latent_dims": [3]}})
+    finally:
+        for family in described:
+            unregister_model_family(family.kind)
+
+
 # -- an objective -----------------------------------------------------------------------------------------
 def test_a_registered_objective_is_a_cli_choice_a_config_value_and_named_in_reports(toy_objective, capsys):
     assert "toy" in option("train", "--objective").choices

@@ -159,6 +159,55 @@ def test_hysteresis_warns_once_while_oscillating_and_rearms_after_recovery():
     assert epochs == [2, len(sequence) + len(oscillating) + 4]        # re-armed by the recovery, warned again
 
 
+#: A monitor's state as the trainer saved it in a checkpoint before the monitor was split into a package
+#: (collapsekit 0.x, STATE_FORMAT 1; the trainer keeps the last history record only): it must still load.
+SAVED_BEFORE_THE_SPLIT = json.loads(r'''{"format": 1, "epoch": 2, "step": 2, "primary": "z",
+ "levels": {"z": {"dim": 2, "below": [0, 2], "above": [2, 0], "warned": [1], "pending": 0}},
+ "history": [{"epoch": 2, "step": 2, "levels": {"z": {"kl_per_dim": [1.0, 0.0009999871253967285],
+   "kl": 1.0009999871253967, "active_units": 0, "mean_variance": [0.0, 0.0], "collapsed": [1], "n_active": 1,
+   "n_collapsed": 1, "inactive": [0], "confirmed_collapsed": [1], "mutual_info_minibatch": -0.5161213217105445,
+   "mutual_info_ceiling": 1.3862943611198906, "examples": 4}}, "warnings": []}],
+ "warnings_issued": [{"epoch": 1, "level": "z", "dims": [1], "new_dims": [1],
+   "message": "Posterior collapse at epoch 1: z: 1 of 2 dimensions collapsed (mean KL < 0.01 nats on the epoch's batches, for ≥ 1 epoch): 1",
+   "explanations": [{"level": "z", "cause": "generic", "message": "these dimensions carry (almost) no information",
+                     "prescription": "lower β", "predicted": {}}]}]}''')
+
+
+def test_a_state_saved_before_the_split_still_loads():
+    monitor = CollapseMonitor(warn=False, patience=1)
+    monitor.load_state_dict(SAVED_BEFORE_THE_SPLIT)
+    assert monitor.state_dict() == SAVED_BEFORE_THE_SPLIT
+    assert (monitor.epoch, monitor.step, monitor.collapsed_dims()) == (2, 2, [1])
+    assert monitor.epoch_metrics()["n_active"] == [1]
+    feed(monitor, [1.0, 0.001])
+    monitor.end_epoch()
+    assert [e.epoch for e in monitor.warnings_issued] == [1]          # dimension 1 was warned about already
+    feed(monitor, [0.001, 0.001])
+    monitor.end_epoch()
+    assert [(e.epoch, e.dims, e.new_dims) for e in monitor.warnings_issued][1] == (4, [0, 1], [0])
+
+
+def test_options_object_and_keywords_make_the_same_monitor():
+    from collapsekit.training.monitor import MonitorOptions
+
+    options = MonitorOptions(patience=3, hyper={"beta": 2.0}, eta_enc={"z": 0.5}, warn=False)
+    by_object, by_keywords = CollapseMonitor(options), CollapseMonitor(patience=3, hyper={"beta": 2.0},
+                                                                       eta_enc={"z": 0.5}, warn=False)
+    assert by_object.options == by_keywords.options and by_object.patience == 3 and by_object.eta_enc == {"z": 0.5}
+    overridden = CollapseMonitor(options, patience=1)                  # keywords replace fields of the object
+    assert overridden.patience == 1 and overridden.hyper == {"beta": 2.0} and options.patience == 3
+    overridden.n_features = 784                                        # attributes write the monitor's own copy
+    assert overridden.options.n_features == 784 and options.n_features is None
+    for bad in ({"patience": 0}, {"recover_factor": 0.5}, {"mi_examples": 1}, {"loss_reduction": "max"},
+                {"hyper": {"beta": -1}}, {"moments": "not moments"}):
+        with pytest.raises(ParameterError):
+            MonitorOptions(**bad)
+        with pytest.raises(ParameterError):
+            CollapseMonitor(**bad)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'patiense'"):
+        CollapseMonitor(patiense=3)
+
+
 def test_a_single_noisy_epoch_does_not_warn():
     monitor = CollapseMonitor(warn=False)
     for value in [0.5, 0.001, 0.5, 0.001, 0.5]:
@@ -452,12 +501,15 @@ def test_lightning_callback_logs_and_warns():
 def test_missing_lightning_gives_the_install_command(monkeypatch):
     import sys
 
-    import collapsekit.training.monitor as module
+    import collapsekit.training.monitor as package
+    import collapsekit.training.monitor.callback as module              # where the class is cached
 
     monkeypatch.setattr(module, "_LIGHTNING_CLASS", None)
     monkeypatch.setitem(sys.modules, "lightning.pytorch", None)          # import fails as if not installed
     with pytest.raises(ImportError, match="pip install"):
-        module.lightning_callback()
+        package.lightning_callback()
+    with pytest.raises(ImportError, match="pip install"):
+        package.LightningCollapseMonitor        # noqa: B018 (the documented import path)
 
 
 def test_beta_zero_is_a_plain_autoencoder_and_prescribes_nothing_from_the_theory():

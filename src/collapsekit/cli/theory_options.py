@@ -17,17 +17,16 @@ from typing import Any
 from collapsekit.cli.options import int_list, number_list, sigma2_list
 from collapsekit.errors import ParameterError
 
-#: The models, by their CLI names (those of `train --model`), and the theory's name of each.
+#: The models, by their CLI names (those of `train --model`), and the theory's name of each: the built-in model
+#: families that a closed form describes, as the registry says (``ModelFamily.closed_form``). Written out
+#: here because the registry imports torch, which `predict` and `verify` never need (tests/test_extension.py
+#: holds the two equal).
 THEORY_NAMES: dict[str, str] = {"vae": "vae", "cvae": "cvae", "hvae": "mhvae"}
 #: Deprecated model names → the name to use.
 MODEL_ALIASES: dict[str, str] = {"mhvae": "hvae"}
 
-#: Hyper-parameters a grid can vary, per model; their defaults are read from the predict_* signatures.
-GRID_PARAMETERS: dict[str, tuple[str, ...]] = {
-    "vae": ("beta", "eta_enc", "eta_dec"),
-    "cvae": ("beta", "eta_enc", "eta_dec"),
-    "hvae": ("beta1", "beta2", "eta_enc", "eta_dec", "sigma1", "sigma2"),
-}
+#: Hyper-parameters a grid can vary, in this order; a model's are those its closed form takes
+#: (:func:`grid_parameters`), their defaults those of its signature (:func:`default`).
 ALL_GRID_PARAMETERS = ("beta", "beta1", "beta2", "eta_enc", "eta_dec", "sigma1", "sigma2")
 #: Deprecated flags of the hvae's per-level β (each a grid of its own); ``--beta B1,B2`` replaces them.
 LEVEL_BETA_FLAGS = ("beta1", "beta2")
@@ -38,11 +37,23 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def default(model: str, name: str) -> Any:
-    """The default of one keyword of the model's closed form (``model`` by its CLI name)."""
+def _closed_form_parameters(model: str) -> Any:
+    """The keyword parameters of the model's closed form (``model`` by its CLI name)."""
     from collapsekit.theory import PREDICTORS
 
-    return inspect.signature(PREDICTORS[THEORY_NAMES[model]]).parameters[name].default
+    return inspect.signature(PREDICTORS[THEORY_NAMES[model]]).parameters
+
+
+def grid_parameters(model: str) -> tuple[str, ...]:
+    """The hyper-parameters a grid can vary for the model (``model`` by its CLI name): those of
+    :data:`ALL_GRID_PARAMETERS` its closed form takes."""
+    parameters = _closed_form_parameters(model)
+    return tuple(name for name in ALL_GRID_PARAMETERS if name in parameters)
+
+
+def default(model: str, name: str) -> Any:
+    """The default of one keyword of the model's closed form (``model`` by its CLI name)."""
+    return _closed_form_parameters(model)[name].default
 
 
 def add_model_argument(parser: argparse.ArgumentParser) -> None:
@@ -122,7 +133,7 @@ def _level_betas(given: list[list[float]]) -> list[tuple[tuple[str, float], ...]
 
 def settings(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Every combination of the hyper-parameter values given (a grid), as keyword arguments of the closed form."""
-    names = GRID_PARAMETERS[args.model]
+    names = grid_parameters(args.model)
     for given, value in (("--latent-dims", args.latent_dims), ("--latent-dim", args.latent_dim)):
         wanted = "--latent-dims" if args.model == "hvae" else "--latent-dim"
         if value is not None and given != wanted:

@@ -24,7 +24,8 @@ from collapsekit.diagnostics.likelihood import (importance_sampled_log_likelihoo
 from collapsekit.diagnostics.metric_registry import METRICS, Metric, register_metric, unregister_metric
 from collapsekit.diagnostics.metrics import (VARIABLE_TYPES, active_fraction, active_units, collapse_fractions,
                                              eps_delta_collapse, kl_per_dim, mean_sampled_correlation, variable_types)
-from collapsekit.diagnostics.mutual_info import log_aggregate_posterior, mutual_info, mutual_info_minibatch
+from collapsekit.diagnostics.mutual_info import (log_aggregate_posterior, mutual_info, mutual_info_minibatch,
+                                                 mutual_info_one_batch)
 from collapsekit.diagnostics.posterior import LevelStats, PosteriorStats, collect_from_encoder, collect_posterior
 from collapsekit.diagnostics.report import CollapseReport, LevelReport, TheoryComparison
 from collapsekit.diagnostics.theory_compare import TheorySetting, compare_with_theory
@@ -36,7 +37,8 @@ __all__ = [
     "batches_of", "collapse_fractions", "collect_from_adapter", "collect_from_encoder", "diagnose_adapter",
     "collect_posterior", "diagnose", "diagnose_model", "eps_delta_collapse", "importance_sampled_log_likelihood",
     "importance_sampled_log_likelihood_from", "kl_per_dim", "kl_to_prior", "log_aggregate_posterior", "log_normal",
-    "mean_sampled_correlation", "measure_level", "mutual_info", "mutual_info_minibatch", "neg_entropy",
+    "mean_sampled_correlation", "measure_level", "mutual_info", "mutual_info_minibatch", "mutual_info_one_batch",
+    "neg_entropy",
     "register_metric", "unregister_metric", "variable_types",
 ]
 

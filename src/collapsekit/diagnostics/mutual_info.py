@@ -9,6 +9,8 @@ Two estimators, both on the posterior means and variances of :mod:`.posterior`:
 * :func:`mutual_info_minibatch` — He et al.'s estimator: the mixture over each minibatch of B
   examples (own component included), averaged over batches; it cannot exceed log B on average,
   so it saturates and depends on B (compare runs at equal B only).
+* :func:`mutual_info_one_batch` — the same estimator on one batch of torch tensors, on their device
+  (what :class:`~collapsekit.training.monitor.CollapseMonitor` reports each epoch while training).
 
 The work is in :func:`log_aggregate_posterior`: log q(z) for Q query points against N components
 without ever forming a Q × N × d array. The Gaussian exponent is expanded,
@@ -30,7 +32,7 @@ from scipy.special import logsumexp
 
 from collapsekit.errors import DataError, ParameterError
 from collapsekit._validation import as_2d_finite, real
-from collapsekit.diagnostics.gaussian import LOG_2PI, neg_entropy
+from collapsekit.diagnostics.gaussian import LOG_2PI, log_normal, neg_entropy
 from collapsekit.models._checks import count
 
 #: Target number of (query, component) pairs per chunk: keeps the float64 block in cache-sized pieces.
@@ -203,6 +205,35 @@ def mutual_info_minibatch(mean: np.ndarray, var: np.ndarray, batch_size: int = 1
         ci = [estimate - 1.96 * stderr, estimate + 1.96 * stderr]
     return {"mutual_info": estimate, "stderr": stderr, "ci": ci, "ceiling": math.log(min(batch_size, n)),
             "batch_size": batch_size, "n_batches": len(sums), "units": "nats"}
+
+
+def mutual_info_one_batch(mean: torch.Tensor, var: torch.Tensor,
+                          generator: torch.Generator) -> tuple[float | None, float | None]:
+    """He et al. (2019)'s minibatch estimate of I(x; z) on one batch, on the tensors' device, in float64:
+    E[log q(z|x)] − E[log q(z)] with q(z) ≈ (1/B) Σ_j q(z|x_j) (own component included) and one draw
+    z_i ~ q(z|x_i) from ``generator``. It is at most log B and can be negative (docs/metrics.md §3b).
+
+    Parameters
+    ----------
+    mean, var : Tensor (B, d)
+        Posterior means and variances of the batch.
+    generator : torch.Generator
+        On the tensors' device; the only source of randomness.
+
+    Returns
+    -------
+    (float, float) or (None, None)
+        The estimate and its ceiling log B, nats; (None, None) for fewer than 2 examples.
+    """
+    if mean.shape[0] < 2:
+        return None, None
+    mu, var = mean.double(), var.double()
+    b = mu.shape[0]
+    z = mu + var.sqrt() * torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    log_q = log_normal(z[:, None, :], mu[None], var[None]).sum(-1)       # (B, B): log q(z_i | x_j)
+    log_qz = torch.logsumexp(log_q, dim=1) - math.log(b)
+    mi = neg_entropy(var).sum(-1).mean() - log_qz.mean()
+    return float(mi), math.log(b)
 
 
 def _bootstrap_interval(values: np.ndarray, resamples: int, confidence: float,

@@ -88,6 +88,22 @@ class TheorySetting:
                    objective=o.name if config.schedule.name != "capacity" else "capacity", notes=notes)
 
     @property
+    def closed_form(self) -> str | None:
+        """The theory's model that describes this kind (``"vae"``, ``"cvae"``, ``"mhvae"``), from the registry
+        (:class:`~collapsekit.models.ModelFamily`); None: none does."""
+        from collapsekit.models.registry import closed_form
+
+        return closed_form(self.kind)
+
+    @property
+    def conditional(self) -> bool:
+        """The kind models y given x (its data are (x, y) pairs), from the registry."""
+        from collapsekit.models.registry import MODEL_FAMILIES
+
+        family = MODEL_FAMILIES.get(self.kind)
+        return family is not None and family.conditional
+
+    @property
     def hyper(self) -> dict[str, Any]:
         """The hyper-parameters as the explanation engine and reports name them."""
         return {"beta": self.beta if len(self.beta) > 1 else self.beta[0], "eta_enc": self.eta_enc,
@@ -97,9 +113,7 @@ class TheorySetting:
 
 def unsupported_reason(setting: TheorySetting) -> str | None:
     """Why the closed forms do not describe this model, or None when they do."""
-    from collapsekit.models.registry import closed_form
-
-    if closed_form(setting.kind) is None:
+    if setting.closed_form is None:
         return (f"no closed form describes a {setting.kind} model (the theory covers the VAE, the CVAE and the "
                 "two-level hierarchical VAE)")
     if setting.objective == "elbo" and zero_beta(setting.beta):
@@ -108,22 +122,23 @@ def unsupported_reason(setting: TheorySetting) -> str | None:
         return f"the closed forms assume a Gaussian likelihood; this model's is {setting.likelihood}"
     if setting.objective != "elbo":
         return f"the closed forms describe the β-ELBO optimum; this model was trained with {setting.objective}"
-    if setting.kind == "hvae" and len(setting.latent_dims) != 2:
+    hierarchy = setting.closed_form == "mhvae"
+    if hierarchy and len(setting.latent_dims) != 2:
         return f"the closed forms cover two-level hierarchies; this one has {len(setting.latent_dims)} levels"
-    if setting.kind == "hvae" and setting.latent_dims[1] > setting.latent_dims[0]:
+    if hierarchy and setting.latent_dims[1] > setting.latent_dims[0]:
         return "the MHVAE closed form needs d₂ ≤ d₁"
-    if setting.kind == "hvae" and setting.sigma1 is None:
+    if hierarchy and setting.sigma1 is None:
         return "the MHVAE closed forms assume a fixed σ₁; this model's is learnable or data-dependent"
     return None
 
 
 def predict_for(setting: TheorySetting, moments: Moments) -> dict[str, tuple[Prediction, np.ndarray]]:
     """The prediction for each latent level: {level name: (prediction, predicted KL per dim)}."""
-    if setting.kind == "cvae":
+    if setting.closed_form == "cvae":
         p = predict_cvae(moments, latent_dim=setting.latent_dims[0], beta=setting.beta[0], eta_enc=setting.eta_enc,
                          eta_dec=setting.eta_dec)
         return {"z": (p, p.kl_per_dim)}
-    if setting.kind == "vae":
+    if setting.closed_form == "vae":
         std = setting.encoder_std if isinstance(setting.encoder_std, float) else None
         p = predict_vae(moments, latent_dim=setting.latent_dims[0], beta=setting.beta[0], eta_enc=setting.eta_enc,
                         eta_dec=setting.eta_dec, encoder_std=std)
@@ -139,7 +154,7 @@ def predict_for(setting: TheorySetting, moments: Moments) -> dict[str, tuple[Pre
 def moments_for(setting: TheorySetting, x: Any, y: Any | None = None) -> Moments:
     """Second moments of the data the model saw: of x, or of (x, y) for a CVAE."""
     as_array = lambda a: a.detach().cpu().double().numpy() if hasattr(a, "detach") else np.asarray(a, float)  # noqa: E731
-    return Moments.from_data(as_array(x), None if setting.kind != "cvae" or y is None else as_array(y))
+    return Moments.from_data(as_array(x), None if not setting.conditional or y is None else as_array(y))
 
 
 def compare_with_theory(report: CollapseReport, setting: TheorySetting, moments: Moments) -> CollapseReport:

@@ -233,7 +233,9 @@ class ModelFamily:
         The theory's model whose closed forms describe this family (``"vae"``, ``"cvae"``, ``"mhvae"``):
         the reports set that prediction beside the measurement. None: no closed form (no prediction).
     conditional : bool
-        The model reconstructs y from x (a CVAE): it needs ``y_dim``.
+        The model reconstructs y from x (a CVAE): it needs ``y_dim``, and its data are (x, y) pairs.
+    hierarchical : bool
+        The model has two or more latent levels (``latent_dims`` bottom to top); otherwise exactly one.
     description : str
         One line, for listings.
     """
@@ -242,6 +244,7 @@ class ModelFamily:
     build: ModelBuilder
     closed_form: str | None = None
     conditional: bool = False
+    hierarchical: bool = False
     description: str = ""
 
 
@@ -250,7 +253,8 @@ MODEL_FAMILIES: dict[str, ModelFamily] = {family.kind: family for family in (
     ModelFamily("vae", _build_vae, closed_form="vae", description="VAE: one latent level"),
     ModelFamily("cvae", _build_cvae, closed_form="cvae", conditional=True,
                 description="conditional VAE: y from x and one latent level"),
-    ModelFamily("hvae", _build_hvae, closed_form="mhvae", description="hierarchical VAE: L ≥ 2 latent levels"),
+    ModelFamily("hvae", _build_hvae, closed_form="mhvae", hierarchical=True,
+                description="hierarchical VAE: L ≥ 2 latent levels"),
 )}
 #: The built-in kinds (:func:`model_kinds` includes the registered ones).
 MODEL_KINDS: tuple[str, ...] = tuple(MODEL_FAMILIES)

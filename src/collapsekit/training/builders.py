@@ -36,6 +36,7 @@ def load_training_data(config: RunConfig) -> TrainingData:
     """Load the data spec with its views, as float32 tensors (the model's dtype): the rows the model trains on,
     with the validation part (``data.val_fraction``, carved from the rows the views leave) in ``validation``."""
     from collapsekit.data import apply_views, load
+    from collapsekit.models.registry import model_family
 
     cfg = config.data
     base = load(cfg.spec)
@@ -44,10 +45,11 @@ def load_training_data(config: RunConfig) -> TrainingData:
     held_out = None
     if cfg.val_fraction is not None:
         dataset, held_out = _validation_split(dataset, cfg.val_fraction, cfg.val_seed)
-    if config.model.kind == "cvae" and dataset.y is None:
+    conditional = model_family(config.model.kind).conditional
+    if conditional and dataset.y is None:
         raise ParameterError("the CVAE needs (x, y) pairs: set data.split: quadrants or data.condition: label "
                              "(--split / --condition), or give data with a y array")
-    if config.model.kind != "cvae" and dataset.y is not None:
+    if not conditional and dataset.y is not None:
         raise ParameterError(f"data.split and data.condition make (x, y) pairs for the CVAE; the "
                              f"{config.model.kind} models x alone")
     side = base.image_shape[0] if base.image_shape and base.image_shape[0] == base.image_shape[1] else None

@@ -86,10 +86,12 @@ class ModelConfig(_Section):
 
     @model_validator(mode="after")
     def _levels_match_kind(self) -> "ModelConfig":
-        levels = len(self.latent_dims)
-        if self.kind == "hvae" and levels < 2:
+        from collapsekit.models.registry import model_family
+
+        levels, hierarchical = len(self.latent_dims), model_family(self.kind).hierarchical
+        if hierarchical and levels < 2:
             raise ValueError(f"latent_dims: a hierarchical VAE needs ≥ 2 levels, got {self.latent_dims}")
-        if self.kind != "hvae" and levels != 1:
+        if not hierarchical and levels != 1:
             raise ValueError(f"latent_dims: a {self.kind} has one latent level, got {self.latent_dims}")
         if len(self.channels) != 2:
             raise ValueError(f"channels: two conv channel counts (c1, c2), got {self.channels}")

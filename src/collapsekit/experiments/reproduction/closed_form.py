@@ -40,8 +40,9 @@ def spectrum_moments(ctx: Context, config: RunConfig) -> Moments:
 
     def make() -> Moments:
         data = ctx.training_data(config)
-        moments = moments_for(TheorySetting.from_config(config), data.x, data.y)
-        if config.model.kind == "cvae":
+        setting = TheorySetting.from_config(config)
+        moments = moments_for(setting, data.x, data.y)
+        if setting.closed_form == "cvae":
             theta = np.clip(moments.cvae_spectrum()[:k], 0.0, None)
             return Moments(xx=np.eye(1), xy=np.zeros((1, theta.size)), yy=np.diag(theta))
         return Moments(xx=np.diag(moments.vae_spectrum()[:k] ** 2))

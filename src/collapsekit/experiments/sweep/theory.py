@@ -111,10 +111,11 @@ def moments_cache(cache: dict[str, Any] | None = None) -> Callable[[RunConfig], 
         from collapsekit.diagnostics.theory_compare import TheorySetting, moments_for
         from collapsekit.training import load_training_data
 
-        key = json.dumps([config.data.model_dump(mode="json"), config.train.seed, config.model.kind == "cvae"])
+        setting = TheorySetting.from_config(config)
+        key = json.dumps([config.data.model_dump(mode="json"), config.train.seed, setting.conditional])
         if key not in store:
             data = load_training_data(config)
-            store[key] = moments_for(TheorySetting.from_config(config), data.x, data.y)
+            store[key] = moments_for(setting, data.x, data.y)
         return store[key]
 
     return moments

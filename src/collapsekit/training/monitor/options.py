@@ -1,0 +1,124 @@
+"""The collapse monitor's settings as one typed, validated object (:class:`MonitorOptions`).
+
+``CollapseMonitor(patience=3, hyper={...})`` and ``CollapseMonitor(MonitorOptions(patience=3, hyper={...}))``
+are the same monitor; keywords given beside an options object replace its fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from collapsekit._validation import positive, zero_beta
+from collapsekit.diagnostics.explain import read_hyper
+from collapsekit.errors import ParameterError
+from collapsekit.theory import Moments
+
+#: How a plain loop's reconstruction loss may reduce over features.
+LOSS_REDUCTIONS: tuple[str, ...] = ("sum", "mean")
+
+
+@dataclass
+class MonitorOptions:
+    """Everything a :class:`~collapsekit.training.monitor.CollapseMonitor` is told, validated when made.
+
+    Detection
+    ---------
+    eta_enc : float or dict of str to float
+        Prior std η_enc used by ``update`` (a per-level dict is allowed); ``update_output`` reads each
+        level's prior from the model instead.
+    patience : int
+        Consecutive epochs needed to confirm a collapse, and to confirm a recovery (2).
+    recover_factor : float
+        A warned dimension recovers only with KL ≥ ``recover_factor`` × 0.01 nats (2).
+    au_threshold : float
+        Burda et al.'s active-unit threshold on the variance over examples of the posterior mean (0.01).
+    mi_examples : int
+        The minibatch MI estimate (He et al. 2019) uses one batch of up to this many examples per epoch,
+        the largest seen (the last of equal size); its value cannot exceed log B.
+    seed : int
+        Seed of the monitor's own generator (the MI estimate's samples).
+
+    Reporting
+    ---------
+    warn : bool
+        Issue :class:`~collapsekit.training.monitor.CollapseWarning` with :func:`warnings.warn`.
+    log : callable, optional
+        Called with the text of every warning and recovery (e.g. ``print`` or ``logger.warning``).
+
+    What the explanations know of the run
+    -------------------------------------
+    model_kind : {"vae", "cvae", "hvae"}, optional
+        For the explanations; inferred when omitted (``hvae`` if several levels are seen, ``cvae`` if
+        the moments are paired, else ``vae``).
+    moments : Moments, optional
+        Raw second moments of the training data: the explanations then predict numbers.
+    hyper : dict, optional
+        ``beta`` (number, or one per level bottom to top), ``eta_dec``, ``eta_enc``, ``encoder_std``,
+        ``sigma1``, ``sigma2``, ``latent_dims`` (see :func:`collapsekit.diagnostics.explain.read_hyper`).
+    schedule : Schedule, ScheduleInfo or dict, optional
+        The KL schedule (a :mod:`collapsekit.objectives.schedules` object, read at the monitor's step
+        count), or a fixed description (``{"warmup_steps": ..., "total_steps": ...}``).
+    total_steps : int, optional
+        Optimiser steps of the whole run (for a schedule object).
+    linear : bool
+        The model is the theory's linear model: predicted numbers are exact, not estimates.
+    loss_reduction : {"sum", "mean"}
+        How a plain loop's reconstruction loss reduces over features (``"mean"`` adds the β·D hint).
+    n_features : int, optional
+        D, for that hint; ``update_output`` records it from the target.
+    """
+
+    eta_enc: float | Mapping[str, float] = 1.0
+    patience: int = 2
+    recover_factor: float = 2.0
+    au_threshold: float = 0.01
+    mi_examples: int = 256
+    model_kind: str | None = None
+    moments: Moments | None = None
+    hyper: Mapping[str, Any] = field(default_factory=dict)
+    schedule: Any = None
+    total_steps: int | None = None
+    linear: bool = False
+    loss_reduction: str = "sum"
+    n_features: int | None = None
+    warn: bool = True
+    log: Callable[[str], Any] | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.eta_enc, Mapping):
+            self.eta_enc = {str(k): positive(f"eta_enc[{k!r}]", v) for k, v in self.eta_enc.items()}
+        else:
+            self.eta_enc = positive("eta_enc", self.eta_enc)
+        recover_factor = self.recover_factor
+        self.patience = _count("patience", self.patience)
+        self.recover_factor = positive("recover_factor", recover_factor)
+        if self.recover_factor < 1:
+            raise ParameterError(f"recover_factor must be ≥ 1 (recovery needs more KL than collapse), got "
+                                 f"{recover_factor!r}")
+        self.au_threshold = positive("au_threshold", self.au_threshold)
+        self.mi_examples = _count("mi_examples", self.mi_examples, minimum=2)
+        if self.moments is not None and not isinstance(self.moments, Moments):
+            raise ParameterError("moments must be a collapsekit.theory.Moments (Moments.from_data(x[, y]))")
+        self.hyper = dict(self.hyper or {})
+        if not zero_beta(self.hyper.get("beta")):             # β = 0: a plain autoencoder, outside the theory
+            read_hyper(self.model_kind or "vae", self.hyper)  # bad settings fail now, not at the first warning
+        if self.loss_reduction not in LOSS_REDUCTIONS:
+            raise ParameterError(f"loss_reduction must be 'sum' or 'mean', got {self.loss_reduction!r}")
+        self.linear = bool(self.linear)
+        self.warn = bool(self.warn)
+        self.seed = int(self.seed)
+
+    def eta_enc_of(self, level: str) -> float:
+        """η_enc of ``level`` (1 for a level a per-level dict does not name)."""
+        return self.eta_enc.get(level, 1.0) if isinstance(self.eta_enc, Mapping) else self.eta_enc
+
+
+def _count(name: str, value: object, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < minimum:
+        raise ParameterError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
+    return int(value)
