@@ -15,7 +15,8 @@ other):
     adapters           (models of other libraries behind one protocol: what the diagnostics read)
     diagnostics        (measurement: what training and the reports use)
     training, viz      (peers: the trainer never draws, the figures never train)
-    runs               (a run directory: needs the trainer's checkpoints and the diagnostics)
+    runs, doctor       (a run directory: needs the trainer's checkpoints and the diagnostics; the doctor's
+                        checks on any adapted model: peers)
     experiments        (sweeps and the paper's presets)
     cli                (the only part that parses arguments and prints results)
 
@@ -46,7 +47,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("adapters",),      # foreign models behind one protocol: needs models, the diagnostics use it (issue 12)
     ("diagnostics",),
     ("training", "viz"),
-    ("runs",),
+    ("runs", "doctor"),  # doctor: the checks that tell a bug from a collapse, on any adapted model (issue 12 §2)
     ("experiments",),
     ("cli",),
 )

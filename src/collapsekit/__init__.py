@@ -5,7 +5,8 @@ The public entry points live in sub-packages that follow the data flow:
 predictions and their numerical verification), ``collapsekit.models`` and ``collapsekit.objectives``,
 ``collapsekit.training`` (the trainer and the CollapseMonitor), ``collapsekit.diagnostics``
 (metrics and reports), ``collapsekit.experiments`` (sweeps, presets) and ``collapsekit.cli``.
-The most used names are also here: ``collapsekit.diagnose``, ``CollapseReport``, ``CollapseMonitor``.
+The most used names are also here: ``collapsekit.diagnose``, ``collapsekit.doctor``, ``CollapseReport``,
+``CollapseMonitor``.
 """
 
 from typing import Any
@@ -15,11 +16,11 @@ from collapsekit.errors import CollapsekitError, DataError, ParameterError
 __version__ = "0.1.0"
 
 __all__ = ["CollapseMonitor", "CollapseReport", "CollapsekitError", "DataError", "ParameterError", "__version__",
-           "diagnose"]
+           "diagnose", "doctor"]
 
 # Imported on first use: `import collapsekit` (and every CLI call) stays free of torch.
 _LAZY = {"diagnose": "collapsekit.diagnostics", "CollapseReport": "collapsekit.diagnostics",
-         "CollapseMonitor": "collapsekit.training.monitor"}
+         "CollapseMonitor": "collapsekit.training.monitor", "doctor": "collapsekit.doctor.api"}
 
 
 def __getattr__(name: str) -> Any:
