@@ -26,8 +26,9 @@ from collapsekit.doctor.report import Check
 from collapsekit.formatting import cell
 
 NAME = "effective_beta"
-#: Relative size of a parameter perturbation (of each tensor's RMS), and the signs/sizes tried.
-STEPS = (0.02, -0.02, 0.04)
+#: Relative sizes of the parameter perturbations (of each tensor's RMS): the decoder's, the encoder's.
+DECODER_STEPS = (0.02, -0.02, 0.04)
+ENCODER_STEPS = (0.1, -0.1, 0.2)
 #: β_eff within this factor of the intended β is ok.
 TOLERANCE = 1.25
 #: A fit whose residual exceeds this share of the loss's spread: the loss is not a · R + b · K + c.
@@ -65,13 +66,19 @@ def _perturb(params: list[tuple[str, torch.nn.Parameter]], size: float, generato
             p.add_(noise * (size * scale))
 
 
-def _fit(loss: np.ndarray, recon: np.ndarray, kl: np.ndarray) -> tuple[float, float, float]:
-    """(a, b, relative residual) of the least-squares fit loss = a·R + b·K + c."""
+def _fit(loss: np.ndarray, recon: np.ndarray, kl: np.ndarray) -> tuple[float, float, float, float]:
+    """(a, b, relative residual, standard error of b) of the least-squares fit loss = a·R + b·K + c."""
     design = np.column_stack([recon, kl, np.ones_like(recon)])
     coef, *_ = np.linalg.lstsq(design, loss, rcond=None)
     residual = loss - design @ coef
     spread = float(np.std(loss)) or 1.0
-    return float(coef[0]), float(coef[1]), float(np.sqrt(np.mean(residual**2)) / spread)
+    # the residual's scale, at least the loss's float32 rounding (a β-ELBO fits to rounding error)
+    noise = max(float(np.sum(residual**2)) / max(1, len(loss) - 3), (6e-8 * float(np.max(np.abs(loss))))**2)
+    try:
+        se_b = float(np.sqrt(noise * np.linalg.inv(design.T @ design)[1, 1]))
+    except np.linalg.LinAlgError:
+        se_b = math.inf
+    return float(coef[0]), float(coef[1]), float(np.sqrt(np.mean(residual**2)) / spread), se_b
 
 
 def _cause(ratio: float, features: int, latents: int, batch: int) -> str | None:
@@ -113,7 +120,7 @@ def check_effective_beta(patient: Patient, intended: float | None) -> Check:
                      "make the encoder and decoder nn.Modules reachable from adapter.modules()")
     generator = torch.Generator().manual_seed(patient.seed)
     saved = {id(p): p.detach().clone() for _, p in patient.encoder_params + patient.decoder_params}
-    plans = [(None, 0.0)] + [("decoder", s) for s in STEPS] + [("encoder", s) for s in STEPS]
+    plans = [(None, 0.0)] + [("decoder", s) for s in DECODER_STEPS] + [("encoder", s) for s in ENCODER_STEPS]
     rows = []
     try:
         with patient.mode(False):
@@ -139,7 +146,7 @@ def check_effective_beta(patient: Patient, intended: float | None) -> Check:
     loss, recon, kl, mc = (np.asarray(c, dtype=np.float64) for c in zip(*rows))
     fits = {"analytic": _fit(loss, recon, kl), "single-sample": _fit(loss, recon, mc)}
     estimator = min(fits, key=lambda k: fits[k][2])
-    a, b, residual = fits[estimator]
+    a, b, residual, se_b = fits[estimator]
     x = patient.batch_x
     features = int(patient.target(x)[0].numel())
     latents = int(patient.posterior(x[:1]).loc[0].numel())
@@ -151,14 +158,21 @@ def check_effective_beta(patient: Patient, intended: float | None) -> Check:
                      f"(fit: {cell(a)}·R + {cell(b)}·KL, residual {100 * residual:.0f}% of its spread)",
                      "if the loss uses another reconstruction (L1, perceptual, a fixed-scale MSE), give the adapter "
                      "the likelihood it stands for; the theory's β is then undefined", evidence)
-    beta = b / a
-    evidence["effective_beta"] = beta
+    beta, resolution = b / a, 3 * se_b / a
+    if abs(beta) < resolution:
+        beta = 0.0 if abs(beta) < 1e-12 else beta
+    evidence.update({"effective_beta": beta, "resolution": resolution})
     meant = 1.0 if intended is None else intended
+    if abs(beta - meant) <= resolution:                  # the loss cannot tell them apart: as meant
+        beta_text = f"{cell(beta)} ± {cell(resolution)}"
+        return Check(NAME, "ok", f"the loss weighs the KL by β_eff = {beta_text} per nat of log-likelihood per "
+                     f"example ({estimator} KL), as meant (β = {cell(meant)}); the theory should use β = "
+                     f"{cell(meant)}", "", evidence)
     said = f"β = {cell(meant)}" + (" (the ELBO; pass beta= to say otherwise)" if intended is None else "")
     head = (f"the loss weighs the KL by β_eff = {cell(beta)} per nat of log-likelihood per example "
             f"({cell(a)}·(−log p) + {cell(b)}·KL, {estimator} KL, fit residual {100 * residual:.1g}%)")
     theory = f"; the theory should use β = {cell(beta)}"
-    if meant > 0 and abs(beta) < 1e-3 * meant:
+    if meant > 0 and abs(beta) < max(1e-3 * meant, resolution):
         return Check(NAME, "fail", f"{head}: the KL weight is never applied, where you meant {said}",
                      "multiply the KL term by β in the loss the optimiser minimises (and check that the term is "
                      "added at all)", evidence)

@@ -22,17 +22,18 @@ MIN_SPREAD = 1e-4
 MIN_MOVE = 1e-7
 
 
-def _mean_params(patient: Patient, x: Tensor) -> list[tuple[str, torch.nn.Parameter]]:
-    """The encoder parameters the posterior means depend on (a non-zero gradient of Σ means)."""
+def _mean_params(patient: Patient, x: Tensor) -> tuple[bool, list[tuple[str, torch.nn.Parameter]]]:
+    """Whether the posterior means carry a gradient at all, and the encoder parameters they depend on."""
     params = [p for _, p in patient.encoder_params]
-    if not params:
-        return []
     with torch.enable_grad():
         loc = patient.posterior(x).loc
         if not loc.requires_grad:
-            return []
+            return False, []
+        if not params:
+            return True, []
         grads = torch.autograd.grad(loc.sum() + (loc**2).sum(), params, allow_unused=True)
-    return [(n, p) for (n, p), g in zip(patient.encoder_params, grads) if g is not None and bool(g.abs().sum() > 0)]
+    return True, [(n, p) for (n, p), g in zip(patient.encoder_params, grads)
+                  if g is not None and bool(g.abs().sum() > 0)]
 
 
 def _names(params: list[tuple[str, torch.nn.Parameter]], limit: int = 4) -> str:
@@ -61,8 +62,12 @@ def check_encoder(patient: Patient) -> Check:
         return Check(NAME, "ok", f"the posterior means vary across examples (spread up to {cell(spread)}); pass "
                      "loss_fn and optimizer to check that they train", "", evidence)
     with patient.mode(False):
-        heads = _mean_params(patient, x)
+        differentiable, heads = _mean_params(patient, x)
     evidence["mean_parameters"] = [n for n, _ in heads]
+    if not differentiable and patient.encoder_params:
+        return Check(NAME, "fail", "the posterior means carry no gradient (they are computed under torch.no_grad() "
+                     "or detached), so no loss can train them", "remove the .detach() / torch.no_grad() / .data "
+                     "on the encoder's mean", evidence)
     for module in patient.networks():
         for p in module.parameters(recurse=False):
             p.grad = None
@@ -99,16 +104,18 @@ def check_encoder(patient: Patient) -> Check:
         after = patient.posterior(x).loc
     move = float((after - before).abs().max())
     evidence["mean_change"] = move
+    if missing:
+        return Check(NAME, "fail", f"{_names(missing)} (parameters of the posterior means) "
+                     f"{'is' if len(missing) == 1 else 'are'} not in the optimiser: one step moves the means by "
+                     f"only {cell(move)}, through the rest of the encoder", "give the optimiser all of the encoder's "
+                     "parameters (e.g. torch.optim.Adam(model.parameters()))", evidence)
     if move <= MIN_MOVE * spread:
-        where = (f"{_names(missing)} {'is' if len(missing) == 1 else 'are'} not in the optimiser"
-                 if missing else "the optimiser does not change them")
         return Check(NAME, "fail", f"one optimiser step leaves the posterior means unchanged (largest change "
-                     f"{cell(move)}): {where}", "give the optimiser all of the encoder's parameters "
+                     f"{cell(move)})", "check the learning rate and that the optimiser steps the encoder; give the optimiser all of the encoder's parameters "
                      "(e.g. torch.optim.Adam(model.parameters()))", evidence)
-    if missing or no_grad:
-        bad = missing or no_grad
+    if no_grad:
         return Check(NAME, "warn", f"one optimiser step moves the means by up to {cell(move)}, but "
-                     f"{_names(bad)} {'are not in the optimiser' if missing else 'get no gradient'}",
-                     "give the optimiser every encoder parameter and let the loss's gradient reach it", evidence)
+                     f"{_names(no_grad)} get no gradient from the loss", "let the loss's gradient reach every "
+                     "encoder parameter (look for a .detach())", evidence)
     return Check(NAME, "ok", f"the posterior means vary across examples (spread up to {cell(spread)}) and one "
                  f"optimiser step moves them by up to {cell(move)}", "", evidence)
