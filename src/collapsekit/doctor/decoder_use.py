@@ -84,7 +84,7 @@ def check_decoder_uses_z(patient: Patient) -> Check:
     unit = "channel" if patient.x.dim() > 0 and _spatial(patient) else "dimension"
     numbers = (f"log p(x|z) = {cell(own_v)} nats per example with its own z, {cell(shuf_v)} with z shuffled "
                f"across examples, {cell(prior_v)} with z from the prior")
-    share_text = "" if share is None else f"; z explains {100 * share:.0f}% of the squared reconstruction error"
+    share_text = "" if share is None else f"; z explains {round(100 * share) + 0:.0f}% of the squared reconstruction error"
     if gain < MIN_GAIN:
         return Check(NAME, "fail", f"the decoder ignores z: {numbers} (gain {cell(gain)} nats){share_text}",
                      "feed z to the decoder (check its wiring); for an autoregressive decoder, weaken it (fewer "

@@ -71,9 +71,8 @@ def check_encoder(patient: Patient) -> Check:
     for module in patient.networks():
         for p in module.parameters(recurse=False):
             p.grad = None
-    patient.reseed()
     with torch.enable_grad():
-        loss = patient.loss_fn(patient.model, patient.batch)
+        loss = patient.call_loss()
         scalar(loss)
         if not (isinstance(loss, Tensor) and loss.requires_grad):
             return Check(NAME, "fail", "loss_fn returned a value without a gradient: nothing it computes can train "

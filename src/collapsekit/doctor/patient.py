@@ -198,11 +198,17 @@ class Patient:
 
     def loss(self) -> float:
         """``loss_fn(model, batch)`` at the fixed seed, as a float."""
+        with torch.no_grad():
+            return scalar(self.call_loss())
+
+    def call_loss(self) -> object:
+        """``loss_fn(model, batch)`` at the fixed seed, as it returns it; its errors as one line."""
         assert self.loss_fn is not None
         self.reseed()
-        with torch.no_grad():
-            value = self.loss_fn(self.model, self.batch)
-        return scalar(value)
+        try:
+            return self.loss_fn(self.model, self.batch)
+        except Exception as exc:  # noqa: BLE001 — the user's code: any error becomes one line
+            raise ParameterError(f"loss_fn(model, batch) raised {type(exc).__name__}: {exc}") from None
 
 
 @contextmanager
