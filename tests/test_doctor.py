@@ -220,3 +220,19 @@ def test_bad_arguments_are_one_line_errors(healthy):
         doctor(model, [], checks=["decoder_uses_z"])
     with pytest.raises(ParameterError, match="no adapter"):
         doctor(object(), DIGITS)
+
+
+# -- docs/doctor.md ----------------------------------------------------------------------------------------------
+def test_the_example_of_docs_doctor_md_runs_and_catches_its_bug(capsys):
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "doctor.md").read_text(encoding="utf-8")
+    example = text.split("## Example", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(compile(example, "docs/doctor.md", "exec"), namespace)  # noqa: S102 — the doc's own example
+    report = namespace["report"]
+    assert report["effective_beta"].status == "fail"
+    assert report["effective_beta"].evidence["effective_beta"] == pytest.approx(64, rel=0.02)
+    out = capsys.readouterr().out
+    assert "fail  effective_beta: the loss weighs the KL by β_eff = 64" in out
+    assert "averaged over the D = 64 features" in out
