@@ -1,5 +1,6 @@
 # One-command entry points of the README contract. Each creates .venv and installs
-# what it needs on first use (and again whenever pyproject.toml changes).
+# what it needs on first use (and again whenever pyproject.toml changes). The dev extra includes
+# Pythae and diffusers, so that the adapters' tests run; torch stays below 2.14 (pyproject.toml).
 PYTHON ?= python3.11
 VENV   := .venv
 STAMP  := $(VENV)/.installed

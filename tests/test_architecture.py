@@ -15,6 +15,7 @@ other):
     adapters           (models of other libraries behind one protocol: what the diagnostics read)
     diagnostics        (measurement: what training and the reports use)
     training, viz      (peers: the trainer never draws, the figures never train)
+    integrations       (other libraries' trainers: a Pythae callback running the monitor)
     runs, doctor       (a run directory: needs the trainer's checkpoints and the diagnostics; the doctor's
                         checks on any adapted model: peers)
     experiments        (sweeps and the paper's presets)
@@ -47,6 +48,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("adapters",),      # foreign models behind one protocol: needs models, the diagnostics use it (issue 12)
     ("diagnostics",),
     ("training", "viz"),
+    ("integrations",),  # other libraries' training loops (Pythae's trainer): needs training and adapters (issue 12)
     ("runs", "doctor"),  # doctor: the checks that tell a bug from a collapse, on any adapted model (issue 12 §2)
     ("experiments",),
     ("cli",),

@@ -16,7 +16,8 @@ lives in :mod:`collapsekit.runs`, above both this package and :mod:`collapsekit.
 
 from typing import Any
 
-from collapsekit.diagnostics.diagnose import EPSILONS, diagnose, diagnose_model, measure_level
+from collapsekit.diagnostics.adapted import MUTUAL_INFO_EXAMPLES, AdapterPass, batches_of, collect_from_adapter
+from collapsekit.diagnostics.diagnose import EPSILONS, diagnose, diagnose_adapter, diagnose_model, measure_level
 from collapsekit.diagnostics.gaussian import LOG_2PI, kl_to_prior, log_normal, neg_entropy
 from collapsekit.diagnostics.likelihood import (importance_sampled_log_likelihood,
                                                 importance_sampled_log_likelihood_from)
@@ -29,10 +30,10 @@ from collapsekit.diagnostics.report import CollapseReport, LevelReport, TheoryCo
 from collapsekit.diagnostics.theory_compare import TheorySetting, compare_with_theory
 
 __all__ = [
-    "EPSILONS", "LOG_2PI", "METRICS", "VARIABLE_TYPES", "CollapseReport", "LevelReport", "LevelStats", "Metric",
+    "EPSILONS", "LOG_2PI", "METRICS", "MUTUAL_INFO_EXAMPLES", "VARIABLE_TYPES", "AdapterPass", "CollapseReport", "LevelReport", "LevelStats", "Metric",
     "PosteriorStats",
     "TheoryComparison", "TheorySetting", "compare_with_theory", "active_fraction", "active_units",
-    "collapse_fractions", "collect_from_encoder",
+    "batches_of", "collapse_fractions", "collect_from_adapter", "collect_from_encoder", "diagnose_adapter",
     "collect_posterior", "diagnose", "diagnose_model", "eps_delta_collapse", "importance_sampled_log_likelihood",
     "importance_sampled_log_likelihood_from", "kl_per_dim", "kl_to_prior", "log_aggregate_posterior", "log_normal",
     "mean_sampled_correlation", "measure_level", "mutual_info", "mutual_info_minibatch", "neg_entropy",

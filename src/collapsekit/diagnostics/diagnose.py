@@ -21,11 +21,13 @@ from torch import nn
 
 from collapsekit._validation import resolve_device
 from collapsekit.activity import active_mask, count_active
+from collapsekit.adapters import FunctionAdapter, ModelAdapter, as_adapter, find_adapter
 from collapsekit.data import Dataset
 from collapsekit.models.cvae import CVAE
 from collapsekit.diagnostics import metrics
 from collapsekit.diagnostics.headline import BATCH_SIZE, POSTERIOR_SAMPLES, SEED
 from collapsekit.diagnostics.metric_registry import compute_metrics
+from collapsekit.diagnostics.adapted import MUTUAL_INFO_EXAMPLES, collect_from_adapter, spatial_fields
 from collapsekit.diagnostics.likelihood import (Decoder, Progress, importance_sampled_log_likelihood,
                                                 importance_sampled_log_likelihood_from)
 from collapsekit.diagnostics.mutual_info import mutual_info, mutual_info_minibatch
@@ -49,7 +51,8 @@ def likelihood_stage(n_samples: int) -> str:
 def measure_level(stats: LevelStats, *, minibatch_size: int = 128, mi_bootstrap: int = 200,
                   mi_samples: int = 1, mi_per_dim_queries: int | None = 2000,
                   epsilons: Sequence[float] = EPSILONS, epsilon: float = 0.01, delta: float = 0.01,
-                  active_units_threshold: float = 0.01, kl_threshold: float = 0.01, seed: int = 0) -> LevelReport:
+                  active_units_threshold: float = 0.01, kl_threshold: float = 0.01, seed: int = 0,
+                  mutual_info_examples: int | None = None) -> LevelReport:
     """Every metric of one latent level (``theory`` left None).
 
     Parameters
@@ -71,6 +74,9 @@ def measure_level(stats: LevelStats, *, minibatch_size: int = 128, mi_bootstrap:
         Threshold on KL_j(x) of the paper's active fraction.
     seed : int
         Seeds the mutual-information estimators.
+    mutual_info_examples : int, optional
+        The full-dataset mutual information on at most this many examples, a seeded random subset (its
+        cost grows as N²); None: all of them. Every other measure uses all examples.
     """
     rate = metrics.kl_per_dim(stats.kl)
     units = metrics.active_units(stats.mean, active_units_threshold)
@@ -80,7 +86,11 @@ def measure_level(stats: LevelStats, *, minibatch_size: int = 128, mi_bootstrap:
     types = metrics.variable_types(stats.var, prior_var=stats.prior_var)
     correlation = metrics.mean_sampled_correlation(stats.mean, stats.sample, types["types"])
     correlation.pop("units")
-    full = mutual_info(stats.mean, stats.var, n_samples=mi_samples, bootstrap=mi_bootstrap, seed=seed,
+    mi_mean, mi_var = stats.mean, stats.var
+    if mutual_info_examples is not None and stats.n > count("mutual_info_examples", mutual_info_examples):
+        subset = np.sort(np.random.default_rng(seed).choice(stats.n, size=mutual_info_examples, replace=False))
+        mi_mean, mi_var = stats.mean[subset], stats.var[subset]
+    full = mutual_info(mi_mean, mi_var, n_samples=mi_samples, bootstrap=mi_bootstrap, seed=seed,
                        per_dim_queries=mi_per_dim_queries)
     minibatch = mutual_info_minibatch(stats.mean, stats.var, batch_size=minibatch_size, seed=seed)
     return LevelReport(
@@ -131,19 +141,35 @@ def _likelihood_fields(ll: np.ndarray, elbo: np.ndarray, n_samples: int) -> dict
             "log_likelihood_per_example": ll, "elbo_per_example": elbo}
 
 
-def diagnose(encoder: Encoder, data: object, decoder: Decoder | None = None, *, eta_enc: float = 1.0,
+def _is_rows(data: object) -> bool:
+    """Data the original path reads: an (N, D) tensor/array/Dataset or nested lists of numbers."""
+    if isinstance(data, Dataset):
+        data = data.x
+    if isinstance(data, (torch.Tensor, np.ndarray)):
+        return data.ndim == 2
+    return isinstance(data, (list, tuple)) and bool(data) and isinstance(data[0], (list, tuple)) and bool(data[0]) \
+        and isinstance(data[0][0], (int, float))
+
+
+def diagnose(encoder: Encoder | object, data: object, decoder: Decoder | None = None, *, eta_enc: float = 1.0,
              n_samples: int = 1000, batch_size: int = 1024, sample_chunk: int = 100,
              likelihood_batch_size: int | None = None, seed: int = 0, on_batch: Progress | None = None,
              device: torch.device | str | None = None, **measure: Any) -> CollapseReport:
-    """Diagnose posterior collapse of any Gaussian encoder (bring your own model).
+    """Diagnose posterior collapse of any model: one you already have, or a Gaussian encoder (and decoder).
+
+    ``diagnose(model, data)`` with a model an adapter knows (collapsekit's VAE/CVAE, Pythae's VAE family,
+    diffusers' ``AutoencoderKL``, an adapter, or a family added by ``register_adapter``) goes through
+    :func:`diagnose_adapter`, as do data other than an (N, D) array (a ``DataLoader``, any iterable of
+    batches, images N × C × H × W) and latents of any shape.
 
     Parameters
     ----------
-    encoder : callable
-        ``encoder(x_batch)`` → ``(mu, log_var)`` (each (B, d)) or a diagonal
+    encoder : model or callable
+        A model an adapter knows, or ``encoder(x_batch)`` → ``(mu, log_var)`` (each (B, d)) or a diagonal
         ``torch.distributions.Normal``. An ``nn.Module`` runs in eval mode on its own device.
-    data : tensor, array or Dataset
-        (N, D) evaluation inputs (a :class:`~collapsekit.data.Dataset`'s ``x``).
+    data : tensor, array, Dataset, DataLoader or iterable of batches
+        Evaluation inputs: (N, D) rows, inputs of any shape (N, ...), or batches as a loader yields them
+        (``x``, ``(x, label)``, a dict with ``"x"``/``"data"``/``"pixel_values"``...).
     decoder : callable, optional
         ``decoder(z)`` → Distribution over x, z of shape (S·B, d) (see
         :func:`~.likelihood.importance_sampled_log_likelihood_from`). Without it the report has
@@ -167,13 +193,23 @@ def diagnose(encoder: Encoder, data: object, decoder: Decoder | None = None, *, 
         batches go to a module encoder's device, and a plain function gets them where the data are (a
         tensor on a GPU stays there).
     **measure
-        Passed to :func:`measure_level` (``minibatch_size``, ``mi_bootstrap``, ``epsilons``, ...).
+        Passed to :func:`measure_level` (``minibatch_size``, ``mi_bootstrap``, ``epsilons``, ...), or for a
+        model an adapter reads, to :func:`diagnose_adapter` (``adapter_options``, ``mutual_info_examples``).
 
     Returns
     -------
     CollapseReport
         One level ``"z"``.
     """
+    if decoder is None and (isinstance(encoder, ModelAdapter) or find_adapter(encoder) is not None):
+        return diagnose_adapter(encoder, data, n_samples=n_samples, batch_size=batch_size, sample_chunk=sample_chunk,
+                                likelihood_batch_size=likelihood_batch_size, seed=seed, on_batch=on_batch,
+                                device=device, **measure)
+    if not _is_rows(data):
+        adapter = FunctionAdapter(encoder, decoder, prior_std=eta_enc)      # type: ignore[arg-type]
+        return diagnose_adapter(adapter, data, n_samples=n_samples, batch_size=batch_size, sample_chunk=sample_chunk,
+                                likelihood_batch_size=likelihood_batch_size, seed=seed, on_batch=on_batch,
+                                device=device, **measure)
     x, _ = _rows(data)
     device = None if device is None else resolve_device(device)
     stats = collect_from_encoder(encoder, x, eta_enc=eta_enc, batch_size=batch_size, seed=seed, device=device)
@@ -189,6 +225,72 @@ def diagnose(encoder: Encoder, data: object, decoder: Decoder | None = None, *, 
                                                       sample_chunk=sample_chunk, batch_size=likelihood_batch_size,
                                                       seed=seed, on_batch=on_batch, device=device)
     for key, value in _likelihood_fields(ll, elbo, n_samples).items():
+        setattr(report, key, value)
+    return report
+
+
+def diagnose_adapter(model: object, data: object, *, n_samples: int | None = 1000, batch_size: int = 256,
+                     sample_chunk: int = 100, likelihood_batch_size: int | None = None, seed: int = 0,
+                     on_batch: Progress | None = None, device: torch.device | str | None = None,
+                     mutual_info_examples: int | None = MUTUAL_INFO_EXAMPLES,
+                     adapter_options: dict[str, Any] | None = None, **measure: Any) -> CollapseReport:
+    """Diagnose any model through its adapter, streaming over the data (:mod:`.adapted`).
+
+    Parameters
+    ----------
+    model : object
+        An adapter, or anything :func:`~collapsekit.adapters.as_adapter` adapts.
+    data : tensor, array, Dataset, DataLoader or iterable of batches
+        Read once, batch by batch (a generator works); inputs of any shape (N, ...).
+    n_samples : int or None
+        Importance samples per example for the log-likelihood; None skips it.
+    batch_size : int
+        Rows per batch when ``data`` is a tensor, an array or a Dataset (a loader keeps its own).
+    sample_chunk, likelihood_batch_size, seed, on_batch, device
+        As for :func:`diagnose`.
+    mutual_info_examples : int or None
+        The full-dataset mutual information uses at most this many examples (a seeded random subset; the
+        report notes it); None: all.
+    adapter_options : dict, optional
+        Passed to ``as_adapter`` (e.g. ``{"beta": 4.0}``).
+    **measure
+        Passed to :func:`measure_level`.
+
+    Returns
+    -------
+    CollapseReport
+        One level ``"z"`` (latents flattened to C·h·w dimensions); a spatial latent also per channel and per
+        position (``LevelReport.kl_per_channel``, ...) with active channels as the headline count.
+        ``model`` holds the adapter's name, latent shape, η_enc and β; ``notes`` its stand-ins.
+    """
+    adapter = as_adapter(model, **(adapter_options or {}))
+    device = None if device is None else resolve_device(device)
+    result = collect_from_adapter(adapter, data, batch_size=batch_size, n_samples=n_samples,
+                                  sample_chunk=sample_chunk, likelihood_batch_size=likelihood_batch_size, seed=seed,
+                                  device=device, on_batch=on_batch)
+    stats = result.stats
+    level = measure_level(stats.levels[0], seed=seed, mutual_info_examples=mutual_info_examples, **measure)
+    notes = list(adapter.notes) + _level_notes(stats, [level])
+    if mutual_info_examples is not None and stats.n > mutual_info_examples:
+        notes.append(f"z: the full-dataset I(x; z) is estimated on a random subset of {mutual_info_examples} of the "
+                     f"{stats.n} examples (its cost grows as N²); every other measure uses all {stats.n}")
+    shape = result.latent_shape
+    if len(shape) > 1:
+        for key, value in spatial_fields(level.kl_per_dim, shape).items():
+            setattr(level, key, value)
+        notes.append(f"z is spatial, {'×'.join(map(str, shape))}: the headline count is of channels "
+                     f"({level.n_active_channels} of {shape[0]} active; a channel's KL is the sum over its "
+                     f"{int(np.prod(shape[1:]))} positions); per-dimension measures count channel×position units")
+    report = CollapseReport(levels=[level], n_examples=stats.n,
+                            model={"kind": "adapter", "name": adapter.name, "latent_shape": list(shape),
+                                   "latent_dims": [int(np.prod(shape))], "eta_enc": float(adapter.prior_std),
+                                   "beta": adapter.beta},
+                            notes=notes)
+    if result.log_likelihood is None or result.elbo is None:
+        report.notes.append("likelihood skipped (n_samples=None): no ELBO or log-likelihood" if n_samples is None
+                            else f"{adapter.name} has no likelihood (decode returned None): no ELBO or log-likelihood")
+        return report
+    for key, value in _likelihood_fields(result.log_likelihood, result.elbo, int(n_samples or 0)).items():
         setattr(report, key, value)
     return report
 

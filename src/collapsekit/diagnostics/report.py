@@ -148,6 +148,17 @@ class LevelReport:
     metrics : dict
         The registered metrics (:mod:`collapsekit.diagnostics.metric_registry`): name → one number, or one per
         dimension. Empty (and left out of the JSON) when none is registered.
+    latent_shape : list of int
+        A spatial latent's shape per example, (C, h, w); empty for a vector latent (then nothing below is set).
+        The per-dimension fields above list its C·h·w units channel-major.
+    kl_per_channel : list of float
+        Per channel, the sum of its positions' ``kl_per_dim`` (the KL of the channel's whole map), nats.
+    kl_per_position : list
+        Per position (nested h × w lists), the sum over channels of ``kl_per_dim``, nats.
+    active_channels : list of bool
+        Per channel, the headline rule on ``kl_per_channel``.
+    n_active_channels : int or None
+        The headline count of a spatial latent: active channels.
     """
 
     name: str
@@ -179,6 +190,18 @@ class LevelReport:
     mutual_info_minibatch_ci: list[float] = field(default_factory=list)
     theory: TheoryComparison | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+    latent_shape: list[int] = field(default_factory=list)
+    kl_per_channel: list[float] = field(default_factory=list)
+    kl_per_position: list[Any] = field(default_factory=list)
+    active_channels: list[bool] = field(default_factory=list)
+    n_active_channels: int | None = None
+
+    @property
+    def headline(self) -> tuple[int, int, str]:
+        """(active, of how many, of what): channels for a spatial latent, dimensions otherwise."""
+        if self.n_active_channels is not None:
+            return self.n_active_channels, len(self.kl_per_channel), "channels"
+        return self.n_active, self.latent_dim, "dimensions"
 
     @property
     def collapsed(self) -> list[bool]:
@@ -268,8 +291,9 @@ class CollapseReport:
 
     @property
     def n_active(self) -> int:
-        """The headline count of the summary level (the top of a hierarchy)."""
-        return self.summary_level.n_active
+        """The headline count of the summary level (the top of a hierarchy); active channels for a spatial
+        latent."""
+        return self.summary_level.headline[0]
 
     @property
     def mutual_info(self) -> float:
@@ -284,7 +308,7 @@ class CollapseReport:
         """A JSON-ready dict (per-example arrays summarised)."""
         out: dict[str, Any] = {"format": REPORT_FORMAT, "n_examples": self.n_examples, "units": "nats",
                                "definition": DEFINITION, "n_active": self.n_active,
-                               "latent_size": self.summary_level.latent_dim,
+                               "latent_size": self.summary_level.headline[1],
                                "model": self.model, "elbo": self.elbo, "log_likelihood": self.log_likelihood,
                                "importance_samples": self.importance_samples,
                                "levels": [_level_dict(level) for level in self.levels],
@@ -332,6 +356,9 @@ def _level_dict(level: LevelReport) -> dict[str, Any]:
     values = asdict(level)
     if not values["metrics"]:
         del values["metrics"]
+    if not values["latent_shape"]:                       # a vector latent: the spatial fields are empty
+        for key in ("latent_shape", "kl_per_channel", "kl_per_position", "active_channels", "n_active_channels"):
+            del values[key]
     return values
 
 
