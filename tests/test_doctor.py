@@ -236,3 +236,31 @@ def test_the_example_of_docs_doctor_md_runs_and_catches_its_bug(capsys):
     out = capsys.readouterr().out
     assert "fail  effective_beta: the loss weighs the KL by β_eff = 64" in out
     assert "averaged over the D = 64 features" in out
+
+
+def test_a_pair_of_callables_and_dict_batches_of_a_dataloader(healthy):
+    """The doctor reaches a model given as (encoder, decoder) through the adapters, on a loader of dict batches."""
+    model, _ = healthy
+
+    class Decoder(torch.nn.Module):                            # z → Distribution, as the pair adapter wants
+        def __init__(self, vae):
+            super().__init__()
+            self.vae = vae
+
+        def forward(self, z):
+            return self.vae.likelihood(self.vae.decoder(z))
+
+    pair = (model.encoder, Decoder(model))
+
+    def loss_fn(pair, batch):
+        encoder, decoder = pair
+        mu, log_var = encoder(batch["image"])
+        q = torch.distributions.Normal(mu, (0.5 * log_var).exp())
+        z = q.rsample()
+        kl = torch.distributions.kl_divergence(q, torch.distributions.Normal(0.0, 1.0)).sum(-1).mean()
+        return -decoder(z).log_prob(batch["image"]).mean() + 3.0 * kl
+
+    loader = DataLoader([{"image": row} for row in DIGITS], batch_size=64)
+    report = doctor(pair, loader, loss_fn, checks=["effective_beta", "decoder_uses_z"], beta=3.0)
+    assert statuses(report) == {"effective_beta": "ok", "decoder_uses_z": "ok"}
+    assert report["effective_beta"].evidence["effective_beta"] == pytest.approx(3.0, rel=0.02)

@@ -95,10 +95,10 @@ def doctor(model: object, data: object, loss_fn: Callable[[Any, Any], Tensor] | 
             copy_adapter = copy_model
         first, x = gather(copy_adapter, data, examples=examples, batch_size=batch_size, device=device)
         patient = Patient(copy_model, copy_adapter, copy_optimizer, loss_fn, first, x, device, seed)
-        report = DoctorReport(model=adapter.name, notes=list(adapter.notes))
-        report.notes.append(f"{x.shape[0]} examples on {device}; the checks ran on a copy of the model")
         with patient.mode(False), torch.no_grad():
             patient.dissect()
+        report = DoctorReport(model=adapter.name, notes=list(copy_adapter.notes))
+        report.notes.append(f"{x.shape[0]} examples on {device}; the checks ran on a copy of the model")
         intended = beta if beta is not None else adapter.beta
         theory_beta = intended
         likelihood = patient.has_likelihood()

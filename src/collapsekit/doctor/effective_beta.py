@@ -158,6 +158,9 @@ def check_effective_beta(patient: Patient, intended: float | None) -> Check:
                      f"(fit: {cell(a)}·R + {cell(b)}·KL, residual {100 * residual:.0f}% of its spread)",
                      "if the loss uses another reconstruction (L1, perceptual, a fixed-scale MSE), give the adapter "
                      "the likelihood it stands for; the theory's β is then undefined", evidence)
+    stand_in = next((n for n in patient.adapter.notes if n.startswith("likelihood stand-in")), None)
+    if stand_in is not None:
+        return _against_stand_in(b, a, 3 * se_b, intended, estimator, evidence)
     beta, resolution = b / a, 3 * se_b / a
     if abs(beta) < resolution:
         beta = 0.0 if abs(beta) < 1e-12 else beta
@@ -188,3 +191,19 @@ def check_effective_beta(patient: Patient, intended: float | None) -> Check:
                  "both over the batch, and weigh the KL by β" if cause else
                  f"set the KL weight so that β_eff is what you mean, or use β = {cell(beta)} when reading the "
                  "theory", evidence)
+
+
+def _against_stand_in(b: float, a: float, resolution: float, intended: float | None, estimator: str,
+                      evidence: dict[str, object]) -> Check:
+    """A decoder without a likelihood (a stated stand-in): β is not defined, so the KL's weight in the loss's own
+    units (b) is compared with the one meant; β_eff against the stand-in is reported, not judged."""
+    evidence.update({"effective_beta": b / a, "resolution": resolution / a, "stand_in": True})
+    head = (f"the loss weighs the KL by {cell(b)} in its own units ({estimator} KL; β_eff = {cell(b / a)} per nat "
+            "of the stand-in likelihood, which the decoder was not trained with: a β is not defined)")
+    if intended is not None and intended > 0 and abs(b) < max(1e-3 * intended, resolution):
+        return Check(NAME, "fail", f"{head}: the KL weight is never applied, where you meant {cell(intended)}",
+                     "multiply the KL term by its weight in the loss the optimiser minimises", evidence)
+    if intended is None or abs(b - intended) <= max(resolution, (TOLERANCE - 1) * intended):
+        return Check(NAME, "ok", head + ("" if intended is None else f", as meant ({cell(intended)})"), "", evidence)
+    return Check(NAME, "warn", f"{head}, {cell(b / intended)}× the {cell(intended)} you meant",
+                 "check the KL term's reduction (sum over latent elements, mean over the batch) and its weight", evidence)

@@ -124,6 +124,8 @@ class Patient:
         for root in modules:
             for name, p in root.named_parameters():
                 names.setdefault(id(p), name)
+        with torch.no_grad():              # a first call may set an adapter up (a likelihood's scale fitted
+            self.posterior(self.x[:256])   # by decoding): what runs then is not the encoder
         x = self.x[: min(8, self.x.shape[0])]
         with torch.no_grad(), _recording(modules) as ran:
             q = self.posterior(x)
