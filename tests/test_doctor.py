@@ -264,3 +264,17 @@ def test_a_pair_of_callables_and_dict_batches_of_a_dataloader(healthy):
     report = doctor(pair, loader, loss_fn, checks=["effective_beta", "decoder_uses_z"], beta=3.0)
     assert statuses(report) == {"effective_beta": "ok", "decoder_uses_z": "ok"}
     assert report["effective_beta"].evidence["effective_beta"] == pytest.approx(3.0, rel=0.02)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_a_cuda_model_the_checks_run_there_and_the_cuda_random_state_is_kept():
+    model = mlp_vae().cuda()
+    data = DIGITS.cuda()
+    optimizer = train(model, elbo(), steps=30, data=data)
+    torch.cuda.manual_seed(11)
+    cuda_state = torch.cuda.get_rng_state()
+    params = {k: v.clone() for k, v in model.state_dict().items()}
+    report = doctor(model, data, elbo(), optimizer)
+    assert torch.equal(torch.cuda.get_rng_state(), cuda_state)
+    assert all(torch.equal(params[k], v) for k, v in model.state_dict().items())
+    assert "on cuda" in " ".join(report.notes) and report["effective_beta"].status == "ok"

@@ -179,8 +179,11 @@ def check_effective_beta(patient: Patient, intended: float | None) -> Check:
         return Check(NAME, "fail", f"{head}: the KL weight is never applied, where you meant {said}",
                      "multiply the KL term by β in the loss the optimiser minimises (and check that the term is "
                      "added at all)", evidence)
-    ratio = beta / meant if meant > 0 else math.inf
-    if meant > 0 and 1 / TOLERANCE <= ratio <= TOLERANCE:
+    if meant == 0:
+        return Check(NAME, "fail", f"{head}, where you meant β = 0 (no KL term){theory}",
+                     "remove the KL term, or say the β you mean (beta=)", evidence)
+    ratio = beta / meant
+    if 1 / TOLERANCE <= ratio <= TOLERANCE:
         return Check(NAME, "ok", f"{head}, as meant ({said}){theory}", "", evidence)
     cause = _cause(ratio, features, latents, x.shape[0]) if math.isfinite(ratio) else None
     evidence["cause"] = cause

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,8 +40,19 @@ class Check:
             raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
 
     def to_dict(self) -> dict[str, Any]:
+        """``{"name", "status", "message", "fix", ...evidence}``; a non-finite number is None (strict JSON)."""
         return {"name": self.name, "status": self.status, "message": self.message, "fix": self.fix,
-                **self.evidence}
+                **{key: _finite(value) for key, value in self.evidence.items()}}
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
 
 
 @dataclass
