@@ -92,3 +92,42 @@ def linear_data(n: int = 512) -> Tensor:
 def linear_vae(seed: int = 0) -> VAE:
     torch.manual_seed(seed)
     return VAE(LinearEncoder(6, 4), LinearDecoder(4, 6), GaussianLikelihood(eta_dec=1.0))
+
+
+class AutoregressiveBernoulli(torch.distributions.Distribution):
+    """p(x | z) = Π_j Bernoulli(x_j | x_{j−1}, z): teacher-forced on the x it scores; no closed-form mean."""
+
+    arg_constraints: dict = {}
+
+    def __init__(self, z: Tensor, decoder: "AutoregressiveDecoder") -> None:
+        self.z, self.decoder = z, decoder
+        super().__init__(batch_shape=z.shape[:1], validate_args=False)
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        previous = torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], dim=1)
+        logits = self.decoder.context * previous + self.decoder.bias + self.decoder.from_z(self.z * self.decoder.z_gate)
+        return torch.distributions.Bernoulli(logits=logits, validate_args=False).log_prob(x).sum(-1)
+
+
+class AutoregressiveDecoder(nn.Module):
+    """z → an autoregressive Bernoulli over 64 pixels (each conditioned on the one before it); ``use_z=False``
+    severs z (the planted defect)."""
+
+    def __init__(self, latent: int, use_z: bool = True) -> None:
+        super().__init__()
+        self.context = nn.Parameter(torch.zeros(64))
+        self.bias = nn.Parameter(torch.zeros(64))
+        self.from_z = nn.Sequential(nn.Linear(latent, 32), nn.ReLU(), nn.Linear(32, 64))
+        self.z_gate = 1.0 if use_z else 0.0
+
+    def forward(self, z: Tensor) -> AutoregressiveBernoulli:
+        return AutoregressiveBernoulli(z, self)
+
+
+def pair_elbo(model: tuple[nn.Module, nn.Module], batch: Tensor) -> Tensor:
+    """The ELBO of a model given as (encoder → (mu, log_var), decoder → Distribution)."""
+    encoder, decoder = model
+    mu, log_var = encoder(batch)
+    q = torch.distributions.Normal(mu, (0.5 * log_var).exp())
+    kl = torch.distributions.kl_divergence(q, torch.distributions.Normal(0.0, 1.0)).sum(-1).mean()
+    return -decoder(q.rsample()).log_prob(batch).mean() + kl

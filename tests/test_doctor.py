@@ -16,8 +16,9 @@ from collapsekit.doctor import CHECKS, doctor
 from collapsekit.errors import DataError, ParameterError
 from collapsekit.objectives import LinearWarmup
 from collapsekit.training.monitor import CollapseMonitor
-from doctor_models import (DIGITS, BlindDecoder, DetachedEncoder, elbo, linear_data, linear_vae, mlp_vae,
-                           squared_error, train)
+from collapsekit.models import MLPEncoder
+from doctor_models import (DIGITS, AutoregressiveDecoder, BlindDecoder, DetachedEncoder, elbo, linear_data,
+                           linear_vae, mlp_vae, pair_elbo, squared_error, train)
 
 
 @pytest.fixture(scope="module")
@@ -278,3 +279,18 @@ def test_on_a_cuda_model_the_checks_run_there_and_the_cuda_random_state_is_kept(
     assert torch.equal(torch.cuda.get_rng_state(), cuda_state)
     assert all(torch.equal(params[k], v) for k, v in model.state_dict().items())
     assert "on cuda" in " ".join(report.notes) and report["effective_beta"].status == "ok"
+
+
+def test_an_autoregressive_decoder_is_judged_by_log_likelihoods_alone():
+    """A teacher-forced decoder with no mean: the gain of the own z is measured all the same; severing z fails."""
+    results = {}
+    for use_z in (True, False):
+        torch.manual_seed(0)
+        pair = (MLPEncoder(64, 4, hidden=(32,)), AutoregressiveDecoder(4, use_z=use_z))
+        train(pair, pair_elbo, steps=150, params=lambda p: list(p[0].parameters()) + list(p[1].parameters()))
+        results[use_z] = doctor(pair, DIGITS, pair_elbo, checks=["effective_beta", "decoder_uses_z"])
+    healthy, severed = results[True], results[False]
+    assert statuses(healthy) == {"effective_beta": "ok", "decoder_uses_z": "ok"}
+    assert healthy["decoder_uses_z"].evidence["gain_nats"] > 1.0 and "share_explained" not in \
+        healthy["decoder_uses_z"].evidence
+    assert severed["decoder_uses_z"].status == "fail" and abs(severed["decoder_uses_z"].evidence["gain_nats"]) < 1e-4
