@@ -70,6 +70,10 @@ def test_a_pair_of_callables_is_an_adapter():
 def test_dispatch_returns_adapters_as_they_are_and_names_the_families_for_anything_else():
     adapter = as_adapter(_vae())
     assert as_adapter(adapter) is adapter
+    with pytest.raises(ParameterError, match="is already an adapter"):
+        as_adapter(adapter, beta=1.0)
+    with pytest.raises(ParameterError, match="use.*diagnose_model|diagnose it with .*diagnose_model"):
+        as_adapter(build_model("hvae", "mlp", x_dim=6, latent_dims=[3, 2]))
     with pytest.raises(ParameterError) as info:
         as_adapter(object())
     message = str(info.value)
@@ -112,3 +116,20 @@ def test_batches_as_loaders_yield_them():
         batch_inputs({"label": x})
     with pytest.raises(DataError, match="cannot read inputs"):
         batch_inputs(3.0)
+
+
+def test_a_cvae_is_diagnosed_from_a_paired_dataset_like_diagnose_model():
+    """The streamed adapter path on (x, y) batches and diagnose_model: the same posterior measures; the
+    log p(y|x) from other samples agree within 4 standard errors (per-example differences)."""
+    from collapsekit.data import Dataset
+    from collapsekit.diagnostics import diagnose, diagnose_model
+
+    torch.manual_seed(3)
+    model = build_model("cvae", "mlp", x_dim=4, y_dim=3, latent_dims=[2], eta_dec=0.5)
+    data = Dataset(x=torch.randn(200, 4).numpy(), y=torch.randn(200, 3).numpy())
+    adapted = diagnose(model, data, n_samples=200)
+    reference = diagnose_model(model, data, n_samples=200)
+    torch.testing.assert_close(torch.tensor(adapted.kl_per_dim), torch.tensor(reference.kl_per_dim))
+    difference = adapted.log_likelihood_per_example - reference.log_likelihood_per_example
+    assert abs(difference.mean()) < 4 * difference.std(ddof=1) / len(difference) ** 0.5
+    assert adapted.model["name"] == "collapsekit CVAE"

@@ -7,8 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from optional import require
 
-pytest.importorskip("diffusers")
+require("diffusers")
 
 from diffusers import AutoencoderKL  # noqa: E402
 

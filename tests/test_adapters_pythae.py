@@ -8,10 +8,11 @@ import logging
 import numpy as np
 import pytest
 import torch
+from optional import require
 from torch.distributions import Bernoulli, Independent
 from torch.utils.data import DataLoader
 
-pythae = pytest.importorskip("pythae")
+pythae = require("pythae")
 
 from pythae.data.datasets import BaseDataset  # noqa: E402
 from pythae.models import VAMP, VAE, BetaVAE, BetaVAEConfig, VAEConfig, VAMPConfig  # noqa: E402
@@ -135,6 +136,10 @@ def test_the_callback_monitors_pythaes_trainer_and_leaves_the_model_as_found(dig
     assert [record["epoch"] for record in monitor.monitor.history] == [1, 2, 3]
     assert all(record["levels"]["z"]["examples"] == 640 for record in monitor.monitor.history)
     assert monitor.steps == 3 * 10 and monitor.monitor.hyper == {"beta": 1.0}
+    logs = {"train_epoch_loss": 1.0}                       # what Pythae's logging callbacks get, after the last epoch
+    monitor.on_log(None, logs)
+    last = monitor.monitor.history[-1]["levels"]["z"]
+    assert logs["train_collapse_z_n_active"] == last["n_active"] and logs["train_collapse_z_kl"] == last["kl"]
 
     observer = PythaeCollapseMonitor(warn=False)
     _train(model, x, tmp_path / "observe", epochs=1, callbacks=[observer], learning_rate=0.0)
@@ -148,3 +153,40 @@ def test_the_kl_weight_is_read_and_models_outside_the_family_are_refused():
     assert as_adapter(beta_vae).beta == 4.0 and as_adapter(beta_vae, beta=2.0).beta == 2.0
     with pytest.raises(ParameterError, match="VampPrior"):
         as_adapter(VAMP(VAMPConfig(input_dim=SHAPE, latent_dim=2)))
+
+
+FAMILIES = {"VAE": 1.0, "BetaVAE": 1.0, "DisentangledBetaVAE": 10.0, "BetaTCVAE": None, "FactorVAE": 1.0,
+            "INFOVAE_MMD": 1.0, "MSSSIM_VAE": 1.0, "IWAE": None, "MIWAE": None, "PIWAE": None, "CIWAE": None}
+REFUSED = {"VAMP": "VAMPConfig", "VAE_IAF": "VAE_IAF_Config", "VAE_LinNF": "VAE_LinNF_Config", "HVAE": "HVAEConfig",
+           "RHVAE": "RHVAEConfig", "SVAE": "SVAEConfig", "PoincareVAE": "PoincareVAEConfig", "AE": "AEConfig"}
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_supported_family_reads_its_encoder_its_likelihood_and_its_kl_weight(family):
+    """Each family's adapter gives the encoder's own N(embedding, exp(log_covariance)) and the decoder's unit
+    Gaussian log-density (Pythae's 'mse' loss, −½‖x − x̂‖² − D/2·log 2π) at the same z."""
+    import pythae.models as models
+
+    config = getattr(models, family + ("_Config" if family == "INFOVAE_MMD" else "Config"))
+    torch.manual_seed(0)
+    model = getattr(models, family)(config(input_dim=SHAPE, latent_dim=3))
+    adapter = as_adapter(model)
+    assert adapter.beta == FAMILIES[family] and adapter.name == f"pythae {family}"
+    x = torch.rand(5, *SHAPE)
+    with torch.no_grad():
+        q = adapter.posterior(x)
+        out = model.encoder(x)
+        torch.testing.assert_close(q.loc, out["embedding"])
+        torch.testing.assert_close(q.scale ** 2, out["log_covariance"].exp())
+        reconstruction = model.decoder(q.loc)["reconstruction"]
+        expected = -0.5 * ((x - reconstruction) ** 2).sum((1, 2, 3)) - 32 * np.log(2 * np.pi)
+        torch.testing.assert_close(adapter.decode(q.loc).log_prob(x), expected)
+
+
+@pytest.mark.parametrize("family", sorted(REFUSED))
+def test_models_without_the_encoders_gaussian_against_a_standard_prior_are_refused(family):
+    import pythae.models as models
+
+    model = getattr(models, family)(getattr(models, REFUSED[family])(input_dim=SHAPE, latent_dim=3))
+    with pytest.raises(ParameterError, match=f"pythae {family} is not supported"):
+        as_adapter(model)

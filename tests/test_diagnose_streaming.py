@@ -14,6 +14,8 @@ from collapsekit.adapters import FunctionAdapter
 from collapsekit.diagnostics import CollapseReport, diagnose, diagnose_model
 from collapsekit.errors import DataError
 from collapsekit.models import build_model
+from collapsekit.viz.html import render_html
+from collapsekit.viz.markdown import render_markdown
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +85,11 @@ def test_spatial_latents_are_reported_per_channel_and_per_position():
     again = CollapseReport.from_dict(report.to_dict())
     assert again.n_active == 2 and again.levels[0].kl_per_channel == level.kl_per_channel
     assert report.to_dict()["latent_size"] == 3
+    text = render_markdown(report)                    # the reports count channels, and list them
+    assert "2 of 3 channels of z active" in text and "latent shape 3×4×4" in text
+    assert "| 2 | 0 | **collapsed** |" in text and "# Posterior-collapse report: custom model" in text
+    page = render_html(report)
+    assert "2 of 3 channels of z active" in page and "<td>2</td><td>0</td><td><b>collapsed</b></td>" in page
 
 
 def test_the_full_dataset_mutual_information_subsamples_large_n_and_says_so(vae_and_data):

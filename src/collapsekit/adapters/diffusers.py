@@ -1,4 +1,4 @@
-"""diffusers' ``AutoencoderKL`` (the VAE of latent diffusion; ``diffusers>=0.42.1,<0.43``, the versions tested) behind the adapter protocol.
+"""diffusers' ``AutoencoderKL`` (latent diffusion's VAE; ``diffusers>=0.42.1,<0.43``, tested) behind the adapter protocol.
 
 Its posterior is a diagonal Gaussian over a spatial latent (C × h × w), read from
 ``model.encode(x).latent_dist`` (``mean``, ``std``); the prior of its KL term is N(0, I) in the unscaled
@@ -92,8 +92,9 @@ class DiffusersAdapter:
         return q
 
     def fit_scale(self, data: Iterable[object], max_batches: int | None = None) -> float:
-        """Fit the stand-in's scale by maximum likelihood on ``data`` (batches as a loader yields them),
-        decoding each posterior mean; call it in eval mode under ``torch.no_grad()``. Returns the scale."""
+        """Fit the stand-in's scale by maximum likelihood on ``data`` (batches as a loader yields them, at most
+        ``max_batches``), decoding each posterior mean (without gradients; put the model in eval mode first if
+        it has layers that differ in training). Returns the scale."""
         if self.likelihood is None:
             raise ParameterError("likelihood=None: there is no scale to fit")
         xs = []
@@ -106,6 +107,7 @@ class DiffusersAdapter:
         self._fit(xs, None)
         return float(self.scale)  # type: ignore[arg-type]
 
+    @torch.no_grad()
     def _fit(self, xs: list[Tensor], q: Normal | None) -> None:
         total, n, count = 0.0, 0, 0
         for x in xs:

@@ -12,6 +12,7 @@ from collapsekit._validation import non_negative, positive
 from collapsekit.errors import DataError, ParameterError
 from collapsekit.adapters.batches import as_tensor, batch_inputs, normal_posterior
 from collapsekit.models.cvae import CVAE
+from collapsekit.models.hvae import HierarchicalVAE
 from collapsekit.models.vae import VAE
 
 
@@ -183,8 +184,11 @@ def from_pair(model: Sequence[object], **options: object) -> FunctionAdapter:
 
 
 def is_native(model: object) -> bool:
-    return isinstance(model, (VAE, CVAE))
+    return isinstance(model, (VAE, CVAE, HierarchicalVAE))
 
 
 def from_native(model: VAE | CVAE, **options: object) -> VAEAdapter | CVAEAdapter:
+    if isinstance(model, HierarchicalVAE):
+        raise ParameterError("a hierarchical VAE has several latent levels, which one adapter cannot express: "
+                             "diagnose it with collapsekit.diagnostics.diagnose_model(model, x)")
     return CVAEAdapter(model, **options) if isinstance(model, CVAE) else VAEAdapter(model, **options)  # type: ignore[arg-type]

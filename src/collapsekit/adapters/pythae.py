@@ -51,8 +51,10 @@ REFUSED = {
 
 
 def is_pythae_model(model: object) -> bool:
-    """A model of Pythae's (its class defined under ``pythae.models``), without importing Pythae."""
-    return isinstance(model, nn.Module) and type(model).__module__.startswith("pythae.")
+    """A model of Pythae's (its class, or a base class, defined under ``pythae.models``), without importing
+    Pythae."""
+    return isinstance(model, nn.Module) and any(cls.__module__.startswith("pythae.models")
+                                                for cls in type(model).__mro__)
 
 
 def _family(model: nn.Module) -> str:

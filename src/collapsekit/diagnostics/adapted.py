@@ -43,9 +43,15 @@ from collapsekit.models._checks import count
 MUTUAL_INFO_EXAMPLES = 10_000
 
 def batches_of(data: object, batch_size: int) -> Iterator[object]:
-    """The batches of ``data``: rows of a tensor/array/collapsekit Dataset ``batch_size`` at a time, a torch
-    Dataset through a DataLoader, or the batches of any iterable (a DataLoader, a list, a generator)."""
+    """The batches of ``data``: rows of a tensor/array/collapsekit Dataset ``batch_size`` at a time (``(x, y)``
+    pairs for a Dataset with ``y``), a torch Dataset through a DataLoader, or the batches of any iterable (a
+    DataLoader, a list, a generator)."""
     if isinstance(data, Dataset):
+        if data.y is not None:                       # paired data (a CVAE's): (x, y) batches
+            x, y = torch.as_tensor(np.asarray(data.x)), torch.as_tensor(np.asarray(data.y))
+            for start in range(0, x.shape[0], batch_size):
+                yield x[start:start + batch_size], y[start:start + batch_size]
+            return
         data = data.x
     if isinstance(data, (list, tuple)) and data and isinstance(data[0], (int, float, list)):
         try:

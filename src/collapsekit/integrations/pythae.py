@@ -11,7 +11,9 @@ Pythae's callbacks see the model but not the batches, so the callback observes t
 ``on_train_begin`` to ``on_train_end`` a forward hook on ``model.encoder`` adds each training forward's
 posterior (``embedding``, ``log_covariance``) to the monitor — only while the model is in training mode,
 so evaluation and prediction passes are not counted. Each epoch end closes the monitor's epoch
-(per-dimension KL, the headline active count, a ``CollapseWarning`` with its explanation). The hook is
+(per-dimension KL, the headline active count, a ``CollapseWarning`` with its explanation) and adds the
+epoch's numbers to Pythae's logs (``train_collapse_z_n_active``, ...: what its wandb, MLflow and Comet
+callbacks record, when this callback is listed before them). The hook is
 removed at the end of training (and by :meth:`PythaeCollapseMonitor.close`): the model is left as it was
 found, and since the monitor never draws from the global random generator, a run with the callback
 trains exactly the weights it trains without it.
@@ -91,6 +93,18 @@ class PythaeCollapseMonitor(TrainingCallback):
         if self._seen:
             self.monitor.end_epoch(step=self.steps, epoch=self._epoch)
             self._seen = False
+
+    def on_log(self, training_config: Any, logs: dict[str, Any], **kwargs: Any) -> None:
+        """Add the epoch's collapse numbers to Pythae's logs as ``train_collapse_<level>_<name>`` (``n_active``,
+        ``kl``, ``active_units``, ``mutual_info``), which Pythae's wandb/MLflow/Comet callbacks record as
+        ``train/collapse_...``: list this callback before them."""
+        if not self.monitor.history or self.monitor.history[-1]["epoch"] != self._epoch:
+            return
+        for level, values in self.monitor.history[-1]["levels"].items():
+            numbers = {"n_active": values["n_active"], "kl": values["kl"], "active_units": values["active_units"],
+                       "mutual_info": values["mutual_info_minibatch"]}
+            logs.update({f"train_collapse_{level}_{key}": value for key, value in numbers.items()
+                         if value is not None})
 
     def on_train_end(self, training_config: Any, **kwargs: Any) -> None:
         self.close()

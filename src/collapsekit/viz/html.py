@@ -239,6 +239,12 @@ def render_html(report: CollapseReport, figures: Mapping[str, Figure | bytes] | 
         parts.append("</section>")
 
     parts.append('<section aria-labelledby="levels"><h2 id="levels">Per-dimension measurements</h2>')
+    for level in (level for level in report.levels if level.latent_shape):      # a spatial latent: per channel
+        parts.append(f"<h3>{_e(level.name)}: KL per channel (the sum over its positions)</h3>")
+        rows = "".join(f"<tr><td>{c}</td><td>{_e(number(kl))}</td><td>{'active' if active else '<b>collapsed</b>'}"
+                       "</td></tr>" for c, (kl, active) in enumerate(zip(level.kl_per_channel, level.active_channels)))
+        parts.append(f"<table><thead><tr><th>channel</th><th>KL (nats)</th><th>state</th></tr></thead>"
+                     f"<tbody>{rows}</tbody></table>")
     for level in report.levels:
         parts.append(f"<h3>{_e(level.name)}: {_e(verdict(level))}</h3>")
         line = theory_line(level)

@@ -66,6 +66,15 @@ def render_markdown(report: CollapseReport, images: Mapping[str, str] | None = N
         for name, path in ordered_figures(images):
             caption = figure_caption(name)
             out += [f"### {caption}", "", f"![{caption}]({path})", ""]
+    spatial = [level for level in report.levels if level.latent_shape]
+    if spatial:
+        out += ["## Per-channel measurements", ""]
+        for level in spatial:
+            out += [f"### {level.name}: KL per channel (the sum over its positions)", "",
+                    "| channel | KL (nats) | state |", "| ---: | ---: | ---: |"]
+            out += [f"| {c} | {number(kl)} | {'active' if active else '**collapsed**'} |"
+                    for c, (kl, active) in enumerate(zip(level.kl_per_channel, level.active_channels))]
+            out.append("")
     out += ["## Per-dimension measurements", ""]
     for level in report.levels:
         out += [f"### {level.name}: {verdict(level)}", ""]

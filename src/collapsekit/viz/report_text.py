@@ -49,8 +49,10 @@ def value_text(value: Any) -> str:
 
 
 def verdict(level: LevelReport) -> str:
-    """``"12 of 16 dimensions of z collapsed"``: the headline rule (:mod:`collapsekit.activity`)."""
-    return f"{level.n_collapsed} of {level.latent_dim} dimensions of {level.name} collapsed"
+    """``"12 of 16 dimensions of z collapsed"``: the headline rule (:mod:`collapsekit.activity`); for a spatial
+    latent, of its channels."""
+    active, total, unit = level.headline
+    return f"{total - active} of {total} {unit} of {level.name} collapsed"
 
 
 def headline(report: CollapseReport) -> str:
@@ -59,8 +61,11 @@ def headline(report: CollapseReport) -> str:
     model = report.model or {}
     data = f"{model['data']}{', ' + model['part'] + ' part' if model.get('part') else ''}, " if model.get("data") else ""
     where = f"{data}{report.n_examples} examples"
-    return (f"{top.n_active} of {top.latent_dim} dimensions of {top.name} active (mean KL ≥ {KL_ACTIVE_THRESHOLD:g} "
-            f"nats per example, measured on {where})")
+    active, total, unit = top.headline
+    spatial = (f", a channel's KL summed over its {'×'.join(map(str, top.latent_shape[1:]))} positions"
+               if unit == "channels" else "")
+    return (f"{active} of {total} {unit} of {top.name} active (mean KL ≥ {KL_ACTIVE_THRESHOLD:g} "
+            f"nats per example{spatial}, measured on {where})")
 
 
 #: One plain sentence per measure a report shows, so that no two of them are read as the same thing.
@@ -144,6 +149,8 @@ def likelihood_text(report: CollapseReport) -> tuple[str, str]:
 
 def model_title(report: CollapseReport) -> str:
     model = report.model or {}
+    if model.get("name"):                              # a model read through an adapter: its own name
+        return str(model["name"])
     kind = str(model.get("kind", "model")).upper()
     kind = {"HVAE": "Hierarchical VAE"}.get(kind, kind)
     arch = f" ({model['arch']})" if model.get("arch") else ""
@@ -155,6 +162,8 @@ def model_meta(report: CollapseReport) -> list[str]:
     """The model's settings and the examples evaluated, as short phrases."""
     model = report.model or {}
     parts = []
+    if model.get("latent_shape") and len(model["latent_shape"]) > 1:
+        parts.append(f"latent shape {'×'.join(map(str, model['latent_shape']))} (channels × positions)")
     names = {"latent_dims": "latent sizes", "beta": "β", "eta_enc": "η_enc", "eta_dec": "η_dec",
              "objective": "objective", "likelihood": "likelihood", "schedule": "β schedule", "epoch": "epoch"}
     for key, label in names.items():
