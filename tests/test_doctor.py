@@ -82,6 +82,17 @@ def test_a_decoder_that_ignores_z_fails_and_a_healthy_one_passes(healthy):
 
 
 # -- encoder is training ---------------------------------------------------------------------------------
+def test_a_latent_dimension_that_pays_kl_but_is_never_read_warns(healthy):
+    model, _ = healthy
+    unread = mlp_vae()
+    unread.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        unread.decoder.net[0].weight[:, 2] = 0.0               # dimension 2 no longer reaches the decoder
+    check = doctor(unread, DIGITS, checks=["decoder_uses_z"])["decoder_uses_z"]
+    assert check.status == "warn" and check.evidence["unread_units"] == [2]
+    assert check.evidence["kl_per_unit"][2] >= 0.1 and abs(check.evidence["gain_per_unit"][2]) < 1e-6
+
+
 def test_an_encoder_head_left_out_of_the_optimiser_fails(healthy):
     model, optimizer = healthy
     assert doctor(model, DIGITS, elbo(), optimizer, checks=["encoder_training"])["encoder_training"].status == "ok"
@@ -93,11 +104,15 @@ def test_an_encoder_head_left_out_of_the_optimiser_fails(healthy):
     assert set(check.evidence["not_in_optimizer"]) == {"encoder.head.mean.weight", "encoder.head.mean.bias"}
 
 
-def test_a_detached_encoder_mean_fails():
+def test_a_detached_encoder_mean_fails_with_or_without_the_optimiser(healthy):
     model = mlp_vae(encoder=DetachedEncoder(4))
     optimizer = train(model, elbo(), steps=30)
     check = doctor(model, DIGITS, elbo(), optimizer, checks=["encoder_training"])["encoder_training"]
     assert check.status == "fail" and "no gradient" in check.message
+    check = doctor(model, DIGITS, elbo(), checks=["encoder_training"])["encoder_training"]
+    assert check.status == "fail" and "no gradient" in check.message
+    check = doctor(healthy[0], DIGITS, elbo(), checks=["encoder_training"])["encoder_training"]
+    assert check.status == "ok" and "pass optimizer" in check.message
 
 
 def test_means_equal_for_every_example_fail():
