@@ -39,7 +39,8 @@ def add_parser(verbs: Any) -> argparse.ArgumentParser:
                     "--factory MODULE:OBJECT (a function returning (model, data, loss_fn[, optimizer]) or a dict "
                     "with those keys and optionally beta, schedule, total_steps). Each check prints ok / warn / fail "
                     "with its evidence and the fix; the exit status is 1 when a check fails. See docs/doctor.md.")
-    parser.add_argument("run", nargs="?", metavar="RUN_DIR", help="a run directory, or RUN_DIR/checkpoints/epoch-NNNNNN")
+    parser.add_argument("run", nargs="?", metavar="RUN_DIR",
+                        help="a run directory, or RUN_DIR/checkpoints/epoch-NNNNNN")
     parser.add_argument("--factory", metavar="MODULE:OBJECT",
                         help="your model: MODULE (importable from the current directory) or path/to/file.py, and the "
                              "name of a function giving (model, data, loss_fn[, optimizer]) or a dict")

@@ -54,11 +54,11 @@ def check_decoder_uses_z(patient: Patient) -> Check:
             prior_ll.append(patient.log_likelihood(prior, target))
             kls.append(patient.kl_to_prior(q).reshape(x.shape[0], z.shape[1], -1).sum(2) if z.dim() > 2
                        else patient.kl_to_prior(q))
-            means = [_mean(patient.decode(v)) for v in (z, z[perm])]
-            if all(m is not None for m in means):
+            own_mean, shuffled_mean = (_mean(patient.decode(v)) for v in (z, z[perm]))
+            if own_mean is not None and shuffled_mean is not None:
                 flat = target.reshape(target.shape[0], -1)
-                errors["own"] += float((flat - means[0].reshape(flat.shape)).pow(2).sum())  # type: ignore[union-attr]
-                errors["shuffled"] += float((flat - means[1].reshape(flat.shape)).pow(2).sum())  # type: ignore[union-attr]
+                errors["own"] += float((flat - own_mean.reshape(flat.shape)).pow(2).sum())
+                errors["shuffled"] += float((flat - shuffled_mean.reshape(flat.shape)).pow(2).sum())
             units = z.shape[1]
             if units <= MAX_UNITS:
                 gains = []
@@ -84,7 +84,8 @@ def check_decoder_uses_z(patient: Patient) -> Check:
     unit = "channel" if patient.x.dim() > 0 and _spatial(patient) else "dimension"
     numbers = (f"log p(x|z) = {cell(own_v)} nats per example with its own z, {cell(shuf_v)} with z shuffled "
                f"across examples, {cell(prior_v)} with z from the prior")
-    share_text = "" if share is None else f"; z explains {round(100 * share) + 0:.0f}% of the squared reconstruction error"
+    share_text = "" if share is None else \
+        f"; z explains {round(100 * share) + 0:.0f}% of the squared reconstruction error"
     if gain < MIN_GAIN:
         return Check(NAME, "fail", f"the decoder ignores z: {numbers} (gain {cell(gain)} nats){share_text}",
                      "feed z to the decoder (check its wiring); for an autoregressive decoder, weaken it (fewer "

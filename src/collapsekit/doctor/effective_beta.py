@@ -209,4 +209,5 @@ def _against_stand_in(b: float, a: float, resolution: float, intended: float | N
     if intended is None or abs(b - intended) <= max(resolution, (TOLERANCE - 1) * intended):
         return Check(NAME, "ok", head + ("" if intended is None else f", as meant ({cell(intended)})"), "", evidence)
     return Check(NAME, "warn", f"{head}, {cell(b / intended)}× the {cell(intended)} you meant",
-                 "check the KL term's reduction (sum over latent elements, mean over the batch) and its weight", evidence)
+                 "check the KL term's reduction (sum over latent elements, mean over the batch) and its weight",
+                 evidence)

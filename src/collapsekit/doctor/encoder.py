@@ -105,13 +105,14 @@ def check_encoder(patient: Patient) -> Check:
     evidence["mean_change"] = move
     if missing:
         return Check(NAME, "fail", f"{_names(missing)} (parameters of the posterior means) "
-                     f"{'is' if len(missing) == 1 else 'are'} not in the optimiser: one step moves the means by "
-                     f"only {cell(move)}, through the rest of the encoder", "give the optimiser all of the encoder's "
-                     "parameters (e.g. torch.optim.Adam(model.parameters()))", evidence)
+                     f"{'is' if len(missing) == 1 else 'are'} not in the optimiser (one step moves the means by "
+                     f"{cell(move)}, through the rest of the encoder at most)",
+                     "give the optimiser all of the encoder's parameters (e.g. torch.optim.Adam(model.parameters()))",
+                     evidence)
     if move <= MIN_MOVE * spread:
         return Check(NAME, "fail", f"one optimiser step leaves the posterior means unchanged (largest change "
-                     f"{cell(move)})", "check the learning rate and that the optimiser steps the encoder; give the optimiser all of the encoder's parameters "
-                     "(e.g. torch.optim.Adam(model.parameters()))", evidence)
+                     f"{cell(move)})", "check the learning rate, and that the optimiser steps the encoder's "
+                     "parameters (e.g. torch.optim.Adam(model.parameters()))", evidence)
     if no_grad:
         return Check(NAME, "warn", f"one optimiser step moves the means by up to {cell(move)}, but "
                      f"{_names(no_grad)} get no gradient from the loss", "let the loss's gradient reach every "
