@@ -78,6 +78,7 @@ def test_a_decoder_that_ignores_z_fails_and_a_healthy_one_passes(healthy):
     train(blind, elbo(), steps=60)
     check = doctor(blind, DIGITS, checks=["decoder_uses_z"])["decoder_uses_z"]
     assert check.status == "fail" and abs(check.evidence["gain_nats"]) < 1e-4
+    assert "does not depend on z at all" in check.message
     assert max(abs(g) for g in check.evidence["gain_per_unit"]) < 1e-4
 
 
@@ -252,6 +253,9 @@ def test_the_example_of_docs_doctor_md_runs_and_catches_its_bug(capsys):
     out = capsys.readouterr().out
     assert "fail  effective_beta: the loss weighs the KL by β_eff = 64" in out
     assert "averaged over the D = 64 features" in out
+    # its consequence: a collapse (the decoder is connected, z carries nothing), told apart from a wiring bug
+    check = report["decoder_uses_z"]
+    assert check.status == "fail" and "a posterior collapse, not a wiring bug" in check.message
 
 
 def test_a_pair_of_callables_and_dict_batches_of_a_dataloader(healthy):

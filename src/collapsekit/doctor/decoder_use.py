@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from collapsekit.activity import KL_ACTIVE_THRESHOLD
+from collapsekit.activity import KL_ACTIVE_THRESHOLD, count_active
 from collapsekit.doctor.patient import Patient
 from collapsekit.doctor.report import Check
 from collapsekit.formatting import cell
@@ -20,6 +20,9 @@ from collapsekit.formatting import cell
 NAME = "decoder_uses_z"
 #: Below this gain (nats per example) the decoder does not use z.
 MIN_GAIN = KL_ACTIVE_THRESHOLD
+#: A decoder whose per-example log-likelihoods change by less than this share when z is replaced is not
+#: connected to z (a collapsed but connected decoder still moves, a little).
+DEAF = 1e-6
 #: Per-dimension gains are measured for at most this many dimensions (or channels).
 MAX_UNITS = 64
 #: A dimension whose KL is at least this (nats) but whose gain is below MIN_UNIT_GAIN is "paid but unread".
@@ -38,6 +41,7 @@ def check_decoder_uses_z(patient: Patient) -> Check:
     generator = torch.Generator().manual_seed(patient.seed + 1)
     own_ll, shuffled_ll, prior_ll, kls, unit_gain = [], [], [], [], []
     errors = {"own": 0.0, "shuffled": 0.0}
+    moved = 0.0                 # the largest relative change of one example's log p(x|z) when its z is replaced
     with patient.mode(False), torch.no_grad():
         for x in patient.chunks():
             target = patient.target(x)
@@ -50,6 +54,7 @@ def check_decoder_uses_z(patient: Patient) -> Check:
             own = patient.log_likelihood(z, target)
             own_ll.append(own)
             shuffled_ll.append(patient.log_likelihood(z[perm], target))
+            moved = max(moved, float((own - shuffled_ll[-1]).abs().max() / (1 + own.abs().max())))
             prior = torch.randn(z.shape, generator=generator).to(z) * patient.adapter.prior_std
             prior_ll.append(patient.log_likelihood(prior, target))
             kls.append(patient.kl_to_prior(q).reshape(x.shape[0], z.shape[1], -1).sum(2) if z.dim() > 2
@@ -86,11 +91,25 @@ def check_decoder_uses_z(patient: Patient) -> Check:
                f"across examples, {cell(prior_v)} with z from the prior")
     share_text = "" if share is None else \
         f"; z explains {round(100 * share) + 0:.0f}% of the squared reconstruction error"
+    evidence["largest_change"] = moved
+    if moved < DEAF:
+        return Check(NAME, "fail", f"the decoder's output does not depend on z at all: {numbers} (no example's "
+                     f"log-likelihood changes by more than {moved:.1g} of itself when its z is replaced)",
+                     "feed z to the decoder: it is not connected (a z multiplied by 0, a decoder reading something "
+                     "else)", evidence)
     if gain < MIN_GAIN:
-        return Check(NAME, "fail", f"the decoder ignores z: {numbers} (gain {cell(gain)} nats){share_text}",
-                     "feed z to the decoder (check its wiring); for an autoregressive decoder, weaken it (fewer "
-                     "layers, word dropout) or use free bits / a KL warm-up so that z carries information",
-                     evidence)
+        total = float(kl.sum())
+        active = count_active(kl)
+        if active == 0:
+            return Check(NAME, "fail", f"z carries no information and the decoder ignores it: {numbers} (gain "
+                         f"{cell(gain)} nats; KL {cell(total)} nats, no dimension active): a posterior collapse, "
+                         "not a wiring bug — see effective_beta for the weight the loss really gives the KL",
+                         "lower the KL weight the loss applies (β_eff), or use free bits / a KL warm-up; for an "
+                         "autoregressive decoder, weaken it (fewer layers, word dropout)", evidence)
+        return Check(NAME, "fail", f"the decoder ignores z although the encoder puts {cell(total)} nats in it "
+                     f"({active} dimensions active): {numbers} (gain {cell(gain)} nats){share_text}",
+                     "check how z reaches the decoder; for an autoregressive decoder, weaken it (fewer layers, word "
+                     "dropout) so that it has to read z", evidence)
     if per_unit is not None:
         unread = [j for j in range(len(per_unit)) if kl[j] >= PAID_KL and per_unit[j] < MIN_UNIT_GAIN]
         evidence["unread_units"] = unread
