@@ -20,9 +20,9 @@ from collapsekit.formatting import cell
 NAME = "decoder_uses_z"
 #: Below this gain (nats per example) the decoder does not use z.
 MIN_GAIN = KL_ACTIVE_THRESHOLD
-#: A decoder whose per-example log-likelihoods change by less than this share when z is replaced is not
-#: connected to z (a collapsed but connected decoder still moves, a little).
-DEAF = 1e-6
+#: A decoder whose per-example log-likelihoods do not change at all when z is replaced (bit for bit: below
+#: this share) is not connected to z; a collapsed but connected decoder still moves them, if only by rounding.
+DEAF = 1e-12
 #: Per-dimension gains are measured for at most this many dimensions (or channels).
 MAX_UNITS = 64
 #: A dimension whose KL is at least this (nats) but whose gain is below MIN_UNIT_GAIN is "paid but unread".
@@ -94,7 +94,7 @@ def check_decoder_uses_z(patient: Patient) -> Check:
     evidence["largest_change"] = moved
     if moved < DEAF:
         return Check(NAME, "fail", f"the decoder's output does not depend on z at all: {numbers} (no example's "
-                     f"log-likelihood changes by more than {moved:.1g} of itself when its z is replaced)",
+                     f"log-likelihood changes when its z is replaced)",
                      "feed z to the decoder: it is not connected (a z multiplied by 0, a decoder reading something "
                      "else)", evidence)
     if gain < MIN_GAIN:
