@@ -287,3 +287,21 @@ def print_collapse_report(report: Any, console: Console | None = None, *, max_ro
                 out.print(f"    [cyan]→ {escape(prescription)}[/cyan]", soft_wrap=True)
     for note in report.notes:
         out.print(f"[dim]note: {escape(note)}[/dim]", soft_wrap=True)
+
+
+_DOCTOR_STYLE = {"ok": "green", "warn": "yellow", "fail": "red"}
+
+
+def print_doctor_report(report: Any) -> None:
+    """One line per check of a :class:`~collapsekit.doctor.DoctorReport`: status, name, evidence; the fix below."""
+    out = console()
+    out.print(f"collapsekit doctor: {escape(report.model)}")
+    for check in report.checks:
+        style = _DOCTOR_STYLE[check.status]
+        out.print(f"  [{style}]{check.status:<4}[/{style}]   {check.name}: {escape(check.message)}")
+        if check.fix:
+            out.print(f"         fix: {escape(check.fix)}")
+    for skipped in report.skipped:
+        out.print(f"  [dim]skip[/dim]   {skipped.name}: {escape(skipped.reason)}")
+    for note in report.notes:
+        out.print(f"  [dim]note: {escape(note)}[/dim]")

@@ -9,5 +9,7 @@ both, so it lives here and neither of them imports it.
 """
 
 from collapsekit.runs.diagnose import RunDiagnosis, diagnose_run, load_run_checkpoint, read_history, resolve_run
+from collapsekit.runs.parts import RunParts, run_parts
 
-__all__ = ["RunDiagnosis", "diagnose_run", "load_run_checkpoint", "read_history", "resolve_run"]
+__all__ = ["RunDiagnosis", "RunParts", "diagnose_run", "load_run_checkpoint", "read_history", "resolve_run",
+           "run_parts"]
