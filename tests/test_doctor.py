@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 import collapsekit
-from collapsekit.doctor import CHECKS, doctor
+from collapsekit.checkup import CHECKS, doctor
 from collapsekit.errors import DataError, ParameterError
 from collapsekit.objectives import LinearWarmup
 from collapsekit.training.monitor import CollapseMonitor
@@ -218,9 +218,9 @@ def test_the_doctor_leaves_model_optimiser_and_random_states_bit_identical(healt
 
 
 # -- the API ---------------------------------------------------------------------------------------------------
-def test_collapsekit_doctor_is_the_function_before_and_after_the_package_is_imported(healthy):
+def test_collapsekit_doctor_is_the_function_also_after_its_package_is_imported(healthy):
     model, _ = healthy
-    import collapsekit.doctor.api  # noqa: F401  — binds collapsekit.doctor to the package
+    import collapsekit.checkup.api  # noqa: F401  — binds collapsekit.checkup, never collapsekit.doctor
 
     report = collapsekit.doctor(model, DIGITS, checks=["decoder_uses_z"])
     assert statuses(report) == {"decoder_uses_z": "ok"}

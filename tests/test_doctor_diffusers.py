@@ -12,7 +12,7 @@ pytest.importorskip("diffusers")
 from diffusers import AutoencoderKL  # noqa: E402
 
 from collapsekit.data.digits import load_digits  # noqa: E402
-from collapsekit.doctor import doctor  # noqa: E402
+from collapsekit.checkup import doctor  # noqa: E402
 
 CONFIG = dict(in_channels=1, out_channels=1, down_block_types=("DownEncoderBlock2D",) * 2,
               up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), layers_per_block=1,

@@ -16,7 +16,7 @@ from pythae.models import VAE, BetaVAE, BetaVAEConfig, VAEConfig  # noqa: E402
 from pythae.trainers import BaseTrainer, BaseTrainerConfig  # noqa: E402
 
 from collapsekit.data.digits import load_digits  # noqa: E402
-from collapsekit.doctor import doctor  # noqa: E402
+from collapsekit.checkup import doctor  # noqa: E402
 
 SHAPE = (1, 8, 8)
 DIGITS = torch.tensor(load_digits().x, dtype=torch.float32).reshape(-1, *SHAPE)

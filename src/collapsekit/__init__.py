@@ -22,7 +22,7 @@ __all__ = ["CollapseMonitor", "CollapseReport", "CollapsekitError", "DataError",
 # Imported on first use: `import collapsekit` (and every CLI call) stays free of torch.
 _LAZY = {"diagnose": "collapsekit.diagnostics", "CollapseReport": "collapsekit.diagnostics",
          "CollapseMonitor": "collapsekit.training.monitor", "as_adapter": "collapsekit.adapters",
-         "register_adapter": "collapsekit.adapters", "doctor": "collapsekit.doctor.api"}
+         "register_adapter": "collapsekit.adapters", "doctor": "collapsekit.checkup.api"}
 
 
 def __getattr__(name: str) -> Any:

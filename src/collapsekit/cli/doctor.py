@@ -7,7 +7,7 @@ What it examines, one of:
 * ``--factory MODULE:OBJECT``: your own model. ``OBJECT`` (in an importable module, or in a file given as
   ``path/to/file.py``) is a function of no arguments, or its result, giving ``(model, data, loss_fn)``,
   ``(model, data, loss_fn, optimizer)`` or a dict with those keys and optionally ``beta``, ``schedule``,
-  ``total_steps``, ``adapter_options``: exactly what :func:`collapsekit.doctor.doctor` takes.
+  ``total_steps``, ``adapter_options``: exactly what :func:`collapsekit.checkup.doctor` takes.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def load_factory(spec: str) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     """Run the checks and print them (a table or JSON); exit 1 when one fails."""
     from collapsekit.cli import terminal
-    from collapsekit.doctor import doctor
+    from collapsekit.checkup import doctor
 
     if (args.run is None) == (args.factory is None):
         raise ParameterError("give a RUN_DIR or --factory MODULE:OBJECT (one of them)")

@@ -293,7 +293,7 @@ _DOCTOR_STYLE = {"ok": "green", "warn": "yellow", "fail": "red"}
 
 
 def print_doctor_report(report: Any) -> None:
-    """One line per check of a :class:`~collapsekit.doctor.DoctorReport`: status, name, evidence; the fix below."""
+    """One line per check of a :class:`~collapsekit.checkup.DoctorReport`: status, name, evidence; the fix below."""
     out = console()
     out.print(f"collapsekit doctor: {escape(report.model)}")
     for check in report.checks:

@@ -16,7 +16,7 @@ from collapsekit.runs.diagnose import load_run_checkpoint, resolve_run
 
 @dataclass
 class RunParts:
-    """What :func:`collapsekit.doctor.doctor` takes, read from a run directory.
+    """What :func:`collapsekit.checkup.doctor` takes, read from a run directory.
 
     Attributes
     ----------

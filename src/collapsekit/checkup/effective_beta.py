@@ -21,8 +21,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Normal
 
-from collapsekit.doctor.patient import Patient
-from collapsekit.doctor.report import Check
+from collapsekit.checkup.patient import Patient
+from collapsekit.checkup.report import Check
 from collapsekit.formatting import cell
 
 NAME = "effective_beta"

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, Normal, kl_divergence
 
 from collapsekit.adapters import ModelAdapter, likelihood_target
-from collapsekit.doctor.state import reseed
+from collapsekit.checkup.state import reseed
 from collapsekit.errors import DataError, ParameterError
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from collapsekit.doctor.patient import Patient, scalar
-from collapsekit.doctor.report import Check
+from collapsekit.checkup.patient import Patient, scalar
+from collapsekit.checkup.report import Check
 from collapsekit.formatting import cell
 
 NAME = "encoder_training"

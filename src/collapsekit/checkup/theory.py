@@ -11,8 +11,8 @@ import torch
 
 from collapsekit.activity import count_active
 from collapsekit.adapters import VAEAdapter
-from collapsekit.doctor.patient import Patient
-from collapsekit.doctor.report import Check
+from collapsekit.checkup.patient import Patient
+from collapsekit.checkup.report import Check
 from collapsekit.models import LinearDecoder, LinearEncoder
 from collapsekit.models.likelihoods import decoder_eta
 from collapsekit.theory import Moments, predict_vae

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from collapsekit.diagnostics.explain import ScheduleInfo, explain_warmup
-from collapsekit.doctor.report import Check
+from collapsekit.checkup.report import Check
 from collapsekit.errors import ParameterError
 
 NAME = "schedule"

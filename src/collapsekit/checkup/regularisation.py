@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from collapsekit.doctor.patient import Patient
-from collapsekit.doctor.report import Check
+from collapsekit.checkup.patient import Patient
+from collapsekit.checkup.report import Check
 from collapsekit.errors import ParameterError
 from collapsekit.formatting import cell
 

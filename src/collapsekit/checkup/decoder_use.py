@@ -13,8 +13,8 @@ import torch
 from torch import Tensor
 
 from collapsekit.activity import KL_ACTIVE_THRESHOLD, count_active
-from collapsekit.doctor.patient import Patient
-from collapsekit.doctor.report import Check
+from collapsekit.checkup.patient import Patient
+from collapsekit.checkup.report import Check
 from collapsekit.formatting import cell
 
 NAME = "decoder_uses_z"

@@ -1,4 +1,4 @@
-"""``collapsekit.doctor``: run the checks on a copy of the user's model, leave everything as found."""
+"""``collapsekit.doctor`` (the function): run the checks on a copy of the user's model, leave everything as found."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ from torch import Tensor
 
 from collapsekit._validation import non_negative
 from collapsekit.adapters import as_adapter
-from collapsekit.doctor.decoder_use import check_decoder_uses_z
-from collapsekit.doctor.effective_beta import check_effective_beta
-from collapsekit.doctor.encoder import check_encoder
-from collapsekit.doctor.patient import Patient, gather
-from collapsekit.doctor.regularisation import check_regularisation
-from collapsekit.doctor.report import Check, DoctorReport, Skipped
-from collapsekit.doctor.schedule import check_schedule
-from collapsekit.doctor.state import model_device, preserved_random_state, working_copy
-from collapsekit.doctor.theory import check_theory, unsupported
+from collapsekit.checkup.decoder_use import check_decoder_uses_z
+from collapsekit.checkup.effective_beta import check_effective_beta
+from collapsekit.checkup.encoder import check_encoder
+from collapsekit.checkup.patient import Patient, gather
+from collapsekit.checkup.regularisation import check_regularisation
+from collapsekit.checkup.report import Check, DoctorReport, Skipped
+from collapsekit.checkup.schedule import check_schedule
+from collapsekit.checkup.state import model_device, preserved_random_state, working_copy
+from collapsekit.checkup.theory import check_theory, unsupported
 from collapsekit.errors import ParameterError
 
 #: The checks, in the order they run and print.
@@ -68,7 +68,7 @@ def doctor(model: object, data: object, loss_fn: Callable[[Any, Any], Tensor] | 
     Returns
     -------
     DoctorReport
-        One :class:`~collapsekit.doctor.report.Check` per check that ran (ok / warn / fail, evidence,
+        One :class:`~collapsekit.checkup.report.Check` per check that ran (ok / warn / fail, evidence,
         fix), and the skipped ones with their reason.
 
     Raises
