@@ -44,7 +44,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("objectives",),
     ("diagnostics",),
     ("training", "viz"),
-    ("runs",),
+    ("runs", "forecast"),
     ("experiments",),
     ("cli",),
 )
