@@ -29,7 +29,7 @@ from collapsekit.errors import ParameterError
 from collapsekit.forecast.result import Forecast
 from collapsekit.theory import Moments
 
-__all__ = ["adjusted", "bernoulli_eta", "centred_moments", "closed_form", "closed_form_kl", "final_beta_scale", "learned_eta_estimate",
+__all__ = ["COMPACT_MODES", "adjusted", "bernoulli_eta", "centred_moments", "compact", "method_kl", "closed_form", "closed_form_kl", "final_beta_scale", "learned_eta_estimate",
            "posthoc", "total_steps"]
 
 #: Interval factor c of each method when none is given: the values tuned on the benchmark's tuning split
@@ -84,10 +84,11 @@ def _variances(kind: str, moments: Moments) -> np.ndarray:
     return np.asarray(moments.cvae_spectrum() if kind == "cvae" else moments.vae_spectrum() ** 2, float)
 
 
-def learned_eta_estimate(config: Any, moments: Moments, beta: float, iterations: int = 200) -> float:
+def learned_eta_estimate(config: Any, moments: Moments | np.ndarray, beta: float, iterations: int = 200) -> float:
     """The η_dec a learned decoder std settles at in the linear model: η² = (Σ over kept modes of min(λ, βη²) +
-    the rest of the spectrum) / D, solved by fixed-point iteration from η² = mean λ."""
-    spectrum = _variances(config.model.kind, moments)
+    the rest of the spectrum) / D, solved by fixed-point iteration from η² = mean λ. ``moments``: the data's
+    moments, or their variance spectrum (descending) already computed."""
+    spectrum = _variances(config.model.kind, moments) if isinstance(moments, Moments) else np.asarray(moments, float)
     dim = spectrum.size
     k = min(config.model.latent_dims[0], dim)
     eta2 = max(float(spectrum.mean()), 1e-8)
@@ -98,6 +99,19 @@ def learned_eta_estimate(config: Any, moments: Moments, beta: float, iterations:
             break
         eta2 = new
     return float(math.sqrt(eta2))
+
+
+#: Leading modes kept by :func:`compact`: more than any latent size of the benchmark.
+COMPACT_MODES = 64
+
+
+def compact(config: Any, moments: Moments) -> Moments:
+    """Moments with the same VAE / hierarchy closed form in fewer coordinates: those closed forms depend on the
+    leading eigenvalues of E[xxᵀ] only (rotation invariance), so a diagonal of the leading
+    :data:`COMPACT_MODES` gives the same KL per dimension (a CVAE's moments are returned as they are)."""
+    if config.model.kind == "cvae" or moments.d_x <= max(COMPACT_MODES, *config.model.latent_dims):
+        return moments
+    return Moments(xx=np.diag(moments.vae_spectrum()[:COMPACT_MODES] ** 2))
 
 
 def closed_form_kl(config: Any, moments: Moments, *, beta_scale: float = 1.0, eta_dec: float | None = None) -> np.ndarray:
@@ -123,6 +137,53 @@ def _forecast(kl_at: Callable[[float], np.ndarray], *, width: float, method: str
     return Forecast.from_kl(kl, interval=(lo, hi), method=method, notes=notes)
 
 
+def method_kl(method: str, config: Any, data: Any, *, eta_dec: float | None = None, beta_factor: float | None = None,
+              moments: Moments | None = None) -> tuple[Callable[[float], np.ndarray], list[str]]:
+    """``(kl_at, notes)`` of a closed-form method: ``kl_at(m)`` is its KL per rank with β multiplied by m.
+
+    ``method``: ``closed_form``, ``posthoc`` (``eta_dec``: the learned value) or ``adjusted`` (``beta_factor``;
+    ``moments``: :func:`centred_moments` of ``data`` when already computed). The expensive parts (moments,
+    spectra) are computed once, so a curve over many m costs little more than one forecast.
+    """
+    x, y = _arrays(data)
+    kind = config.model.kind
+    notes: list[str] = []
+    if method in ("closed_form", "posthoc"):
+        raw = compact(config, _moments(kind, x, y, centred=False))
+        if config.model.likelihood != "gaussian":
+            notes.append("the configured η_dec stands in for the Bernoulli likelihood (the closed form assumes a "
+                         "Gaussian)")
+        if method == "closed_form":
+            return (lambda m: closed_form_kl(config, raw, beta_scale=m)), notes
+        scale = final_beta_scale(config, x.shape[0])
+        eta = eta_dec if config.model.learn_eta_dec else None
+        notes.append("needs the trained model (learned η_dec): a reference, not a forecast")
+        return (lambda m: closed_form_kl(config, raw, beta_scale=scale * m, eta_dec=eta)), notes
+    if method != "adjusted":
+        raise ParameterError(f"unknown closed-form method {method!r} (closed_form, posthoc, adjusted)")
+    full = _moments(kind, x, y, centred=config.model.arch != "linear") if moments is None else moments
+    reduced = compact(config, full)
+    scale = final_beta_scale(config, x.shape[0]) * (DEFAULT_BETA_FACTOR if beta_factor is None else beta_factor)
+    first = float(config.objective.beta[0] if isinstance(config.objective.beta, list) else config.objective.beta)
+    stand_in = None
+    spectrum = None
+    if config.model.likelihood == "bernoulli":
+        stand_in = bernoulli_eta(y if kind == "cvae" and y is not None else x)
+        notes.append(f"Gaussian stand-in for the Bernoulli likelihood: η_dec = {stand_in:.3g}")
+    elif config.model.learn_eta_dec:
+        spectrum = _variances(kind, full)
+        notes.append("learned η_dec estimated at the linear optimum's fixed point: "
+                     f"{learned_eta_estimate(config, spectrum, first * scale):.3g}")
+    if config.objective.free_bits:
+        notes.append("free bits are not modelled: the forecast is the plain β-ELBO's")
+
+    def kl_at(m: float) -> np.ndarray:
+        eta = stand_in if spectrum is None else learned_eta_estimate(config, spectrum, first * scale * m)
+        return closed_form_kl(config, reduced, beta_scale=scale * m, eta_dec=eta)
+
+    return kl_at, notes
+
+
 def closed_form(config: Any, data: Any, *, width: float | None = None) -> Forecast:
     """The closed form from the configuration alone: configured β (no schedule) and η_dec, raw second moments.
 
@@ -139,26 +200,17 @@ def closed_form(config: Any, data: Any, *, width: float | None = None) -> Foreca
     Forecast
         Cost 0. A Bernoulli likelihood is treated as a Gaussian of the configured η_dec (a note says so).
     """
-    x, y = _arrays(data)
-    notes = [] if config.model.likelihood == "gaussian" else [
-        "the configured η_dec stands in for the Bernoulli likelihood (the closed form assumes a Gaussian)"]
-    moments = _moments(config.model.kind, x, y, centred=False)
-    return _forecast(lambda m: closed_form_kl(config, moments, beta_scale=m),
-                     width=DEFAULT_WIDTH["closed_form"] if width is None else width, method="closed_form",
+    kl_at, notes = method_kl("closed_form", config, data)
+    return _forecast(kl_at, width=DEFAULT_WIDTH["closed_form"] if width is None else width, method="closed_form",
                      notes=notes)
 
 
-def posthoc(config: Any, data: Any, *, eta_dec: float | None = None, beta_scale: float | None = None,
-            width: float | None = None) -> Forecast:
+def posthoc(config: Any, data: Any, *, eta_dec: float | None = None, width: float | None = None) -> Forecast:
     """The post-hoc closed form of ``diagnose`` and the sweep summary: raw moments, the learned η_dec (``eta_dec``,
-    read from the trained model) and the schedule's final β factor (default: from the configuration)."""
-    x, y = _arrays(data)
-    scale = final_beta_scale(config, x.shape[0]) if beta_scale is None else beta_scale
-    moments = _moments(config.model.kind, x, y, centred=False)
-    eta = eta_dec if config.model.learn_eta_dec else None
-    return _forecast(lambda m: closed_form_kl(config, moments, beta_scale=scale * m, eta_dec=eta),
-                     width=DEFAULT_WIDTH["posthoc"] if width is None else width, method="posthoc",
-                     notes=["needs the trained model (learned η_dec): a reference, not a forecast"])
+    read from the trained model) and the schedule's final β factor."""
+    kl_at, notes = method_kl("posthoc", config, data, eta_dec=eta_dec)
+    return _forecast(kl_at, width=DEFAULT_WIDTH["posthoc"] if width is None else width, method="posthoc",
+                     notes=notes)
 
 
 def centred_moments(config: Any, data: Any) -> Moments:
@@ -172,32 +224,11 @@ def adjusted(config: Any, data: Any, *, width: float | None = None, beta_factor:
              moments: Moments | None = None) -> Forecast:
     """The closed form adjusted for a nonlinear model, from the configuration and data alone (cost 0).
 
-    Centred moments (the biases absorb the mean; raw for the bias-free linear model), the schedule's final β times ``beta_factor``, η_dec: the
-    configured one, the Gaussian stand-in :func:`bernoulli_eta` for a Bernoulli likelihood, or
-    :func:`learned_eta_estimate` where η_dec is learned. ``moments``: :func:`centred_moments` of ``data`` when
-    already computed (a scan over β).
+    Centred moments (the biases absorb the mean; raw for the bias-free linear model), the schedule's final β
+    times ``beta_factor``, η_dec: the configured one, the Gaussian stand-in :func:`bernoulli_eta` for a Bernoulli
+    likelihood, or :func:`learned_eta_estimate` where η_dec is learned. ``moments``: :func:`centred_moments` of
+    ``data`` when already computed.
     """
-    x, y = _arrays(data)
-    kind = config.model.kind
-    moments = _moments(kind, x, y, centred=config.model.arch != "linear") if moments is None else moments
-    scale = final_beta_scale(config, x.shape[0]) * (DEFAULT_BETA_FACTOR if beta_factor is None else beta_factor)
-    first = config.objective.beta[0] if isinstance(config.objective.beta, list) else config.objective.beta
-    notes = []
-    stand_in = None
-    if config.model.likelihood == "bernoulli":
-        stand_in = bernoulli_eta(y if kind == "cvae" and y is not None else x)
-        notes.append(f"Gaussian stand-in for the Bernoulli likelihood: η_dec = {stand_in:.3g}")
-    elif config.model.learn_eta_dec:
-        notes.append("learned η_dec estimated at the linear optimum's fixed point: "
-                     f"{learned_eta_estimate(config, moments, float(first) * scale):.3g}")
-    if config.objective.free_bits:
-        notes.append("free bits are not modelled: the forecast is the plain β-ELBO's")
-
-    def kl_at(m: float) -> np.ndarray:
-        eta = stand_in
-        if eta is None and config.model.learn_eta_dec:
-            eta = learned_eta_estimate(config, moments, float(first) * scale * m)
-        return closed_form_kl(config, moments, beta_scale=scale * m, eta_dec=eta)
-
+    kl_at, notes = method_kl("adjusted", config, data, beta_factor=beta_factor, moments=moments)
     return _forecast(kl_at, width=DEFAULT_WIDTH["adjusted"] if width is None else width, method="adjusted",
                      notes=notes)
