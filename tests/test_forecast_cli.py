@@ -31,15 +31,15 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
     return status, captured.out, captured.err
 
 
-def test_budget_zero_json_is_the_adjusted_closed_form(capsys, tmp_path):
+def test_budget_zero_json_is_the_base_closed_form(capsys, tmp_path):
     status, out, _ = run(capsys, "forecast", str(_config(tmp_path)), "--budget", "0", "--json")
     assert status == 0
     got = json.loads(out)
     assert set(got) >= {"n_active", "interval", "latent_size", "method", "cost_fraction", "kl_per_rank"}
     config = RunConfig.parse(VALUES)
-    want = fc.adjusted(config, load_training_data(config))
+    want = fc.base(config, load_training_data(config))
     assert (got["n_active"], got["interval"], got["method"], got["cost_fraction"]) == (
-        want.n_active, list(want.interval), "adjusted", 0.0)
+        want.n_active, list(want.interval), want.method, 0.0)
     assert got["latent_size"] == 4 and got["kl_per_rank"] == want.kl_per_rank
     assert got["interval"][0] <= got["n_active"] <= got["interval"][1]
 

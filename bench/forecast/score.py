@@ -30,8 +30,8 @@ BEGIN, END = "<!-- tables:begin (bench/forecast/score.py) -->", "<!-- tables:end
 MULTIPLIERS = [2 ** (j / 2) for j in range(-12, 13)]
 WIDTHS = [2 ** (j / 2) for j in range(0, 7)]          # interval factor c: 1 … 8
 FACTORS = [2 ** (j / 2) for j in range(-4, 5)]        # adjusted β factor s: ¼ … 4
-GAMMAS = [0.0, 0.25, 0.5, 0.75, 1.0]
-WEIGHTS = [0.0, 0.25, 0.5, 0.75, 1.0]
+GAMMAS = [0.0, 0.5, 1.0]
+WEIGHTS = [0.0, 0.5, 0.75, 1.0]
 EARLY_WIDTHS = [1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0]
 BUDGETS = [0.05, 0.1, 0.2]
 KL_FLOOR = 1e-3          # nats: below the active threshold; log-KL errors of collapsed ranks are measured to it
@@ -127,7 +127,7 @@ def closed_rows(rows: list[dict[str, Any]], cache: dict[str, Any], method: str, 
 
 def early_rows(rows: list[dict[str, Any]], grid: dict[str, dict[str, Any]], cache: dict[str, Any], *,
                budget: float, gamma: float, weight: float, width: float, factor: float,
-               fallback_width: float) -> list[dict[str, Any]]:
+               fallback_width: float, base: str = "adjusted") -> list[dict[str, Any]]:
     """The early-training forecast rows (the first epochs of each run's recorded trajectory)."""
     from collapsekit.activity import KL_ACTIVE_THRESHOLD
     from collapsekit.forecast.early import extrapolate, prefix_epochs, prefix_problem
@@ -136,12 +136,14 @@ def early_rows(rows: list[dict[str, Any]], grid: dict[str, dict[str, Any]], cach
     for r in rows:
         entry = grid[r["id"]]
         config = _configs.setdefault(r["id"], _config(entry))
-        theory = np.maximum(np.asarray(_at(cache[r["id"]]["adjusted"], factor), float), 1e-6)
+        if base != "adjusted":
+            factor = 1.0
+        theory = np.maximum(np.asarray(_at(cache[r["id"]][base], factor), float), 1e-6)
         k = prefix_epochs(config, budget)
         problem = prefix_problem(config, k, entry["rows"])
         if problem is not None:
             kl, cost = theory, 0.0
-            curve = cache[r["id"]]["adjusted"]       # the adjusted closed form stands, with its own interval
+            curve = cache[r["id"]][base]       # the base closed form stands, with its own interval
             lo, hi = _count(_at(curve, factor * fallback_width)), _count(_at(curve, factor / fallback_width))
         else:
             ending = np.sort(extrapolate(np.asarray(r["trajectory"], float)[:k], config.train.epochs,
@@ -179,20 +181,23 @@ def tune(rows: list[dict[str, Any]], grid: dict[str, dict[str, Any]], cache: dic
     factor = min(FACTORS, key=lambda s: key(metrics(closed_rows(rows, cache, "adjusted", width=1.0, factor=s))))
     width = _smallest_covering(lambda w: closed_rows(rows, cache, "adjusted", width=w, factor=factor), WIDTHS)
     tuned["adjusted"] = {"beta_factor": factor, "width": width}
-    adjusted_width = width
     best = None
-    for gamma in GAMMAS:
-        for weight in WEIGHTS:
-            score = key(metrics(early_rows(rows, grid, cache, budget=0.1, gamma=gamma, weight=weight, width=1.0,
-                                           factor=factor, fallback_width=adjusted_width)))
-            if best is None or score < best[0]:
-                best = (score, gamma, weight)
+    for base in ("closed_form", "adjusted"):
+        base_factor = factor if base == "adjusted" else 1.0
+        base_width = tuned[base]["width"]
+        for gamma in GAMMAS:
+            for weight in WEIGHTS:
+                score = key(metrics(early_rows(rows, grid, cache, budget=0.1, gamma=gamma, weight=weight, width=1.0,
+                                               factor=base_factor, fallback_width=base_width, base=base)))
+                if best is None or score < best[0]:
+                    best = (score, base, gamma, weight)
     assert best is not None
-    _, gamma, weight = best
+    _, base, gamma, weight = best
+    base_factor, base_width = (factor if base == "adjusted" else 1.0), tuned[base]["width"]
     width = _smallest_covering(lambda w: early_rows(rows, grid, cache, budget=0.1, gamma=gamma, weight=weight,
-                                                    width=w, factor=factor, fallback_width=adjusted_width),
-                               EARLY_WIDTHS)
-    tuned["early"] = {"gamma": gamma, "weight": weight, "width": width, "beta_factor": factor}
+                                                    width=w, factor=base_factor, fallback_width=base_width,
+                                                    base=base), EARLY_WIDTHS)
+    tuned["early"] = {"base": base, "gamma": gamma, "weight": weight, "width": width, "beta_factor": base_factor}
     return tuned
 
 
@@ -206,13 +211,13 @@ def forecast_rows(rows: list[dict[str, Any]], grid: dict[str, dict[str, Any]], c
                                     factor=tuned["adjusted"]["beta_factor"]),
             "early": early_rows(rows, grid, cache, budget=budget, gamma=e["gamma"], weight=e["weight"],
                                 width=e["width"], factor=e["beta_factor"],
-                                fallback_width=tuned["adjusted"]["width"])}
+                                fallback_width=tuned[e["base"]]["width"], base=e["base"])}
 
 
 # -- tables ----------------------------------------------------------------------------------------------------
 METHODS = ("closed_form", "posthoc", "adjusted", "early")
 TITLES = {"closed_form": "closed form (configuration alone)", "posthoc": "post-hoc closed form (learned η_dec, final β)",
-          "adjusted": "adjusted closed form", "early": "early training (10 %) + adjusted"}
+          "adjusted": "adjusted closed form", "early": "early training (10 %) + base closed form"}
 
 
 def _pct(v: float) -> str:
@@ -233,16 +238,19 @@ def table(scored: dict[str, list[dict[str, Any]]], methods: Sequence[str] = METH
     return lines
 
 
-def breakdown(scored: list[dict[str, Any]], rows: list[dict[str, Any]], field: str) -> list[str]:
-    by = {}
+def breakdown(scored: dict[str, list[dict[str, Any]]], rows: list[dict[str, Any]], field: str) -> list[str]:
+    """MAE / within ±1 of every method for each value of a regime field."""
     lookup = {(r["id"], r["seed"]): r for r in rows}
-    for s in scored:
-        by.setdefault(str(lookup[(s["id"], s["seed"])][field]), []).append(s)
-    lines = [f"| {field} | rows | MAE | exact | within ±1 | coverage |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
-    for value, group in sorted(by.items()):
-        m = metrics(group)
-        lines.append(f"| {value} | {m['n']} | {_num(m['mae'])} | {_pct(m['exact'])} | {_pct(m['within1'])} | "
-                     f"{_pct(m['coverage'])} |")
+    values = sorted({str(lookup[(s["id"], s["seed"])][field]) for s in scored["early"]})
+    lines = [f"| {field} | rows | " + " | ".join(f"{m}: MAE / ±1" for m in METHODS) + " |",
+             "| --- | ---: |" + " ---: |" * len(METHODS)]
+    for value in values:
+        cells = []
+        for method in METHODS:
+            m = metrics([s for s in scored[method] if str(lookup[(s["id"], s["seed"])][field]) == value])
+            cells.append(f"{_num(m['mae'])} / {_pct(m['within1'])}")
+        n = sum(str(lookup[(s["id"], s["seed"])][field]) == value for s in scored["early"])
+        lines.append(f"| {value} | {n} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -317,7 +325,8 @@ def main() -> int:
     e = tuned["early"]
     for budget in BUDGETS:
         scored = early_rows(reporting, grid, cache, budget=budget, gamma=e["gamma"], weight=e["weight"],
-                            width=e["width"], factor=e["beta_factor"], fallback_width=tuned["adjusted"]["width"])
+                            width=e["width"], factor=e["beta_factor"], fallback_width=tuned[e["base"]]["width"],
+                            base=e["base"])
         m = metrics(scored)
         out.append(f"| {_pct(budget)} | {m['n']} | {_num(m['mae'])} | {_pct(m['exact'])} | {_pct(m['within1'])} | "
                    f"{_pct(m['coverage'])} | {_pct(m['cost'])} | {sum(s['fallback'] for s in scored)} |")
@@ -335,10 +344,16 @@ def main() -> int:
             m = metrics(scored[method])
             cells.append(f"{_num(m['mae'])} / {_pct(m['within1'])} / {_pct(m['coverage'])}")
         out.append(f"| {group} | {len(held)} | " + " | ".join(cells) + " |")
-    best = min(("adjusted", "early"), key=lambda m: metrics(on_reporting[m])["mae"])
-    out += ["", f"### Where it misses: {TITLES[best]} on the reporting split, by regime", ""]
-    for field in ("kind", "arch", "likelihood", "schedule", "data", "budget", "activation"):
-        out += breakdown(on_reporting[best], reporting, field) + [""]
+    out += ["", "### Where the forecasts miss: every method on the reporting split, by regime", ""]
+    for field in ("kind", "arch", "likelihood", "schedule", "data", "budget", "activation", "heads"):
+        out += breakdown(on_reporting, reporting, field) + [""]
+    truth_shape = {"all collapsed": 0, "partial": 0, "all active": 0}
+    for r in rows:
+        shape = ("all collapsed" if r["n_active"] == 0 else
+                 "all active" if r["n_active"] == r["latent_size"] else "partial")
+        truth_shape[shape] += 1
+    out += [f"Measured counts (all rows): {truth_shape['all collapsed']} all collapsed, {truth_shape['partial']} "
+            f"partial, {truth_shape['all active']} all active.", ""]
     text = "\n".join(out)
     (RESULTS / "scores.md").write_text(text + "\n", encoding="utf-8")
     with open(RESULTS / "forecasts.csv", "w", newline="", encoding="utf-8") as stream:

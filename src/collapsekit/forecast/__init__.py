@@ -10,10 +10,10 @@ nonlinear configurations (bench/forecast/).
 from collapsekit.forecast.closed_form import (adjusted, bernoulli_eta, centred_moments, closed_form, closed_form_kl,
                                               compact, final_beta_scale, learned_eta_estimate, method_kl, posthoc,
                                               total_steps)
-from collapsekit.forecast.early import early, extrapolate, prefix_epochs, prefix_problem, train_prefix
+from collapsekit.forecast.early import base, early, extrapolate, prefix_epochs, prefix_problem, train_prefix
 from collapsekit.forecast.result import Forecast
 from collapsekit.forecast.run import forecast_config, needs_run_dir
 
-__all__ = ["Forecast", "adjusted", "bernoulli_eta", "centred_moments", "closed_form", "closed_form_kl", "compact", "early",
+__all__ = ["Forecast", "adjusted", "base", "bernoulli_eta", "centred_moments", "closed_form", "closed_form_kl", "compact", "early",
            "extrapolate", "final_beta_scale", "forecast_config", "learned_eta_estimate", "method_kl", "needs_run_dir", "posthoc",
            "prefix_epochs", "prefix_problem", "total_steps", "train_prefix"]

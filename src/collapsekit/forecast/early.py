@@ -4,13 +4,14 @@ The trajectory is the per-epoch mean KL of each dimension of the summary level (
 ``metrics.jsonl``). A dimension whose KL is falling is on its way to collapse: its log KL is extrapolated
 linearly to the end of the run at ``gamma`` times its recent slope (``gamma`` < 1: collapse slows down as the
 KL nears zero); a rising or flat one keeps its last value. Where the closed form applies, the forecast KL of
-each rank is the geometric blend ``KL_early^w · KL_closed^(1−w)`` with the adjusted closed form's. The interval
+each rank is the geometric blend ``KL_early^w · KL_closed^(1−w)`` with the base closed form's (``closed_form`` or
+``adjusted``, whichever the tuning split chose: :func:`base`). The interval
 counts the dimensions whose forecast KL clears the threshold divided / multiplied by ``width``. The constants
 are tuned on the benchmark's tuning split (docs/forecast.md).
 
 A prefix is the run's own beginning only when nothing in the run depends on its length: a constant learning
 rate, and a schedule whose warm-up ends inside the prefix (a cyclical schedule never does). Otherwise
-:func:`early` falls back to the adjusted closed form at cost 0 and says so.
+:func:`early` falls back to the base closed form at cost 0 and says so.
 """
 
 from __future__ import annotations
@@ -24,13 +25,16 @@ import numpy as np
 
 from collapsekit.activity import KL_ACTIVE_THRESHOLD
 from collapsekit.errors import ParameterError
-from collapsekit.forecast.closed_form import adjusted, total_steps
+from collapsekit.forecast.closed_form import adjusted, closed_form, total_steps
 from collapsekit.forecast.result import Forecast
 
-__all__ = ["DEFAULTS", "early", "extrapolate", "prefix_epochs", "prefix_problem", "train_prefix"]
+__all__ = ["BASE", "DEFAULTS", "base", "early", "extrapolate", "prefix_epochs", "prefix_problem", "train_prefix"]
 
 #: Constants tuned on the benchmark's tuning split (bench/forecast/score.py; docs/forecast.md).
 DEFAULTS: dict[str, float] = {"gamma": 0.5, "weight": 1.0, "width": 3.0}
+#: The cost-0 method the early forecast blends with and falls back to (tuned likewise): ``closed_form`` or
+#: ``adjusted``.
+BASE = "adjusted"
 _FLOOR = 1e-6
 
 
@@ -75,6 +79,11 @@ def extrapolate(trajectory: Any, total_epochs: int, *, gamma: float) -> np.ndarr
     return np.exp(last + gamma * np.minimum(slope, 0.0) * max(total_epochs - k, 0))
 
 
+def base(config: Any, data: Any) -> Forecast:
+    """The cost-0 forecast :func:`early` builds on: the closed form :data:`BASE` names, with its tuned constants."""
+    return adjusted(config, data) if BASE == "adjusted" else closed_form(config, data)
+
+
 def early(config: Any, data: Any, *, trajectory: Any = None, budget: float = 0.1, run_dir: str | Path | None = None,
           gamma: float | None = None, weight: float | None = None, width: float | None = None,
           closed: Forecast | None = None) -> Forecast:
@@ -96,16 +105,16 @@ def early(config: Any, data: Any, *, trajectory: Any = None, budget: float = 0.1
     gamma, weight, width : float, optional
         The constants (default :data:`DEFAULTS`).
     closed : Forecast, optional
-        The adjusted closed form, when already computed.
+        The base closed form (:func:`base`), when already computed.
     """
     gamma = DEFAULTS["gamma"] if gamma is None else gamma
     weight = DEFAULTS["weight"] if weight is None else weight
     width = DEFAULTS["width"] if width is None else width
-    closed = adjusted(config, data) if closed is None else closed
+    closed = base(config, data) if closed is None else closed
     k = prefix_epochs(config, budget)
     problem = prefix_problem(config, k, int(data.x.shape[0]) if hasattr(data, "x") else len(data[0]))
     if problem is not None:
-        closed.notes.append(f"no early-training forecast: {problem}; the adjusted closed form stands")
+        closed.notes.append(f"no early-training forecast: {problem}; the {closed.method.replace('_', ' ')} stands")
         return closed
     if trajectory is None:
         if run_dir is None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from collapsekit.errors import ParameterError
 from collapsekit.forecast.closed_form import adjusted
-from collapsekit.forecast.early import early, prefix_epochs, prefix_problem
+from collapsekit.forecast.early import base, early, prefix_epochs, prefix_problem
 from collapsekit.forecast.result import Forecast
 
 __all__ = ["forecast_config", "needs_run_dir"]
@@ -29,7 +29,8 @@ def forecast_config(config: Any, *, budget: float = 0.1, run_dir: str | Path | N
     config : RunConfig
         The run's configuration (its seed is the prefix's seed).
     budget : float
-        Largest fraction of the run's optimiser steps to spend: 0 gives the adjusted closed form (cost 0); more
+        Largest fraction of the run's optimiser steps to spend: 0 gives the base closed form (cost 0:
+        :func:`~collapsekit.forecast.early.base`, the better one on the benchmark's tuning split); more
         trains the first ⌊budget · epochs⌋ epochs into ``run_dir`` and forecasts from their KL trajectories
         (:func:`~collapsekit.forecast.early.early`). A linear model gets its exact closed form at any budget.
     run_dir : path, optional
@@ -47,10 +48,11 @@ def forecast_config(config: Any, *, budget: float = 0.1, run_dir: str | Path | N
     if not 0 <= budget <= 1:
         raise ParameterError(f"--budget must be a fraction of the run between 0 and 1, got {budget:g}")
     data = load_training_data(config) if data is None else data
-    closed = adjusted(config, data)
     if config.model.arch == "linear":
-        closed.notes.append("the linear model: the closed form is exact at the optimum")
-        return closed
+        exact = adjusted(config, data)       # raw moments, the schedule's final β: the linear optimum
+        exact.notes.append("the linear model: the closed form is exact at the optimum")
+        return exact
+    closed = base(config, data)
     if budget == 0:
         return closed
     if needs_run_dir(config, budget, data.n) and run_dir is None:
