@@ -90,7 +90,7 @@ def test_early_falls_back_to_the_closed_form_where_a_prefix_is_not_the_runs_begi
                               "train": {"epochs": 20, "batch_size": 500}})
     data = load_training_data(config)
     got = fc.early(config, data, trajectory=[[1.0] * 4] * 20, budget=0.1)
-    assert got.method == "adjusted" and got.cost_fraction == 0 and "cyclical" in got.notes[-1]
+    assert got.method == fc.base(config, data).method and got.cost_fraction == 0 and "cyclical" in got.notes[-1]
     assert fc.prefix_problem(config, 0, data.n) is not None
 
 
@@ -161,3 +161,25 @@ def test_the_benchmark_grid_is_fixed_large_and_split():
     assert {e["regime"]["likelihood"] for e in grid} == {"fixed", "learned", "bernoulli"}
     for entry in grid[:3]:
         RunConfig.parse(entry["config"])
+
+
+@pytest.mark.parametrize("kind, dims, beta", [("vae", [6], 30.0), ("hvae", [6, 3], [1.0, 9.0])])
+def test_compact_moments_give_the_same_closed_form(kind, dims, beta):
+    eigs = ":".join(f"{10 * 0.8 ** i:.4f}" for i in range(80))
+    config = RunConfig.parse({"data": {"spec": f"gaussian:eigs={eigs},n=400"}, "objective": {"beta": beta},
+                              "model": {"kind": kind, "arch": "mlp", "latent_dims": dims, "eta_dec": 0.4}})
+    moments = fc.centred_moments(config, load_training_data(config))
+    full = fc.closed_form_kl(config, moments)
+    assert 0 < count_active(full) < dims[-1]                       # a partial collapse: the case that matters
+    np.testing.assert_allclose(fc.closed_form_kl(config, fc.compact(config, moments)), full, rtol=1e-9, atol=1e-12)
+
+
+def test_the_shipped_constants_are_the_ones_tuned_on_the_benchmarks_tuning_split():
+    from collapsekit.forecast.closed_form import DEFAULT_BETA_FACTOR, DEFAULT_WIDTH
+    from collapsekit.forecast.early import BASE, DEFAULTS
+
+    tuned = json.loads((ROOT / "bench" / "forecast" / "results" / "tuned.json").read_text(encoding="utf-8"))
+    assert {m: DEFAULT_WIDTH[m] for m in DEFAULT_WIDTH} == pytest.approx({m: tuned[m]["width"] for m in DEFAULT_WIDTH})
+    assert DEFAULT_BETA_FACTOR == pytest.approx(tuned["adjusted"]["beta_factor"])
+    assert DEFAULTS == pytest.approx({k: tuned["early_only"][k] for k in DEFAULTS})
+    assert BASE == tuned["early_only"]["base"] == tuned["early"]["base"]

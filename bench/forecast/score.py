@@ -198,26 +198,39 @@ def tune(rows: list[dict[str, Any]], grid: dict[str, dict[str, Any]], cache: dic
                                                     width=w, factor=base_factor, fallback_width=base_width,
                                                     base=base), EARLY_WIDTHS)
     tuned["early"] = {"base": base, "gamma": gamma, "weight": weight, "width": width, "beta_factor": base_factor}
+    # the trajectory alone (w = 1), for comparison: γ and the width tuned the same way, the same fallback
+    gamma_only = min(GAMMAS, key=lambda g: key(metrics(early_rows(rows, grid, cache, budget=0.1, gamma=g, weight=1.0,
+                                                                  width=1.0, factor=base_factor,
+                                                                  fallback_width=base_width, base=base))))
+    width_only = _smallest_covering(lambda w: early_rows(rows, grid, cache, budget=0.1, gamma=gamma_only, weight=1.0,
+                                                         width=w, factor=base_factor, fallback_width=base_width,
+                                                         base=base), EARLY_WIDTHS)
+    tuned["early_only"] = {"base": base, "gamma": gamma_only, "weight": 1.0, "width": width_only,
+                           "beta_factor": base_factor}
     return tuned
 
 
 def forecast_rows(rows: list[dict[str, Any]], grid: dict[str, dict[str, Any]], cache: dict[str, Any],
                   tuned: dict[str, Any], budget: float = 0.1) -> dict[str, list[dict[str, Any]]]:
     """Each method's forecast rows with the given constants."""
-    e = tuned["early"]
+    e, o = tuned["early"], tuned["early_only"]
     return {"closed_form": closed_rows(rows, cache, "closed_form", width=tuned["closed_form"]["width"]),
             "posthoc": closed_rows(rows, cache, "posthoc", width=tuned["posthoc"]["width"]),
             "adjusted": closed_rows(rows, cache, "adjusted", width=tuned["adjusted"]["width"],
                                     factor=tuned["adjusted"]["beta_factor"]),
             "early": early_rows(rows, grid, cache, budget=budget, gamma=e["gamma"], weight=e["weight"],
                                 width=e["width"], factor=e["beta_factor"],
-                                fallback_width=tuned[e["base"]]["width"], base=e["base"])}
+                                fallback_width=tuned[e["base"]]["width"], base=e["base"]),
+            "early_only": early_rows(rows, grid, cache, budget=budget, gamma=o["gamma"], weight=1.0,
+                                     width=o["width"], factor=o["beta_factor"],
+                                     fallback_width=tuned[o["base"]]["width"], base=o["base"])}
 
 
 # -- tables ----------------------------------------------------------------------------------------------------
-METHODS = ("closed_form", "posthoc", "adjusted", "early")
+METHODS = ("closed_form", "posthoc", "adjusted", "early", "early_only")
 TITLES = {"closed_form": "closed form (configuration alone)", "posthoc": "post-hoc closed form (learned η_dec, final β)",
-          "adjusted": "adjusted closed form", "early": "early training (10 %) + base closed form"}
+          "adjusted": "adjusted closed form", "early": "early training (10 %) + base closed form",
+          "early_only": "early training (10 %) alone (w = 1)"}
 
 
 def _pct(v: float) -> str:

@@ -34,7 +34,7 @@ __all__ = ["COMPACT_MODES", "adjusted", "bernoulli_eta", "centred_moments", "com
 
 #: Interval factor c of each method when none is given: the values tuned on the benchmark's tuning split
 #: (bench/forecast/score.py; docs/forecast.md).
-DEFAULT_WIDTH = {"closed_form": 4.0, "posthoc": 4.0, "adjusted": 3.0}
+DEFAULT_WIDTH = {"closed_form": 4.0, "posthoc": 8.0, "adjusted": 2.8284271247461903}
 #: The adjusted method's factor on β (tuned likewise; 1 = the linear optimum).
 DEFAULT_BETA_FACTOR = 1.0
 

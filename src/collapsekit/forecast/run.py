@@ -20,7 +20,7 @@ def needs_run_dir(config: Any, budget: float, n: int) -> bool:
     return prefix_problem(config, prefix_epochs(config, budget), n) is None
 
 
-def forecast_config(config: Any, *, budget: float = 0.1, run_dir: str | Path | None = None,
+def forecast_config(config: Any, *, budget: float = 0.0, run_dir: str | Path | None = None,
                     data: Any = None) -> Forecast:
     """Forecast the headline count at the end of the configured run.
 
