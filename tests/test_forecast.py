@@ -183,3 +183,11 @@ def test_the_shipped_constants_are_the_ones_tuned_on_the_benchmarks_tuning_split
     assert DEFAULT_BETA_FACTOR == pytest.approx(tuned["adjusted"]["beta_factor"])
     assert DEFAULTS == pytest.approx({k: tuned["early_only"][k] for k in DEFAULTS})
     assert BASE == tuned["early_only"]["base"] == tuned["early"]["base"]
+
+
+def test_the_evidence_shipped_with_a_forecast_is_the_benchmarks_reporting_split():
+    measured = json.loads((ROOT / "bench" / "forecast" / "results" / "accuracy.json").read_text(encoding="utf-8"))
+    assert fc.MEASURED == measured
+    assert fc.benchmark_accuracy("closed_form", "linear") is None and fc.benchmark_accuracy("posthoc") is None
+    sentence = fc.evidence("closed_form")
+    assert f"within ±1 on {100 * measured['closed_form']['within1']:.0f} %" in sentence

@@ -42,6 +42,7 @@ def test_budget_zero_json_is_the_base_closed_form(capsys, tmp_path):
         want.n_active, list(want.interval), want.method, 0.0)
     assert got["latent_size"] == 4 and got["kl_per_rank"] == want.kl_per_rank
     assert got["interval"][0] <= got["n_active"] <= got["interval"][1]
+    assert got["benchmark"] == fc.benchmark_accuracy(want.method)      # the evidence beside the number
 
 
 def test_a_budget_trains_the_prefix_into_out_and_train_resume_continues_it(capsys, tmp_path):
@@ -62,6 +63,7 @@ def test_the_text_output_is_a_table_and_one_sentence(capsys, tmp_path):
     lines = out.splitlines()
     assert lines[0].split()[0] == "rank" and len([line for line in lines if line.startswith("Forecast:")]) == 1
     assert "of 4 latent dimensions active at the end of the 4-epoch run" in out
+    assert fc.evidence("closed_form") in out
 
 
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path):

@@ -3,7 +3,8 @@
     python bench/forecast/score.py          # from the repository root; reads results/truth.jsonl
 
 Writes ``results/forecasts.csv`` (each method's forecast of each (configuration, seed)), ``results/tuned.json``
-(the constants chosen on the tuning split), ``results/scores.md`` (the tables), the tables into
+(the constants chosen on the tuning split), ``results/accuracy.json`` (the reporting split's numbers of the methods
+``collapsekit forecast`` ships), ``results/scores.md`` (the tables), the tables into
 docs/forecast.md between its markers, and one forecast-vs-measured figure per method (docs/forecast_*.png).
 Closed-form curves (the count at β times each multiplier) are cached in ``results/curves.json``.
 """
@@ -367,6 +368,10 @@ def main() -> int:
         truth_shape[shape] += 1
     out += [f"Measured counts (all rows): {truth_shape['all collapsed']} all collapsed, {truth_shape['partial']} "
             f"partial, {truth_shape['all active']} all active.", ""]
+    shipped = {"closed_form": "closed_form", "early": "early_only"}       # what collapsekit forecast returns
+    accuracy = {name: {k: round(v, 4) for k, v in metrics(on_reporting[method]).items() if k != "log_kl"}
+                | {"configurations": configs(reporting)} for name, method in shipped.items()}
+    (RESULTS / "accuracy.json").write_text(json.dumps(accuracy, indent=1) + "\n", encoding="utf-8")
     text = "\n".join(out)
     (RESULTS / "scores.md").write_text(text + "\n", encoding="utf-8")
     with open(RESULTS / "forecasts.csv", "w", newline="", encoding="utf-8") as stream:

@@ -42,8 +42,10 @@ def run(args: argparse.Namespace) -> int:
 
         check_writable(args.out, what="--out", directory=True)
     result = forecast_config(config, budget=args.budget, run_dir=args.out)
+    from collapsekit.forecast.accuracy import annotate, evidence
+
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2, allow_nan=False))
+        print(json.dumps(annotate(result.to_dict(), config.model.arch), indent=2, allow_nan=False))
         return 0
     from collapsekit.activity import KL_ACTIVE_THRESHOLD
     from collapsekit.formatting import cell
@@ -52,9 +54,11 @@ def run(args: argparse.Namespace) -> int:
     for rank, kl in enumerate(result.kl_per_rank, 1):
         print(f"{rank:>4}  {cell(kl):>18}  {'yes' if kl >= KL_ACTIVE_THRESHOLD else 'no'}")
     lo, hi = result.interval
+    said = evidence(result.method, config.model.arch)
     print(f"Forecast: {result.n_active} of {result.latent_size} latent dimensions active at the end of the "
           f"{config.train.epochs}-epoch run (interval {lo}–{hi}; {result.method.replace('_', ' ')}, "
-          f"{100 * result.cost_fraction:.0f} % of the run spent).")
+          f"{100 * result.cost_fraction:.0f} % of the run spent" + (f"; this method was {said}" if said else "")
+          + ").")
     for note in result.notes:
         print(f"  note: {note}")
     return 0

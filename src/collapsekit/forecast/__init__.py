@@ -7,6 +7,7 @@ per-rank KL, method, cost as a fraction of the run's optimiser steps): :func:`cl
 nonlinear configurations (bench/forecast/).
 """
 
+from collapsekit.forecast.accuracy import MEASURED, benchmark_accuracy, evidence
 from collapsekit.forecast.closed_form import (adjusted, bernoulli_eta, centred_moments, closed_form, closed_form_kl,
                                               compact, final_beta_scale, learned_eta_estimate, method_kl, posthoc,
                                               total_steps)
@@ -14,6 +15,7 @@ from collapsekit.forecast.early import base, early, extrapolate, prefix_epochs, 
 from collapsekit.forecast.result import Forecast
 from collapsekit.forecast.run import forecast_config, needs_run_dir
 
-__all__ = ["Forecast", "adjusted", "base", "bernoulli_eta", "centred_moments", "closed_form", "closed_form_kl", "compact", "early",
-           "extrapolate", "final_beta_scale", "forecast_config", "learned_eta_estimate", "method_kl", "needs_run_dir", "posthoc",
-           "prefix_epochs", "prefix_problem", "total_steps", "train_prefix"]
+__all__ = ["MEASURED", "Forecast", "adjusted", "base", "benchmark_accuracy", "bernoulli_eta", "centred_moments",
+           "closed_form", "closed_form_kl", "compact", "early", "evidence", "extrapolate", "final_beta_scale",
+           "forecast_config", "learned_eta_estimate", "method_kl", "needs_run_dir", "posthoc", "prefix_epochs",
+           "prefix_problem", "total_steps", "train_prefix"]
