@@ -5,10 +5,11 @@ a stable id (a hash of its content: it does not change when configurations are a
 set's group (for leave-one-dataset-out), its split (``tuning`` or ``reporting``, from the id's hash) and the
 regime tags the tables break down by.
 
-β is chosen per configuration so that the adjusted closed form (centred moments, final β, stand-in η_dec)
-keeps a target number of the summary level's dimensions (¼, ½ or ¾ of them): the configurations sit across
-the collapse thresholds, where a forecast is informative. That choice favours no method's *count* being right:
-the measured count is what the nonlinear model does.
+β is chosen per configuration so that the closed form's threshold rule on centred moments (η_dec: the configured
+one, the Bernoulli stand-in, or the learned one's linear fixed point; :func:`_target_beta`) keeps a target number
+of the summary level's dimensions (¼, ½ or ¾ of them): the configurations sit across the linear theory's collapse
+thresholds. That choice favours no method's *count* being right: the measured count is what the nonlinear model
+does (on this grid, mostly all or nothing: docs/forecast.md §4).
 
 ``python bench/forecast/grid.py`` writes ``bench/forecast/grid.json`` (the grid as run; regenerate after a change).
 """
