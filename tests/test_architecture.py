@@ -16,8 +16,8 @@ other):
     diagnostics        (measurement: what training and the reports use)
     training, viz      (peers: the trainer never draws, the figures never train)
     integrations       (other libraries' trainers: a Pythae callback running the monitor)
-    runs, checkup      (a run directory: needs the trainer's checkpoints and the diagnostics; the doctor's
-                        checks on any adapted model: peers)
+    runs, checkup, forecast (peers: a run directory read back, needing the trainer's checkpoints and the
+                        diagnostics; the doctor's checks on any adapted model; the end-of-run forecast)
     experiments        (sweeps and the paper's presets)
     cli                (the only part that parses arguments and prints results)
 
@@ -49,7 +49,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("diagnostics",),
     ("training", "viz"),
     ("integrations",),  # other libraries' training loops (Pythae's trainer): needs training and adapters (issue 12)
-    ("runs", "checkup"),  # checkup (collapsekit.doctor): the checks that tell a bug from a collapse, on any adapted model (issue 12 §2)
+    ("runs", "checkup", "forecast"),  # checkup (collapsekit.doctor): the checks that tell a bug from a collapse, on any adapted model (issue 12 §2)
+                        # forecast: the end-of-run active count of a configuration (issue 11)
     ("experiments",),
     ("cli",),
 )

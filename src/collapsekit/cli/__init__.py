@@ -1,6 +1,6 @@
 """The ``collapsekit`` command: one program, one verb per stage of the data flow.
 
-One module per verb (:mod:`.predict`, :mod:`.verify`, :mod:`.train`, :mod:`.diagnose`, :mod:`.doctor`,
+One module per verb (:mod:`.predict`, :mod:`.forecast`, :mod:`.verify`, :mod:`.train`, :mod:`.diagnose`, :mod:`.doctor`,
 :mod:`.demo`, :mod:`.sweep`, :mod:`.reproduce`), each with ``add_parser(verbs)`` and ``run(args)``; what several verbs
 share is in :mod:`.options` and :mod:`.theory_options`; what they print, in :mod:`.terminal`.
 Library modules return data; only this package prints results.
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from collapsekit import __version__
-from collapsekit.cli import demo, diagnose, doctor, predict, reproduce, sweep, train, verify
+from collapsekit.cli import demo, diagnose, doctor, forecast, predict, reproduce, sweep, train, verify
 from collapsekit.cli.options import EXIT_BAD_INPUT, EXIT_DISAGREES, OneLineParser
 from collapsekit.errors import CollapsekitError
 
@@ -26,7 +26,7 @@ __all__ = ["EXIT_BAD_INPUT", "EXIT_DISAGREES", "VERBS", "build_parser", "entry_p
 
 #: The verbs, in the order ``collapsekit --help`` lists them. No verb module imports torch at import
 #: time: the parser stays fast for every verb.
-VERBS = (predict, verify, train, diagnose, doctor, demo, sweep, reproduce)
+VERBS = (predict, forecast, verify, train, diagnose, doctor, demo, sweep, reproduce)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,397 @@
+"""Score every forecast method on the benchmark's ground truth; tune constants on the tuning split only.
+
+    python bench/forecast/score.py          # from the repository root; reads results/truth.jsonl
+
+Writes ``results/forecasts.csv`` (each method's forecast of each (configuration, seed)), ``results/tuned.json``
+(the constants chosen on the tuning split), ``results/accuracy.json`` (the reporting split's numbers of the methods
+``collapsekit forecast`` ships), ``results/scores.md`` (the tables), the tables into
+docs/forecast.md between its markers, and one forecast-vs-measured figure per method (docs/forecast_*.png).
+Closed-form curves (the count at β times each multiplier) are cached in ``results/curves.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+RESULTS = HERE / "results"
+DOC = ROOT / "docs" / "forecast.md"
+BEGIN, END = "<!-- tables:begin (bench/forecast/score.py) -->", "<!-- tables:end -->"
+
+#: β multipliers of the cached closed-form curves: 2^(j/2), j = −12 … 12.
+MULTIPLIERS = [2 ** (j / 2) for j in range(-12, 13)]
+WIDTHS = [2 ** (j / 2) for j in range(0, 7)]          # interval factor c: 1 … 8
+FACTORS = [2 ** (j / 2) for j in range(-4, 5)]        # adjusted β factor s: ¼ … 4
+GAMMAS = [0.0, 0.5, 1.0]
+WEIGHTS = [0.0, 0.5, 0.75, 1.0]
+EARLY_WIDTHS = [1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0]
+BUDGETS = [0.05, 0.1, 0.2]
+KL_FLOOR = 1e-3          # nats: below the active threshold; log-KL errors of collapsed ranks are measured to it
+COVERAGE_TARGET = 0.9
+
+
+# -- metrics (pure) -------------------------------------------------------------------------------------------
+def metrics(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """MAE, fraction exact, within ±1, interval coverage, mean interval width, mean |log10 KL error| per rank and
+    mean cost of forecast rows (each: ``pred``, ``lo``, ``hi``, ``truth``, ``kl_pred``, ``kl_true``, ``cost``)."""
+    if not rows:
+        return {"n": 0, "mae": math.nan, "exact": math.nan, "within1": math.nan, "coverage": math.nan,
+                "width": math.nan, "log_kl": math.nan, "cost": math.nan}
+    err = np.array([abs(r["pred"] - r["truth"]) for r in rows], float)
+    covered = [r["lo"] <= r["truth"] <= r["hi"] for r in rows]
+    log_err = [log_kl_error(r["kl_pred"], r["kl_true"]) for r in rows]
+    return {"n": len(rows), "mae": float(err.mean()), "exact": float(np.mean(err == 0)),
+            "within1": float(np.mean(err <= 1)), "coverage": float(np.mean(covered)),
+            "width": float(np.mean([r["hi"] - r["lo"] for r in rows])), "log_kl": float(np.mean(log_err)),
+            "cost": float(np.mean([r["cost"] for r in rows]))}
+
+
+def log_kl_error(predicted: Sequence[float], measured: Sequence[float]) -> float:
+    """Mean over ranks (largest KL first) of |log10 max(KL_pred, floor) − log10 max(KL_true, floor)|."""
+    p = np.sort(np.maximum(np.asarray(predicted, float), KL_FLOOR))[::-1]
+    t = np.sort(np.maximum(np.asarray(measured, float), KL_FLOOR))[::-1]
+    size = min(p.size, t.size)
+    return float(np.mean(np.abs(np.log10(p[:size]) - np.log10(t[:size]))))
+
+
+# -- forecasts -------------------------------------------------------------------------------------------------
+def _config(entry: dict[str, Any], seed: int = 0) -> Any:
+    from collapsekit.training.config import RunConfig
+
+    values = json.loads(json.dumps(entry["config"]))
+    values["train"]["seed"] = seed
+    return RunConfig.parse(values)
+
+
+def curves(grid: dict[str, dict[str, Any]], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """For each configuration: the closed-form KL per rank at β × each multiplier, per closed-form method
+    (the post-hoc one per seed where η_dec was learned); cached in results/curves.json."""
+    from collapsekit.forecast.closed_form import method_kl
+    from collapsekit.training.builders import load_training_data
+
+    path = RESULTS / "curves.json"
+    cache = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    wanted = {(r["id"], r["seed"]) for r in rows}
+    for cid in sorted({cid for cid, _ in wanted}):
+        seeds = sorted(seed for c, seed in wanted if c == cid)
+        config = _config(grid[cid])
+        keys = ["closed_form", "adjusted"] + [f"posthoc/{seed}" for seed in seeds]
+        have = cache.setdefault(cid, {})
+        if all(key in have for key in keys):
+            continue
+        data = load_training_data(config)
+        for method in ("closed_form", "adjusted"):
+            if method not in have:
+                kl_at, _ = method_kl(method, config, data)
+                have[method] = [kl_at(m).tolist() for m in MULTIPLIERS]
+        for seed in seeds:
+            row = next(r for r in rows if r["id"] == cid and r["seed"] == seed)
+            kl_at, _ = method_kl("posthoc", config, data, eta_dec=row.get("eta_dec"))
+            have[f"posthoc/{seed}"] = [kl_at(m).tolist() for m in MULTIPLIERS]
+        path.write_text(json.dumps(cache), encoding="utf-8")
+    return cache
+
+
+def _at(curve: list[list[float]], multiplier: float) -> list[float]:
+    index = int(np.argmin([abs(math.log(m / multiplier)) for m in MULTIPLIERS]))
+    return curve[index]
+
+
+def _count(kl: Sequence[float]) -> int:
+    from collapsekit.activity import count_active
+
+    return count_active(kl)
+
+
+def closed_rows(rows: list[dict[str, Any]], cache: dict[str, Any], method: str, *, width: float,
+                factor: float = 1.0) -> list[dict[str, Any]]:
+    """The forecast rows of a closed-form method at an interval factor (and β factor)."""
+    out = []
+    for r in rows:
+        curve = cache[r["id"]][f"posthoc/{r['seed']}" if method == "posthoc" else method]
+        kl = _at(curve, factor)
+        out.append({"id": r["id"], "seed": r["seed"], "method": method, "pred": _count(kl),
+                    "lo": min(_count(_at(curve, factor * width)), _count(kl)),
+                    "hi": max(_count(_at(curve, factor / width)), _count(kl)),
+                    "truth": r["n_active"], "kl_pred": kl, "kl_true": r["kl_sorted"], "cost": 0.0})
+    return out
+
+
+def early_rows(rows: list[dict[str, Any]], grid: dict[str, dict[str, Any]], cache: dict[str, Any], *,
+               budget: float, gamma: float, weight: float, width: float, factor: float,
+               fallback_width: float, base: str = "adjusted") -> list[dict[str, Any]]:
+    """The early-training forecast rows (the first epochs of each run's recorded trajectory)."""
+    from collapsekit.activity import KL_ACTIVE_THRESHOLD
+    from collapsekit.forecast.early import extrapolate, prefix_epochs, prefix_problem
+
+    out = []
+    for r in rows:
+        entry = grid[r["id"]]
+        config = _configs.setdefault(r["id"], _config(entry))
+        if base != "adjusted":
+            factor = 1.0
+        theory = np.maximum(np.asarray(_at(cache[r["id"]][base], factor), float), 1e-6)
+        k = prefix_epochs(config, budget)
+        problem = prefix_problem(config, k, entry["rows"])
+        if problem is not None:
+            kl, cost = theory, 0.0
+            curve = cache[r["id"]][base]       # the base closed form stands, with its own interval
+            lo, hi = _count(_at(curve, factor * fallback_width)), _count(_at(curve, factor / fallback_width))
+        else:
+            ending = np.sort(extrapolate(np.asarray(r["trajectory"], float)[:k], config.train.epochs,
+                                         gamma=gamma))[::-1]
+            kl = np.exp(weight * np.log(ending) + (1 - weight) * np.log(theory[: ending.size]))
+            lo = int(np.count_nonzero(kl >= KL_ACTIVE_THRESHOLD * width))
+            hi = int(np.count_nonzero(kl >= KL_ACTIVE_THRESHOLD / width))
+            cost = k / config.train.epochs
+        n = _count(kl)
+        out.append({"id": r["id"], "seed": r["seed"], "method": "early", "pred": n, "lo": min(lo, n),
+                    "hi": max(hi, n), "truth": r["n_active"], "kl_pred": list(map(float, kl)),
+                    "kl_true": r["kl_sorted"], "cost": cost, "fallback": problem is not None})
+    return out
+
+
+_configs: dict[str, Any] = {}
+
+
+# -- tuning ----------------------------------------------------------------------------------------------------
+def _smallest_covering(make: Callable[[float], list[dict[str, Any]]], widths: Sequence[float]) -> float:
+    """The smallest width whose intervals cover ≥ 90 % of the rows (the largest if none does)."""
+    for width in widths:
+        if metrics(make(width))["coverage"] >= COVERAGE_TARGET:
+            return width
+    return widths[-1]
+
+
+def tune(rows: list[dict[str, Any]], grid: dict[str, dict[str, Any]], cache: dict[str, Any]) -> dict[str, Any]:
+    """Every method's constants from ``rows`` alone: count constants by MAE (then fraction exact), then the
+    smallest interval factor that covers 90 %."""
+    key = lambda m: (m["mae"], -m["exact"])  # noqa: E731
+    tuned: dict[str, Any] = {}
+    for method in ("closed_form", "posthoc"):
+        tuned[method] = {"width": _smallest_covering(lambda w, m=method: closed_rows(rows, cache, m, width=w), WIDTHS)}
+    factor = min(FACTORS, key=lambda s: key(metrics(closed_rows(rows, cache, "adjusted", width=1.0, factor=s))))
+    width = _smallest_covering(lambda w: closed_rows(rows, cache, "adjusted", width=w, factor=factor), WIDTHS)
+    tuned["adjusted"] = {"beta_factor": factor, "width": width}
+    best = None
+    for base in ("closed_form", "adjusted"):
+        base_factor = factor if base == "adjusted" else 1.0
+        base_width = tuned[base]["width"]
+        for gamma in GAMMAS:
+            for weight in WEIGHTS:
+                score = key(metrics(early_rows(rows, grid, cache, budget=0.1, gamma=gamma, weight=weight, width=1.0,
+                                               factor=base_factor, fallback_width=base_width, base=base)))
+                if best is None or score < best[0]:
+                    best = (score, base, gamma, weight)
+    assert best is not None
+    _, base, gamma, weight = best
+    base_factor, base_width = (factor if base == "adjusted" else 1.0), tuned[base]["width"]
+    width = _smallest_covering(lambda w: early_rows(rows, grid, cache, budget=0.1, gamma=gamma, weight=weight,
+                                                    width=w, factor=base_factor, fallback_width=base_width,
+                                                    base=base), EARLY_WIDTHS)
+    tuned["early"] = {"base": base, "gamma": gamma, "weight": weight, "width": width, "beta_factor": base_factor}
+    # the trajectory alone (w = 1), for comparison: γ and the width tuned the same way, the same fallback
+    gamma_only = min(GAMMAS, key=lambda g: key(metrics(early_rows(rows, grid, cache, budget=0.1, gamma=g, weight=1.0,
+                                                                  width=1.0, factor=base_factor,
+                                                                  fallback_width=base_width, base=base))))
+    width_only = _smallest_covering(lambda w: early_rows(rows, grid, cache, budget=0.1, gamma=gamma_only, weight=1.0,
+                                                         width=w, factor=base_factor, fallback_width=base_width,
+                                                         base=base), EARLY_WIDTHS)
+    tuned["early_only"] = {"base": base, "gamma": gamma_only, "weight": 1.0, "width": width_only,
+                           "beta_factor": base_factor}
+    return tuned
+
+
+def forecast_rows(rows: list[dict[str, Any]], grid: dict[str, dict[str, Any]], cache: dict[str, Any],
+                  tuned: dict[str, Any], budget: float = 0.1) -> dict[str, list[dict[str, Any]]]:
+    """Each method's forecast rows with the given constants."""
+    e, o = tuned["early"], tuned["early_only"]
+    return {"closed_form": closed_rows(rows, cache, "closed_form", width=tuned["closed_form"]["width"]),
+            "posthoc": closed_rows(rows, cache, "posthoc", width=tuned["posthoc"]["width"]),
+            "adjusted": closed_rows(rows, cache, "adjusted", width=tuned["adjusted"]["width"],
+                                    factor=tuned["adjusted"]["beta_factor"]),
+            "early": early_rows(rows, grid, cache, budget=budget, gamma=e["gamma"], weight=e["weight"],
+                                width=e["width"], factor=e["beta_factor"],
+                                fallback_width=tuned[e["base"]]["width"], base=e["base"]),
+            "early_only": early_rows(rows, grid, cache, budget=budget, gamma=o["gamma"], weight=1.0,
+                                     width=o["width"], factor=o["beta_factor"],
+                                     fallback_width=tuned[o["base"]]["width"], base=o["base"])}
+
+
+# -- tables ----------------------------------------------------------------------------------------------------
+METHODS = ("closed_form", "posthoc", "adjusted", "early", "early_only")
+TITLES = {"closed_form": "closed form (configuration alone)", "posthoc": "post-hoc closed form (learned η_dec, final β)",
+          "adjusted": "adjusted closed form", "early": "early training (10 %) + base closed form",
+          "early_only": "early training (10 %) alone (w = 1)"}
+
+
+def _pct(v: float) -> str:
+    return "—" if math.isnan(v) else f"{100 * v:.0f} %"
+
+
+def _num(v: float, digits: int = 2) -> str:
+    return "—" if math.isnan(v) else f"{v:.{digits}f}"
+
+
+def table(scored: dict[str, list[dict[str, Any]]], methods: Sequence[str] = METHODS) -> list[str]:
+    lines = ["| method | rows | MAE | exact | within ±1 | interval coverage | mean width | log10 KL error per rank | "
+             "cost |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for method in methods:
+        m = metrics(scored[method])
+        lines.append(f"| {TITLES[method]} | {m['n']} | {_num(m['mae'])} | {_pct(m['exact'])} | {_pct(m['within1'])} | "
+                     f"{_pct(m['coverage'])} | {_num(m['width'], 1)} | {_num(m['log_kl'])} | {_pct(m['cost'])} |")
+    return lines
+
+
+def breakdown(scored: dict[str, list[dict[str, Any]]], rows: list[dict[str, Any]], field: str) -> list[str]:
+    """MAE / within ±1 of every method for each value of a regime field."""
+    lookup = {(r["id"], r["seed"]): r for r in rows}
+    values = sorted({str(lookup[(s["id"], s["seed"])][field]) for s in scored["early"]})
+    lines = [f"| {field} | rows | " + " | ".join(f"{m}: MAE / ±1" for m in METHODS) + " |",
+             "| --- | ---: |" + " ---: |" * len(METHODS)]
+    for value in values:
+        cells = []
+        for method in METHODS:
+            m = metrics([s for s in scored[method] if str(lookup[(s["id"], s["seed"])][field]) == value])
+            cells.append(f"{_num(m['mae'])} / {_pct(m['within1'])}")
+        n = sum(str(lookup[(s["id"], s["seed"])][field]) == value for s in scored["early"])
+        lines.append(f"| {value} | {n} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def seed_spread(rows: list[dict[str, Any]]) -> tuple[int, float, float]:
+    """(configurations with ≥ 2 seeds, fraction where the seeds agree exactly, mean |difference|)."""
+    by: dict[str, list[int]] = {}
+    for r in rows:
+        by.setdefault(r["id"], []).append(r["n_active"])
+    pairs = [v for v in by.values() if len(v) >= 2]
+    if not pairs:
+        return 0, math.nan, math.nan
+    return (len(pairs), float(np.mean([max(v) == min(v) for v in pairs])),
+            float(np.mean([max(v) - min(v) for v in pairs])))
+
+
+def figure(scored: dict[str, list[dict[str, Any]]], method: str, path: Path) -> None:
+    """Forecast against measured count (reporting split), with the stated intervals."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.2, 4.0))
+    ax = fig.add_subplot(1, 1, 1)
+    rows = scored[method]
+    rng = np.random.default_rng(0)
+    if rows:
+        truth = np.array([r["truth"] for r in rows], float) + rng.uniform(-0.2, 0.2, len(rows))
+        pred = np.array([r["pred"] for r in rows], float)
+        lo = pred - np.array([r["lo"] for r in rows])
+        hi = np.array([r["hi"] for r in rows]) - pred
+        ax.errorbar(truth, pred, yerr=[lo, hi], fmt="o", ms=3, alpha=0.6, elinewidth=0.6)
+        top = max(max(r["truth"] for r in rows), max(r["hi"] for r in rows)) + 0.5
+        ax.plot([0, top], [0, top], "k--", lw=0.8)
+        ax.plot([0, top], [1, top + 1], "k:", lw=0.6)
+        ax.plot([0, top], [-1, top - 1], "k:", lw=0.6)
+    ax.set_xlabel("measured active dimensions (jittered)")
+    ax.set_ylabel("forecast (bars: stated interval)")
+    ax.set_title(TITLES[method], fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+
+
+def main() -> int:
+    sys.path.insert(0, str(ROOT))
+    from bench.forecast.grid import load_grid
+    from bench.forecast.run_truth import read_rows
+
+    grid = {e["id"]: e for e in load_grid()}
+    all_rows = read_rows()
+    rows = [r for r in all_rows if r.get("status") == "ok" and r["id"] in grid]
+    failed = [r for r in all_rows if r.get("status") != "ok"]
+    cache = curves(grid, rows)
+    tuning = [r for r in rows if r["split"] == "tuning"]
+    reporting = [r for r in rows if r["split"] == "reporting"]
+    tuned = tune(tuning, grid, cache)
+    (RESULTS / "tuned.json").write_text(json.dumps(tuned, indent=1) + "\n", encoding="utf-8")
+    on_tuning = forecast_rows(tuning, grid, cache, tuned)
+    on_reporting = forecast_rows(reporting, grid, cache, tuned)
+    configs = lambda rs: len({r["id"] for r in rs})  # noqa: E731
+    n_pairs, agree, spread = seed_spread(rows)
+    out = [f"Rows: {len(rows)} finished runs of {configs(rows)} configurations (of {len(grid)} in the grid); "
+           f"tuning split {len(tuning)} runs / {configs(tuning)} configurations, reporting split {len(reporting)} "
+           f"runs / {configs(reporting)} configurations; {len(failed)} failed runs left out. Each (configuration, "
+           "seed) is one row: its measured count is the truth the forecast is scored against.", "",
+           f"Seed spread: of {n_pairs} configurations with two seeds, the seeds' counts agree exactly on "
+           f"{_pct(agree)}, mean |difference| {_num(spread)} dimensions (a forecast of one number per configuration "
+           "cannot beat this).", "",
+           f"Constants tuned on the tuning split: `{json.dumps(tuned)}`.", "",
+           "### Reporting split (the headline)", "", *table(on_reporting), "",
+           "### Tuning split (where the constants were chosen)", "", *table(on_tuning), ""]
+    out += ["### Early training at other budgets (reporting split)", "",
+            "| budget | rows | MAE | exact | within ±1 | coverage | mean cost | fell back to the closed form |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    e = tuned["early"]
+    for budget in BUDGETS:
+        scored = early_rows(reporting, grid, cache, budget=budget, gamma=e["gamma"], weight=e["weight"],
+                            width=e["width"], factor=e["beta_factor"], fallback_width=tuned[e["base"]]["width"],
+                            base=e["base"])
+        m = metrics(scored)
+        out.append(f"| {_pct(budget)} | {m['n']} | {_num(m['mae'])} | {_pct(m['exact'])} | {_pct(m['within1'])} | "
+                   f"{_pct(m['coverage'])} | {_pct(m['cost'])} | {sum(s['fallback'] for s in scored)} |")
+    out += ["", "### Leave one dataset out (tuned without the group, scored on it; both splits)", "",
+            "| held-out group | rows | " + " | ".join(f"{m}: MAE / ±1 / coverage" for m in METHODS) + " |",
+            "| --- | ---: |" + " ---: |" * len(METHODS)]
+    for group in sorted({r["group"] for r in rows}):
+        held = [r for r in rows if r["group"] == group]
+        rest = [r for r in rows if r["group"] != group]
+        if not held or not rest:
+            continue
+        scored = forecast_rows(held, grid, cache, tune(rest, grid, cache))
+        cells = []
+        for method in METHODS:
+            m = metrics(scored[method])
+            cells.append(f"{_num(m['mae'])} / {_pct(m['within1'])} / {_pct(m['coverage'])}")
+        out.append(f"| {group} | {len(held)} | " + " | ".join(cells) + " |")
+    out += ["", "### Where the forecasts miss: every method on the reporting split, by regime", ""]
+    for field in ("kind", "arch", "likelihood", "schedule", "data", "budget", "activation", "heads"):
+        out += breakdown(on_reporting, reporting, field) + [""]
+    truth_shape = {"all collapsed": 0, "partial": 0, "all active": 0}
+    for r in rows:
+        shape = ("all collapsed" if r["n_active"] == 0 else
+                 "all active" if r["n_active"] == r["latent_size"] else "partial")
+        truth_shape[shape] += 1
+    out += [f"Measured counts (all rows): {truth_shape['all collapsed']} all collapsed, {truth_shape['partial']} "
+            f"partial, {truth_shape['all active']} all active.", ""]
+    shipped = {"closed_form": "closed_form", "early": "early_only"}       # what collapsekit forecast returns
+    accuracy = {name: {k: round(v, 4) for k, v in metrics(on_reporting[method]).items() if k != "log_kl"}
+                | {"configurations": configs(reporting)} for name, method in shipped.items()}
+    (RESULTS / "accuracy.json").write_text(json.dumps(accuracy, indent=1) + "\n", encoding="utf-8")
+    text = "\n".join(out)
+    (RESULTS / "scores.md").write_text(text + "\n", encoding="utf-8")
+    with open(RESULTS / "forecasts.csv", "w", newline="", encoding="utf-8") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["id", "seed", "split", "method", "forecast", "lo", "hi", "measured", "cost_fraction"])
+        for split, scored in (("tuning", on_tuning), ("reporting", on_reporting)):
+            for method in METHODS:
+                for s in scored[method]:
+                    writer.writerow([s["id"], s["seed"], split, method, s["pred"], s["lo"], s["hi"], s["truth"],
+                                     f"{s['cost']:.3f}"])
+    for method in METHODS:
+        figure(on_reporting, method, ROOT / "docs" / f"forecast_{method}.png")
+    if DOC.is_file():
+        doc = DOC.read_text(encoding="utf-8")
+        if BEGIN in doc and END in doc:
+            head, rest = doc.split(BEGIN, 1)
+            DOC.write_text(head + BEGIN + "\n" + text + "\n" + END + rest.split(END, 1)[1], encoding="utf-8")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

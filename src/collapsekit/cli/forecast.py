@@ -1,0 +1,64 @@
+"""``collapsekit forecast``: how many latent dimensions a configured run will keep at its end, before or early in
+training, with an interval (docs/forecast.md gives the measured accuracy)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from collapsekit.cli.options import number
+
+
+def add_parser(verbs: Any) -> argparse.ArgumentParser:
+    """Add the ``forecast`` verb to the CLI's subparsers."""
+    parser: argparse.ArgumentParser = verbs.add_parser(
+        "forecast", help="forecast the active dimensions at the end of a configured run",
+        description="Forecast the headline count of active latent dimensions (mean KL ≥ 0.01 nats) at the end of "
+                    "the run CONFIG.yaml describes, with an interval. --budget 0 (the default): the closed form "
+                    "(no training). A budget F > 0 trains the first ⌊F·epochs⌋ epochs into --out (continue them "
+                    "with `collapsekit train --out RUN --resume --epochs N`) and extrapolates each dimension's KL.")
+    parser.add_argument("config", metavar="CONFIG.yaml", help="the run's configuration (as `train --config` reads)")
+    parser.add_argument("--budget", type=number, default=0.0, metavar="F",
+                        help="largest fraction of the run's optimiser steps to spend, 0 … 1 (default 0: the closed "
+                             "form only; on the benchmark a 10 %% prefix did not beat it, docs/forecast.md)")
+    parser.add_argument("--out", metavar="RUN", help="run directory for the trained prefix (needed when F > 0)")
+    parser.add_argument("--json", action="store_true", help="print the forecast as JSON")
+    parser.set_defaults(handler=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Forecast and print (a table and one sentence, or JSON)."""
+    from collapsekit.errors import ParameterError
+    from collapsekit.forecast import forecast_config
+    from collapsekit.training.config import RunConfig
+
+    if not 0 <= args.budget <= 1:
+        raise ParameterError(f"--budget must be a fraction of the run between 0 and 1, got {args.budget:g}")
+    config = RunConfig.load(args.config)
+    if args.out is not None:
+        from collapsekit._io import check_writable
+
+        check_writable(args.out, what="--out", directory=True)
+    result = forecast_config(config, budget=args.budget, run_dir=args.out)
+    from collapsekit.forecast.accuracy import annotate, evidence
+
+    if args.json:
+        print(json.dumps(annotate(result.to_dict(), config.model.arch), indent=2, allow_nan=False))
+        return 0
+    from collapsekit.activity import KL_ACTIVE_THRESHOLD
+    from collapsekit.formatting import cell
+
+    print(f"{'rank':>4}  {'forecast KL (nats)':>18}  active")
+    for rank, kl in enumerate(result.kl_per_rank, 1):
+        print(f"{rank:>4}  {cell(kl):>18}  {'yes' if kl >= KL_ACTIVE_THRESHOLD else 'no'}")
+    lo, hi = result.interval
+    said = evidence(result.method, config.model.arch)
+    print(f"Forecast: {result.n_active} of {result.latent_size} latent dimensions active at the end of the "
+          f"{config.train.epochs}-epoch run (interval {lo}–{hi}; {result.method.replace('_', ' ')}, "
+          f"{100 * result.cost_fraction:.0f} % of the run spent" + (f"; this method was {said}" if said else "")
+          + ").")
+    for note in result.notes:
+        print(f"  note: {note}")
+    return 0

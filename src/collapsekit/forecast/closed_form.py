@@ -1,0 +1,234 @@
+"""Closed-form forecasts: the linear optimum (docs/theory.md §2) at the end of a configured run.
+
+Three variants, each a function of a configuration and its data with the methods' one signature
+(``config, data, **constants -> Forecast``):
+
+* :func:`closed_form` — what a user has before training: the configured β and η_dec, raw second moments (cost 0);
+* :func:`posthoc` — the number today's sweep summary and ``diagnose`` compute: raw moments, the learned η_dec
+  and the schedule's final β (it needs the trained model, so it is a reference, not a forecast);
+* :func:`adjusted` — the closed form with what a nonlinear model changes, still before training: centred moments
+  (every MLP/conv layer has a bias that absorbs the data's mean), the schedule's final β, a Gaussian stand-in
+  η_dec² = mean p(1 − p) for a Bernoulli likelihood, and, where η_dec is learned, the η_dec at which the linear
+  optimum's reconstruction error equals η_dec² (a fixed point), times a β factor tuned on the benchmark.
+
+The interval of each is the counts at β·c and β/c: the modes whose spectrum lies within a factor ``c`` of the
+collapse threshold are the uncertain ones; ``c`` is tuned on the benchmark's tuning split (docs/forecast.md).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from collapsekit.activity import count_active
+from collapsekit.diagnostics.theory_compare import TheorySetting, predict_for
+from collapsekit.errors import ParameterError
+from collapsekit.forecast.result import Forecast
+from collapsekit.theory import Moments
+
+__all__ = ["COMPACT_MODES", "adjusted", "bernoulli_eta", "centred_moments", "compact", "method_kl", "closed_form", "closed_form_kl", "final_beta_scale", "learned_eta_estimate",
+           "posthoc", "total_steps"]
+
+#: Interval factor c of each method when none is given: the values tuned on the benchmark's tuning split
+#: (bench/forecast/score.py; docs/forecast.md).
+DEFAULT_WIDTH = {"closed_form": 4.0, "posthoc": 8.0, "adjusted": 2.8284271247461903}
+#: The adjusted method's factor on β (tuned likewise; 1 = the linear optimum).
+DEFAULT_BETA_FACTOR = 1.0
+
+
+def _arrays(data: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """(x, y) as float64 arrays from a TrainingData, a Dataset or an (x, y) pair."""
+    x, y = (data if isinstance(data, tuple) else (data.x, getattr(data, "y", None)))
+    plain = lambda a: a.detach().cpu().double().numpy() if hasattr(a, "detach") else np.asarray(a, float)  # noqa: E731
+    return plain(x), None if y is None else plain(y)
+
+
+def _per_epoch(config: Any, n: int) -> int:
+    return max(1, math.ceil(n / config.train.batch_size))
+
+
+def total_steps(config: Any, n: int) -> int:
+    """Optimiser steps of the configured run on ``n`` training rows (one process)."""
+    return _per_epoch(config, n) * config.train.epochs
+
+
+def final_beta_scale(config: Any, n: int) -> float:
+    """The schedule's factor on β at the last step of the configured run (1 for a constant schedule)."""
+    from collapsekit.objectives import build_schedule
+
+    schedule = build_schedule(config.schedule.name, **config.schedule.settings)
+    if config.schedule.name == "capacity":
+        return 1.0
+    return float(schedule.value(total_steps(config, n) - 1))
+
+
+def bernoulli_eta(target: np.ndarray) -> float:
+    """The Gaussian stand-in for a Bernoulli likelihood: η² = mean over coordinates of p(1 − p), p the mean of
+    each coordinate (the Bernoulli log-likelihood's curvature at the mean, inverted)."""
+    p = np.clip(target.mean(axis=0), 0.0, 1.0)
+    return float(math.sqrt(max(float(np.mean(p * (1 - p))), 1e-6)))
+
+
+def _moments(kind: str, x: np.ndarray, y: np.ndarray | None, centred: bool) -> Moments:
+    if centred:
+        x = x - x.mean(axis=0)
+        y = None if y is None else y - y.mean(axis=0)
+    return Moments.from_data(x, y if kind == "cvae" else None)
+
+
+def _variances(kind: str, moments: Moments) -> np.ndarray:
+    """The variance-like spectrum the decoder reconstructs: eig E[xxᵀ], or of the CVAE's residual E."""
+    return np.asarray(moments.cvae_spectrum() if kind == "cvae" else moments.vae_spectrum() ** 2, float)
+
+
+def learned_eta_estimate(config: Any, moments: Moments | np.ndarray, beta: float, iterations: int = 200) -> float:
+    """The η_dec a learned decoder std settles at in the linear model: η² = (Σ over kept modes of min(λ, βη²) +
+    the rest of the spectrum) / D, solved by fixed-point iteration from η² = mean λ. ``moments``: the data's
+    moments, or their variance spectrum (descending) already computed."""
+    spectrum = _variances(config.model.kind, moments) if isinstance(moments, Moments) else np.asarray(moments, float)
+    dim = spectrum.size
+    k = min(config.model.latent_dims[0], dim)
+    eta2 = max(float(spectrum.mean()), 1e-8)
+    for _ in range(iterations):
+        kept = np.minimum(spectrum[:k], beta * eta2).sum()
+        new = max(float((kept + spectrum[k:].sum()) / dim), 1e-8)
+        if abs(new - eta2) <= 1e-10 * eta2:
+            break
+        eta2 = new
+    return float(math.sqrt(eta2))
+
+
+#: Leading modes kept by :func:`compact`: more than any latent size of the benchmark.
+COMPACT_MODES = 64
+
+
+def compact(config: Any, moments: Moments) -> Moments:
+    """Moments with the same VAE / hierarchy closed form in fewer coordinates: those closed forms depend on the
+    leading eigenvalues of E[xxᵀ] only (rotation invariance), so a diagonal of the leading
+    :data:`COMPACT_MODES` gives the same KL per dimension (a CVAE's moments are returned as they are)."""
+    if config.model.kind == "cvae" or moments.d_x <= max(COMPACT_MODES, *config.model.latent_dims):
+        return moments
+    return Moments(xx=np.diag(moments.vae_spectrum()[:COMPACT_MODES] ** 2))
+
+
+def closed_form_kl(config: Any, moments: Moments, *, beta_scale: float = 1.0, eta_dec: float | None = None) -> np.ndarray:
+    """The closed form's KL per dimension of the summary level (largest first) for ``config`` on ``moments``,
+    treating any likelihood as Gaussian with decoder std ``eta_dec`` (default: the configured one)."""
+    setting = TheorySetting.from_config(config, eta_dec=eta_dec, beta_scale=beta_scale)
+    setting.likelihood, setting.objective = "gaussian", "elbo"
+    if setting.kind == "hvae" and setting.sigma1 is None:
+        raise ParameterError("the MHVAE closed form needs a fixed σ₁ (model.sigma1: a number)")
+    _, kl = list(predict_for(setting, moments).values())[-1]
+    return np.sort(np.asarray(kl, float))[::-1]
+
+
+def _forecast(kl_at: Callable[[float], np.ndarray], *, width: float, method: str, notes: list[str]) -> Forecast:
+    """The forecast from ``kl_at(m)``, the closed form's KL with β multiplied by m: the count at m = 1, the
+    interval from m = width (fewer dimensions) and m = 1/width (more)."""
+    if not width >= 1:
+        raise ParameterError(f"the interval factor must be ≥ 1, got {width:g}")
+    kl = kl_at(1.0)
+    if width == 1:
+        return Forecast.from_kl(kl, method=method, notes=notes)
+    lo, hi = count_active(kl_at(width)), count_active(kl_at(1 / width))
+    return Forecast.from_kl(kl, interval=(lo, hi), method=method, notes=notes)
+
+
+def method_kl(method: str, config: Any, data: Any, *, eta_dec: float | None = None, beta_factor: float | None = None,
+              moments: Moments | None = None) -> tuple[Callable[[float], np.ndarray], list[str]]:
+    """``(kl_at, notes)`` of a closed-form method: ``kl_at(m)`` is its KL per rank with β multiplied by m.
+
+    ``method``: ``closed_form``, ``posthoc`` (``eta_dec``: the learned value) or ``adjusted`` (``beta_factor``;
+    ``moments``: :func:`centred_moments` of ``data`` when already computed). The expensive parts (moments,
+    spectra) are computed once, so a curve over many m costs little more than one forecast.
+    """
+    x, y = _arrays(data)
+    kind = config.model.kind
+    notes: list[str] = []
+    if method in ("closed_form", "posthoc"):
+        raw = compact(config, _moments(kind, x, y, centred=False))
+        if config.model.likelihood != "gaussian":
+            notes.append("the configured η_dec stands in for the Bernoulli likelihood (the closed form assumes a "
+                         "Gaussian)")
+        if method == "closed_form":
+            return (lambda m: closed_form_kl(config, raw, beta_scale=m)), notes
+        scale = final_beta_scale(config, x.shape[0])
+        eta = eta_dec if config.model.learn_eta_dec else None
+        notes.append("needs the trained model (learned η_dec): a reference, not a forecast")
+        return (lambda m: closed_form_kl(config, raw, beta_scale=scale * m, eta_dec=eta)), notes
+    if method != "adjusted":
+        raise ParameterError(f"unknown closed-form method {method!r} (closed_form, posthoc, adjusted)")
+    full = _moments(kind, x, y, centred=config.model.arch != "linear") if moments is None else moments
+    reduced = compact(config, full)
+    scale = final_beta_scale(config, x.shape[0]) * (DEFAULT_BETA_FACTOR if beta_factor is None else beta_factor)
+    first = float(config.objective.beta[0] if isinstance(config.objective.beta, list) else config.objective.beta)
+    stand_in = None
+    spectrum = None
+    if config.model.likelihood == "bernoulli":
+        stand_in = bernoulli_eta(y if kind == "cvae" and y is not None else x)
+        notes.append(f"Gaussian stand-in for the Bernoulli likelihood: η_dec = {stand_in:.3g}")
+    elif config.model.learn_eta_dec:
+        spectrum = _variances(kind, full)
+        notes.append("learned η_dec estimated at the linear optimum's fixed point: "
+                     f"{learned_eta_estimate(config, spectrum, first * scale):.3g}")
+    if config.objective.free_bits:
+        notes.append("free bits are not modelled: the forecast is the plain β-ELBO's")
+
+    def kl_at(m: float) -> np.ndarray:
+        eta = stand_in if spectrum is None else learned_eta_estimate(config, spectrum, first * scale * m)
+        return closed_form_kl(config, reduced, beta_scale=scale * m, eta_dec=eta)
+
+    return kl_at, notes
+
+
+def closed_form(config: Any, data: Any, *, width: float | None = None) -> Forecast:
+    """The closed form from the configuration alone: configured β (no schedule) and η_dec, raw second moments.
+
+    Parameters
+    ----------
+    config : RunConfig
+    data : TrainingData, Dataset or (x, y)
+        The rows the run trains on.
+    width : float, optional
+        Interval factor c ≥ 1 (default :data:`DEFAULT_WIDTH`).
+
+    Returns
+    -------
+    Forecast
+        Cost 0. A Bernoulli likelihood is treated as a Gaussian of the configured η_dec (a note says so).
+    """
+    kl_at, notes = method_kl("closed_form", config, data)
+    return _forecast(kl_at, width=DEFAULT_WIDTH["closed_form"] if width is None else width, method="closed_form",
+                     notes=notes)
+
+
+def posthoc(config: Any, data: Any, *, eta_dec: float | None = None, width: float | None = None) -> Forecast:
+    """The post-hoc closed form of ``diagnose`` and the sweep summary: raw moments, the learned η_dec (``eta_dec``,
+    read from the trained model) and the schedule's final β factor."""
+    kl_at, notes = method_kl("posthoc", config, data, eta_dec=eta_dec)
+    return _forecast(kl_at, width=DEFAULT_WIDTH["posthoc"] if width is None else width, method="posthoc",
+                     notes=notes)
+
+
+def centred_moments(config: Any, data: Any) -> Moments:
+    """The second moments :func:`adjusted` uses (of x, or of (x, y) for a CVAE): centred, except for the linear
+    model, which has no biases (its closed form is exact on the raw moments)."""
+    x, y = _arrays(data)
+    return _moments(config.model.kind, x, y, centred=config.model.arch != "linear")
+
+
+def adjusted(config: Any, data: Any, *, width: float | None = None, beta_factor: float | None = None,
+             moments: Moments | None = None) -> Forecast:
+    """The closed form adjusted for a nonlinear model, from the configuration and data alone (cost 0).
+
+    Centred moments (the biases absorb the mean; raw for the bias-free linear model), the schedule's final β
+    times ``beta_factor``, η_dec: the configured one, the Gaussian stand-in :func:`bernoulli_eta` for a Bernoulli
+    likelihood, or :func:`learned_eta_estimate` where η_dec is learned. ``moments``: :func:`centred_moments` of
+    ``data`` when already computed.
+    """
+    kl_at, notes = method_kl("adjusted", config, data, beta_factor=beta_factor, moments=moments)
+    return _forecast(kl_at, width=DEFAULT_WIDTH["adjusted"] if width is None else width, method="adjusted",
+                     notes=notes)

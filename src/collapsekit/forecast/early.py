@@ -1,0 +1,161 @@
+"""The early-training forecast: train the first few percent of the run, extrapolate each dimension's KL.
+
+The trajectory is the per-epoch mean KL of each dimension of the summary level (``kl_per_dim`` of the run's
+``metrics.jsonl``). A dimension whose KL is falling is on its way to collapse: its log KL is extrapolated
+linearly to the end of the run at ``gamma`` times its recent slope (``gamma`` < 1: collapse slows down as the
+KL nears zero); a rising or flat one keeps its last value. Where the closed form applies, the forecast KL of
+each rank is the geometric blend ``KL_early^w · KL_closed^(1−w)`` with the base closed form's (``closed_form`` or
+``adjusted``, whichever the tuning split chose: :func:`base`). The interval
+counts the dimensions whose forecast KL clears the threshold divided / multiplied by ``width``. The constants
+are tuned on the benchmark's tuning split (docs/forecast.md).
+
+A prefix is the run's own beginning only when nothing in the run depends on its length: a constant learning
+rate, and a schedule whose warm-up ends inside the prefix (a cyclical schedule never does). Otherwise
+:func:`early` falls back to the base closed form at cost 0 and says so.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from collapsekit.activity import KL_ACTIVE_THRESHOLD
+from collapsekit.errors import ParameterError
+from collapsekit.forecast.closed_form import adjusted, closed_form, total_steps
+from collapsekit.forecast.result import Forecast
+
+__all__ = ["BASE", "DEFAULTS", "base", "early", "extrapolate", "prefix_epochs", "prefix_problem", "train_prefix"]
+
+#: Constants tuned on the benchmark's tuning split (bench/forecast/score.py; docs/forecast.md): those of the
+#: trajectory-alone variant (w = 1). The blend's own tuned weight was 0 — on the tuning split the trajectory did
+#: not improve the closed form's mean absolute error — so a user who spends a budget gets the trajectory's
+#: forecast, whose measured accuracy docs/forecast.md reports beside the closed form's.
+DEFAULTS: dict[str, float] = {"gamma": 1.0, "weight": 1.0, "width": 30.0}
+#: The cost-0 method the early forecast blends with and falls back to (tuned likewise): ``closed_form`` or
+#: ``adjusted``.
+BASE = "closed_form"
+_FLOOR = 1e-6
+
+
+def prefix_epochs(config: Any, budget: float) -> int:
+    """Whole epochs a budget (fraction of the run's optimiser steps) buys: ⌊budget · epochs⌋."""
+    if not 0 <= budget <= 1:
+        raise ParameterError(f"--budget must be a fraction of the run between 0 and 1, got {budget:g}")
+    return int(math.floor(budget * config.train.epochs + 1e-9))
+
+
+def prefix_problem(config: Any, epochs: int, n: int) -> str | None:
+    """Why a prefix of ``epochs`` epochs is not the run's own beginning (None when it is)."""
+    if epochs < 1:
+        return (f"the budget buys no whole epoch of the {config.train.epochs}-epoch run")
+    if epochs >= config.train.epochs:
+        return None
+    if config.optim.lr_schedule != "constant":
+        return "a cosine learning rate depends on the run's length: a shorter run is not its prefix"
+    name, settings = config.schedule.name, config.schedule.settings
+    per_epoch = total_steps(config, n) // config.train.epochs
+    if name == "cyclical":
+        return "a cyclical schedule spans the whole run: a prefix cannot be trained on its own"
+    if name in ("linear", "sigmoid") and int(settings.get("warmup_steps", 0)) >= per_epoch * epochs:
+        return (f"the β warm-up ({settings.get('warmup_steps')} steps) does not end within the prefix "
+                f"({per_epoch * epochs} steps)")
+    if name == "capacity":
+        return "a capacity schedule targets a KL, not a β"
+    return None
+
+
+def extrapolate(trajectory: Any, total_epochs: int, *, gamma: float) -> np.ndarray:
+    """Each dimension's KL at the end of the run from its first epochs (rows: epochs, columns: dimensions)."""
+    kl = np.maximum(np.asarray(trajectory, float), _FLOOR)
+    if kl.ndim != 2 or kl.shape[0] < 1:
+        raise ParameterError("a KL trajectory needs at least one epoch of per-dimension KL")
+    k = kl.shape[0]
+    last = np.log(kl[-1])
+    if k == 1:
+        return np.exp(last)
+    m = min(2, k - 1)
+    slope = (np.log(kl[-1]) - np.log(kl[-1 - m])) / m
+    return np.exp(last + gamma * np.minimum(slope, 0.0) * max(total_epochs - k, 0))
+
+
+def base(config: Any, data: Any) -> Forecast:
+    """The cost-0 forecast :func:`early` builds on: the closed form :data:`BASE` names, with its tuned constants."""
+    return adjusted(config, data) if BASE == "adjusted" else closed_form(config, data)
+
+
+def early(config: Any, data: Any, *, trajectory: Any = None, budget: float = 0.1, run_dir: str | Path | None = None,
+          gamma: float | None = None, weight: float | None = None, width: float | None = None,
+          closed: Forecast | None = None) -> Forecast:
+    """The early-training forecast at a budget (fraction of the run's optimiser steps).
+
+    Parameters
+    ----------
+    config : RunConfig
+    data : TrainingData
+        The rows the run trains on.
+    trajectory : array-like, optional
+        Per-epoch KL per dimension of the summary level, at least the prefix's epochs (the benchmark passes the
+        full run's; only the first :func:`prefix_epochs` are read). Without it the prefix is trained into
+        ``run_dir`` (:func:`train_prefix`).
+    budget : float
+        Largest fraction of the run's steps to spend.
+    run_dir : path, optional
+        Where to train the prefix (``collapsekit train --out RUN --resume`` continues it).
+    gamma, weight, width : float, optional
+        The constants (default :data:`DEFAULTS`).
+    closed : Forecast, optional
+        The base closed form (:func:`base`), when already computed.
+    """
+    gamma = DEFAULTS["gamma"] if gamma is None else gamma
+    weight = DEFAULTS["weight"] if weight is None else weight
+    width = DEFAULTS["width"] if width is None else width
+    closed = base(config, data) if closed is None else closed
+    k = prefix_epochs(config, budget)
+    problem = prefix_problem(config, k, int(data.x.shape[0]) if hasattr(data, "x") else len(data[0]))
+    if problem is not None:
+        closed.notes.append(f"no early-training forecast: {problem}; the {closed.method.replace('_', ' ')} stands")
+        return closed
+    if trajectory is None:
+        if run_dir is None:
+            raise ParameterError("the early-training forecast trains a prefix of the run: give a run directory")
+        trajectory = train_prefix(config, k, run_dir)
+    prefix = np.asarray(trajectory, float)[:k]
+    if prefix.shape[0] < k:
+        raise ParameterError(f"the trajectory has {prefix.shape[0]} epochs; the prefix needs {k}")
+    ending = np.sort(extrapolate(prefix, config.train.epochs, gamma=gamma))[::-1]
+    theory = np.maximum(np.asarray(closed.kl_per_rank, float), _FLOOR)
+    blended = np.exp(weight * np.log(ending) + (1 - weight) * np.log(theory[: ending.size]))
+    lo = int(np.count_nonzero(blended >= KL_ACTIVE_THRESHOLD * width))
+    hi = int(np.count_nonzero(blended >= KL_ACTIVE_THRESHOLD / width))
+    return Forecast.from_kl(blended, interval=(lo, hi), method="early", cost_fraction=k / config.train.epochs,
+                            notes=[f"trained {k} of {config.train.epochs} epochs"])
+
+
+def train_prefix(config: Any, epochs: int, run_dir: str | Path) -> list[list[float]]:
+    """Train the first ``epochs`` epochs of the run into ``run_dir`` (same seed and configuration, fewer epochs:
+    ``collapsekit train --out RUN --resume --epochs N`` continues it) and return its KL trajectory. A run
+    directory that already holds at least that prefix of the same configuration is read, not retrained."""
+    from collapsekit.training.resume import config_differences
+    from collapsekit.training.trainer import train
+
+    run_dir = Path(run_dir)
+    metrics = run_dir / "metrics.jsonl"
+    prefix = config.with_overrides({"train.epochs": epochs})
+    if metrics.is_file() and (run_dir / "config.yaml").is_file():
+        from collapsekit.training.config import RunConfig
+
+        saved = RunConfig.load(run_dir / "config.yaml")
+        differences = config_differences(saved, prefix, ignore=("train.epochs", "train.progress", "train.loggers"))
+        if differences:
+            raise ParameterError(f"{run_dir} holds another run: {'; '.join(differences)}")
+        records = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if len(records) < epochs:
+            train(prefix, run_dir, resume=True)
+    else:
+        train(prefix, run_dir)
+    records = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [record["kl_per_dim"][-1] for record in records[:epochs]]
