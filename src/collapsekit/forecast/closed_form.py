@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from collapsekit.activity import count_active
-from collapsekit.diagnostics.theory_compare import TheorySetting, predict_for
+from collapsekit.diagnostics.forecast_kernel import COMPACT_MODES, DEFAULT_WIDTH, closed_form_kl, compact
 from collapsekit.errors import ParameterError
 from collapsekit.forecast.result import Forecast
 from collapsekit.theory import Moments
@@ -32,9 +32,6 @@ from collapsekit.theory import Moments
 __all__ = ["COMPACT_MODES", "adjusted", "bernoulli_eta", "centred_moments", "compact", "method_kl", "closed_form", "closed_form_kl", "final_beta_scale", "learned_eta_estimate",
            "posthoc", "total_steps"]
 
-#: Interval factor c of each method when none is given: the values tuned on the benchmark's tuning split
-#: (bench/forecast/score.py; docs/forecast.md).
-DEFAULT_WIDTH = {"closed_form": 4.0, "posthoc": 8.0, "adjusted": 2.8284271247461903}
 #: The adjusted method's factor on β (tuned likewise; 1 = the linear optimum).
 DEFAULT_BETA_FACTOR = 1.0
 
@@ -99,30 +96,6 @@ def learned_eta_estimate(config: Any, moments: Moments | np.ndarray, beta: float
             break
         eta2 = new
     return float(math.sqrt(eta2))
-
-
-#: Leading modes kept by :func:`compact`: more than any latent size of the benchmark.
-COMPACT_MODES = 64
-
-
-def compact(config: Any, moments: Moments) -> Moments:
-    """Moments with the same VAE / hierarchy closed form in fewer coordinates: those closed forms depend on the
-    leading eigenvalues of E[xxᵀ] only (rotation invariance), so a diagonal of the leading
-    :data:`COMPACT_MODES` gives the same KL per dimension (a CVAE's moments are returned as they are)."""
-    if config.model.kind == "cvae" or moments.d_x <= max(COMPACT_MODES, *config.model.latent_dims):
-        return moments
-    return Moments(xx=np.diag(moments.vae_spectrum()[:COMPACT_MODES] ** 2))
-
-
-def closed_form_kl(config: Any, moments: Moments, *, beta_scale: float = 1.0, eta_dec: float | None = None) -> np.ndarray:
-    """The closed form's KL per dimension of the summary level (largest first) for ``config`` on ``moments``,
-    treating any likelihood as Gaussian with decoder std ``eta_dec`` (default: the configured one)."""
-    setting = TheorySetting.from_config(config, eta_dec=eta_dec, beta_scale=beta_scale)
-    setting.likelihood, setting.objective = "gaussian", "elbo"
-    if setting.kind == "hvae" and setting.sigma1 is None:
-        raise ParameterError("the MHVAE closed form needs a fixed σ₁ (model.sigma1: a number)")
-    _, kl = list(predict_for(setting, moments).values())[-1]
-    return np.sort(np.asarray(kl, float))[::-1]
 
 
 def _forecast(kl_at: Callable[[float], np.ndarray], *, width: float, method: str, notes: list[str]) -> Forecast:

@@ -23,22 +23,20 @@ from typing import Any
 
 import numpy as np
 
-from collapsekit.activity import KL_ACTIVE_THRESHOLD
+from collapsekit.diagnostics.forecast_kernel import EARLY_DEFAULTS, FLOOR, extrapolate, interval_counts
 from collapsekit.errors import ParameterError
 from collapsekit.forecast.closed_form import adjusted, closed_form, total_steps
 from collapsekit.forecast.result import Forecast
 
 __all__ = ["BASE", "DEFAULTS", "base", "early", "extrapolate", "prefix_epochs", "prefix_problem", "train_prefix"]
 
-#: Constants tuned on the benchmark's tuning split (bench/forecast/score.py; docs/forecast.md): those of the
-#: trajectory-alone variant (w = 1). The blend's own tuned weight was 0 — on the tuning split the trajectory did
-#: not improve the closed form's mean absolute error — so a user who spends a budget gets the trajectory's
-#: forecast, whose measured accuracy docs/forecast.md reports beside the closed form's.
-DEFAULTS: dict[str, float] = {"gamma": 1.0, "weight": 1.0, "width": 30.0}
+#: Constants tuned on the benchmark's tuning split: :data:`collapsekit.diagnostics.forecast_kernel.EARLY_DEFAULTS`
+#: (their home, shared with the collapse monitor's forecast during training).
+DEFAULTS = EARLY_DEFAULTS
 #: The cost-0 method the early forecast blends with and falls back to (tuned likewise): ``closed_form`` or
 #: ``adjusted``.
 BASE = "closed_form"
-_FLOOR = 1e-6
+_FLOOR = FLOOR
 
 
 def prefix_epochs(config: Any, budget: float) -> int:
@@ -66,20 +64,6 @@ def prefix_problem(config: Any, epochs: int, n: int) -> str | None:
     if name == "capacity":
         return "a capacity schedule targets a KL, not a β"
     return None
-
-
-def extrapolate(trajectory: Any, total_epochs: int, *, gamma: float) -> np.ndarray:
-    """Each dimension's KL at the end of the run from its first epochs (rows: epochs, columns: dimensions)."""
-    kl = np.maximum(np.asarray(trajectory, float), _FLOOR)
-    if kl.ndim != 2 or kl.shape[0] < 1:
-        raise ParameterError("a KL trajectory needs at least one epoch of per-dimension KL")
-    k = kl.shape[0]
-    last = np.log(kl[-1])
-    if k == 1:
-        return np.exp(last)
-    m = min(2, k - 1)
-    slope = (np.log(kl[-1]) - np.log(kl[-1 - m])) / m
-    return np.exp(last + gamma * np.minimum(slope, 0.0) * max(total_epochs - k, 0))
 
 
 def base(config: Any, data: Any) -> Forecast:
@@ -129,8 +113,7 @@ def early(config: Any, data: Any, *, trajectory: Any = None, budget: float = 0.1
     ending = np.sort(extrapolate(prefix, config.train.epochs, gamma=gamma))[::-1]
     theory = np.maximum(np.asarray(closed.kl_per_rank, float), _FLOOR)
     blended = np.exp(weight * np.log(ending) + (1 - weight) * np.log(theory[: ending.size]))
-    lo = int(np.count_nonzero(blended >= KL_ACTIVE_THRESHOLD * width))
-    hi = int(np.count_nonzero(blended >= KL_ACTIVE_THRESHOLD / width))
+    lo, hi = interval_counts(blended, width)
     return Forecast.from_kl(blended, interval=(lo, hi), method="early", cost_fraction=k / config.train.epochs,
                             notes=[f"trained {k} of {config.train.epochs} epochs"])
 

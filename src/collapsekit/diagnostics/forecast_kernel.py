@@ -1,0 +1,87 @@
+"""The pure kernels of the end-of-run forecast, one home for both users: :mod:`collapsekit.forecast` (the methods
+``collapsekit forecast`` runs) and the collapse monitor (:mod:`collapsekit.training.monitor`, which forecasts
+during training). They sit here, below both, because the monitor may not import the forecast package.
+
+* :func:`closed_form_kl` — the linear optimum's KL per rank (docs/theory.md §2) for a configuration and moments,
+  any likelihood treated as Gaussian; :func:`compact` — the same moments in fewer coordinates;
+* :func:`extrapolate` — each dimension's KL at the end of the run from its KL trajectory so far;
+* :func:`interval_counts` — the stated interval of a forecast KL per rank;
+* the constants tuned on the benchmark's tuning split (bench/forecast/score.py; docs/forecast.md):
+  :data:`EARLY_DEFAULTS` (the early-training method) and :data:`DEFAULT_WIDTH` (the closed forms' interval
+  factors).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from collapsekit.activity import KL_ACTIVE_THRESHOLD
+from collapsekit.diagnostics.theory_compare import TheorySetting, predict_for
+from collapsekit.errors import ParameterError
+from collapsekit.theory import Moments
+
+__all__ = ["COMPACT_MODES", "DEFAULT_WIDTH", "EARLY_DEFAULTS", "FLOOR", "closed_form_kl", "compact", "extrapolate",
+           "interval_counts"]
+
+#: Interval factor c of each closed-form method when none is given: the values tuned on the benchmark's tuning
+#: split (bench/forecast/score.py; docs/forecast.md).
+DEFAULT_WIDTH: dict[str, float] = {"closed_form": 4.0, "posthoc": 8.0, "adjusted": 2.8284271247461903}
+#: The early-training method's constants tuned likewise: those of the trajectory-alone variant (w = 1). The
+#: blend's own tuned weight was 0 — on the tuning split the trajectory did not improve the closed form's mean
+#: absolute error — so a user who spends a budget gets the trajectory's forecast.
+EARLY_DEFAULTS: dict[str, float] = {"gamma": 1.0, "weight": 1.0, "width": 30.0}
+#: Smallest KL (nats) a trajectory is read at: log KL of a fully collapsed dimension stays finite.
+FLOOR = 1e-6
+#: Leading modes kept by :func:`compact`: more than any latent size of the benchmark.
+COMPACT_MODES = 64
+
+
+def compact(config: Any, moments: Moments) -> Moments:
+    """Moments with the same VAE / hierarchy closed form in fewer coordinates: those closed forms depend on the
+    leading eigenvalues of E[xxᵀ] only (rotation invariance), so a diagonal of the leading
+    :data:`COMPACT_MODES` gives the same KL per dimension (a CVAE's moments are returned as they are)."""
+    if config.model.kind == "cvae" or moments.d_x <= max(COMPACT_MODES, *config.model.latent_dims):
+        return moments
+    return Moments(xx=np.diag(moments.vae_spectrum()[:COMPACT_MODES] ** 2))
+
+
+def closed_form_kl(config: Any, moments: Moments, *, beta_scale: float = 1.0,
+                   eta_dec: float | None = None) -> np.ndarray:
+    """The closed form's KL per dimension of the summary level (largest first) for ``config`` on ``moments``,
+    treating any likelihood as Gaussian with decoder std ``eta_dec`` (default: the configured one)."""
+    setting = TheorySetting.from_config(config, eta_dec=eta_dec, beta_scale=beta_scale)
+    setting.likelihood, setting.objective = "gaussian", "elbo"
+    if setting.kind == "hvae" and setting.sigma1 is None:
+        raise ParameterError("the MHVAE closed form needs a fixed σ₁ (model.sigma1: a number)")
+    _, kl = list(predict_for(setting, moments).values())[-1]
+    return np.sort(np.asarray(kl, float))[::-1]
+
+
+def extrapolate(trajectory: Any, total_epochs: int, *, gamma: float, done: int | None = None) -> np.ndarray:
+    """Each dimension's KL at the end of the run from its trajectory (rows: epochs, columns: dimensions).
+
+    A dimension whose KL is falling has its log KL extrapolated linearly to the end of the run at ``gamma`` times
+    its slope over the last two epochs (one where only two rows are given); a rising or flat one keeps its last
+    value. Only the last three rows are read. ``done``: epochs of the run the last row closes (default: the rows
+    given; the monitor, which keeps only the last rows, passes its epoch count).
+    """
+    kl = np.maximum(np.asarray(trajectory, float), FLOOR)
+    if kl.ndim != 2 or kl.shape[0] < 1:
+        raise ParameterError("a KL trajectory needs at least one epoch of per-dimension KL")
+    rows = kl.shape[0]
+    done = rows if done is None else int(done)
+    last = np.log(kl[-1])
+    if rows == 1:
+        return np.exp(last)
+    m = min(2, rows - 1)
+    slope = (np.log(kl[-1]) - np.log(kl[-1 - m])) / m
+    return np.exp(last + gamma * np.minimum(slope, 0.0) * max(total_epochs - done, 0))
+
+
+def interval_counts(kl: Any, width: float) -> tuple[int, int]:
+    """``(lo, hi)``: the dimensions whose forecast KL clears the active threshold times / divided by ``width``."""
+    values = np.asarray(kl, float)
+    return (int(np.count_nonzero(values >= KL_ACTIVE_THRESHOLD * width)),
+            int(np.count_nonzero(values >= KL_ACTIVE_THRESHOLD / width)))
