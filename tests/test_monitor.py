@@ -429,7 +429,8 @@ def test_epoch_metrics_for_the_trainer_record(data):
     monitor.end_epoch()
     metrics = monitor.epoch_metrics()
     assert set(metrics) == {"n_active", "active_units", "mutual_info_minibatch", "mutual_info_ceiling",
-                            "collapsed_dims", "collapse_warnings"}
+                            "collapsed_dims", "collapse_warnings", "forecast"}
+    assert metrics["forecast"] is None           # no total_epochs: nothing to forecast towards
     assert len(metrics["active_units"]) == 2 and len(metrics["collapsed_dims"]) == 2
     # the headline count on the epoch's batches: the dimensions not listed as collapsed
     assert [n + len(c) for n, c in zip(metrics["n_active"], metrics["collapsed_dims"])] == [4, 3]

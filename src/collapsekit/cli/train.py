@@ -85,6 +85,9 @@ TRAIN_FLAGS: tuple[tuple[str, str, dict[str, Any]], ...] = (
                                        "help": "no progress bar or per-epoch lines on stderr"}),
     ("--no-monitor", "train.monitor", {"action": "store_const", "const": False,
                                        "help": "no collapse monitor (per-epoch active units, MI, warnings)"}),
+    ("--min-active", "train.min_active", {"type": int, "metavar": "K",
+                                          "help": "warn as soon as the monitor's forecast says the run ends with "
+                                                  "fewer than K active latent dimensions (of the top level)"}),
 )
 
 

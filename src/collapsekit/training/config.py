@@ -162,6 +162,9 @@ class TrainConfig(_Section):
     progress: bool = True
     #: The CollapseMonitor: per-epoch active units, minibatch MI and collapse warnings with their causes.
     monitor: bool = True
+    #: Warn (one CollapseWarning) the first time the monitor's forecast says the run ends with fewer active
+    #: dimensions of the summary level than this (``--min-active K``; needs the monitor).
+    min_active: int | None = Field(default=None, ge=1)
     #: Write a checkpoint every this many epochs (the final epoch always gets one).
     checkpoint_every: int = Field(default=1, ge=1)
     #: How many of the newest checkpoints stay on disk (a corrupt newest one falls back to the one before).
@@ -185,6 +188,17 @@ class RunConfig(_Section):
         if self.train.early_stop is not None and self.data.val_fraction is None:
             raise ValueError("train.early_stop watches the validation loss: set data.val_fraction (--val-fraction F) "
                              "too")
+        return self
+
+    @model_validator(mode="after")
+    def _min_active_fits(self) -> "RunConfig":
+        k = self.train.min_active
+        if k is not None and not self.train.monitor:
+            raise ValueError("train.min_active (--min-active) is a warning of the collapse monitor: it needs "
+                             "train.monitor: true")
+        if k is not None and k > self.model.latent_dims[-1]:
+            raise ValueError(f"train.min_active (--min-active) is {k}, more than the {self.model.latent_dims[-1]} "
+                             "latent dimensions of the summary level")
         return self
 
     @classmethod

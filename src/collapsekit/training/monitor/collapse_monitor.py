@@ -21,8 +21,9 @@ from collapsekit.diagnostics.gaussian import kl_to_prior
 from collapsekit.diagnostics.mutual_info import mutual_info_one_batch
 from collapsekit.errors import ParameterError
 from collapsekit.theory import Moments
-from collapsekit.training.monitor.events import CollapseEvent
+from collapsekit.training.monitor.events import CollapseEvent, CollapseWarning
 from collapsekit.training.monitor.explainer import CollapseExplainer
+from collapsekit.training.monitor.forecaster import EndForecaster
 from collapsekit.training.monitor.hysteresis import Hysteresis
 from collapsekit.training.monitor.options import MonitorOptions
 from collapsekit.training.monitor.sums import LevelSums, accumulation_dtype
@@ -61,8 +62,8 @@ class CollapseMonitor:
     **keywords
         Any field of :class:`MonitorOptions`: ``eta_enc``, ``patience``, ``recover_factor``,
         ``au_threshold``, ``mi_examples``, ``model_kind``, ``moments``, ``hyper``, ``schedule``,
-        ``total_steps``, ``linear``, ``loss_reduction``, ``n_features``, ``warn``, ``log``, ``seed``
-        (each is also an attribute of the monitor).
+        ``total_steps``, ``linear``, ``loss_reduction``, ``n_features``, ``warn``, ``log``, ``seed``,
+        ``total_epochs``, ``forecast_base``, ``min_active`` (each is also an attribute of the monitor).
 
     Raises
     ------
@@ -88,6 +89,9 @@ class CollapseMonitor:
     warn = _Option()
     log = _Option()
     seed = _Option()
+    total_epochs = _Option()
+    forecast_base = _Option()
+    min_active = _Option()
 
     def __init__(self, options: MonitorOptions | None = None, *, data: Any = None, **keywords: Any) -> None:
         if options is not None and not isinstance(options, MonitorOptions):
@@ -112,6 +116,8 @@ class CollapseMonitor:
         self._primary: str | None = None     # the level whose update() calls count optimiser steps
         self._prior_var: dict[str, Tensor] = {}
         self._last: dict[str, Any] = {}
+        total = self.options.total_epochs
+        self.forecaster = None if total is None else EndForecaster(total, self.options.forecast_base)
 
     @classmethod
     def from_config(cls, config: Any, data: Any = None, *, total_steps: int | None = None,
@@ -145,12 +151,17 @@ class CollapseMonitor:
             hyper["beta"] = objective.beta
         theory_applies = objective.name == "elbo" and model.likelihood == "gaussian" and not model.learn_eta_dec \
             and not zero_beta(objective.beta)
-        if moments is None and data is not None and theory_applies:
+        closed_form_applies = not zero_beta(objective.beta) and objective.name == "elbo"
+        if moments is None and data is not None and (theory_applies or closed_form_applies):
             x, y = (data.x, data.y) if hasattr(data, "x") else (data if isinstance(data, tuple) else (data, None))
             width = int(x.shape[1]) + (0 if y is None else int(y.shape[1]))
             if width <= max_features:
                 moments = Moments.from_data(_rows(x), None if y is None else _rows(y))
         schedule = build_schedule(config.schedule.name, **config.schedule.settings)
+        kwargs.setdefault("total_epochs", config.train.epochs)
+        kwargs.setdefault("min_active", config.train.min_active)
+        if "forecast_base" not in kwargs and moments is not None and closed_form_applies:
+            kwargs["forecast_base"] = _closed_form_base(config, moments)
         return cls(model_kind=model.kind, moments=moments if theory_applies else None, hyper=hyper,
                    schedule=schedule, total_steps=total_steps, linear=model.arch == "linear",
                    eta_enc=model.eta_enc, **kwargs)
@@ -352,21 +363,38 @@ class CollapseMonitor:
                                                    n_collapsed_now=int(collapsed.size)))
         self._sums = {}
         self._last = stats
+        forecast, short = self._forecast(stats)
         self.history.append({"epoch": self.epoch, "step": self.step, "levels": stats,
-                             "warnings": [e.message for e in events]})
+                             "warnings": [e.message for e in events] + ([short] if short else []),
+                             "forecast": forecast})
         for event in events:
             self.warnings_issued.append(event)
             self._say(event.message)
             if self.warn:
                 warnings.warn(event.warning(), stacklevel=2)
+        if short:
+            self._say(short)
+            if self.warn:
+                warnings.warn(CollapseWarning(short, level=self.levels[-1], epoch=self.epoch), stacklevel=2)
         return stats
+
+    def _forecast(self, stats: dict[str, dict[str, Any]]) -> tuple[dict[str, Any] | None, str | None]:
+        """The epoch's forecast of the run's end for the summary level, and the ``min_active`` warning's text."""
+        top = self.levels[-1] if self._states else None
+        if self.forecaster is None or top not in stats:
+            return None, None
+        record = self.forecaster.step(stats[top]["kl_per_dim"], epoch=self.epoch, step=self.step,
+                                      schedule=self.schedule)
+        return record, self.forecaster.warning(record, self.min_active, top)
 
     def epoch_metrics(self) -> dict[str, Any]:
         """The last epoch's numbers for a trainer's metrics record, one entry per level (bottom to top):
         ``n_active`` (the headline count on the epoch's batches, :mod:`collapsekit.activity`),
         ``active_units`` (Burda's), ``mutual_info_minibatch`` (nats; None where not estimated),
-        ``mutual_info_ceiling`` (log B), ``collapsed_dims`` (indices with KL < 0.01 nats this epoch), and
-        ``collapse_warnings`` (texts of the warnings issued at that epoch)."""
+        ``mutual_info_ceiling`` (log B), ``collapsed_dims`` (indices with KL < 0.01 nats this epoch),
+        ``collapse_warnings`` (texts of the warnings issued at that epoch) and ``forecast`` (the end-of-run
+        forecast of the summary level, :meth:`.forecaster.EndForecaster.step`'s record; None without
+        ``total_epochs`` or a method that applies)."""
         levels = list(self._last.values())
         last = self.history[-1] if self.history else {"warnings": []}
         return {"n_active": [s["n_active"] for s in levels],
@@ -374,7 +402,7 @@ class CollapseMonitor:
                 "mutual_info_minibatch": [s["mutual_info_minibatch"] for s in levels],
                 "mutual_info_ceiling": [s["mutual_info_ceiling"] for s in levels],
                 "collapsed_dims": [s["collapsed"] for s in levels],
-                "collapse_warnings": list(last["warnings"])}
+                "collapse_warnings": list(last["warnings"]), "forecast": last.get("forecast")}
 
     def _mutual_info(self, sums: LevelSums) -> tuple[float | None, float | None]:
         """He et al.'s minibatch estimate on the kept batch (:func:`~collapsekit.diagnostics.mutual_info.
@@ -412,11 +440,15 @@ class CollapseMonitor:
         self._sums = {}
 
     def state_dict(self) -> dict[str, Any]:
-        """JSON-ready state (hysteresis counters, history, warnings) so a resumed run keeps its memory.
+        """JSON-ready state (hysteresis counters, history, warnings, the forecast's memory) so a resumed run keeps
+        its memory.
         The partial sums of an unfinished epoch are not saved: save at epoch ends."""
-        return {"format": STATE_FORMAT, "epoch": self.epoch, "step": self.step, "primary": self._primary,
-                "levels": {name: state.to_dict() for name, state in self._states.items()},
-                "history": self.history, "warnings_issued": [e.to_dict() for e in self.warnings_issued]}
+        state = {"format": STATE_FORMAT, "epoch": self.epoch, "step": self.step, "primary": self._primary,
+                 "levels": {name: state.to_dict() for name, state in self._states.items()},
+                 "history": self.history, "warnings_issued": [e.to_dict() for e in self.warnings_issued]}
+        # the forecast's memory (last epochs' KL, its warning) where the monitor forecasts: an optional key, so
+        # the format stays 1 and a state written before it loads as it was
+        return state if self.forecaster is None else state | {"forecast": self.forecaster.state_dict()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict`."""
@@ -428,6 +460,27 @@ class CollapseMonitor:
         self.warnings_issued = [CollapseEvent.from_dict(e) for e in state["warnings_issued"]]
         self._last = self.history[-1]["levels"] if self.history else {}
         self._sums = {}
+        if self.forecaster is not None:       # a state saved before the monitor forecast has no "forecast"
+            self.forecaster.load_state_dict(state.get("forecast"), self.history, self.levels[-1] if self._states
+                                            else None)
+
+
+def _closed_form_base(config: Any, moments: Moments) -> dict[str, Any] | None:
+    """The closed form from the configuration (configured β and η_dec, raw moments, any likelihood read as a
+    Gaussian), as :func:`collapsekit.forecast.closed_form` computes it: the monitor's forecast where the KL
+    trajectory cannot be extrapolated. None where the closed form does not apply (e.g. an MHVAE with a learned σ₁)."""
+    from collapsekit.activity import count_active
+    from collapsekit.diagnostics.forecast_kernel import DEFAULT_WIDTH, closed_form_kl, compact
+
+    width = DEFAULT_WIDTH["closed_form"]
+    try:
+        reduced = compact(config, moments)
+        kl = closed_form_kl(config, reduced)
+        lo, hi = (count_active(closed_form_kl(config, reduced, beta_scale=m)) for m in (width, 1 / width))
+    except (ParameterError, ValueError, np.linalg.LinAlgError):
+        return None
+    n = count_active(kl)
+    return {"n_active": n, "interval": [min(lo, n), max(hi, n)], "kl_per_rank": [float(v) for v in kl]}
 
 
 def _rows(values: Any) -> Any:

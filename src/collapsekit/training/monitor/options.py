@@ -16,6 +16,7 @@ from collapsekit._validation import positive, zero_beta
 from collapsekit.diagnostics.explain import read_hyper
 from collapsekit.errors import ParameterError
 from collapsekit.theory import Moments
+from collapsekit.training.monitor.forecaster import check_base
 
 #: How a plain loop's reconstruction loss may reduce over features.
 LOSS_REDUCTIONS: tuple[str, ...] = ("sum", "mean")
@@ -70,6 +71,18 @@ class MonitorOptions:
         How a plain loop's reconstruction loss reduces over features (``"mean"`` adds the β·D hint).
     n_features : int, optional
         D, for that hint; ``update_output`` records it from the target.
+
+    Forecast of the run's end (:mod:`.forecaster`)
+    ----------------------------------------------
+    total_epochs : int, optional
+        Epochs of the whole run: with it, every epoch's record forecasts the end-of-run count of active
+        dimensions of the summary level, with an interval (without it, no forecast).
+    forecast_base : dict, optional
+        The closed form from the configuration (``n_active``, ``interval``, ``kl_per_rank``): the forecast where
+        the trajectory cannot be extrapolated (a β warm-up in progress, a cyclical or capacity schedule).
+    min_active : int, optional
+        Warn (one :class:`~collapsekit.training.monitor.CollapseWarning`) the first time the forecast says the
+        run ends with fewer active dimensions than this; needs ``total_epochs``.
     """
 
     eta_enc: float | Mapping[str, float] = 1.0
@@ -88,6 +101,9 @@ class MonitorOptions:
     warn: bool = True
     log: Callable[[str], Any] | None = None
     seed: int = 0
+    total_epochs: int | None = None
+    forecast_base: Mapping[str, Any] | None = None
+    min_active: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.eta_enc, Mapping):
@@ -112,6 +128,11 @@ class MonitorOptions:
         self.linear = bool(self.linear)
         self.warn = bool(self.warn)
         self.seed = int(self.seed)
+        self.total_epochs = None if self.total_epochs is None else _count("total_epochs", self.total_epochs)
+        self.forecast_base = check_base(self.forecast_base)
+        self.min_active = None if self.min_active is None else _count("min_active", self.min_active)
+        if self.min_active is not None and self.total_epochs is None:
+            raise ParameterError("min_active needs total_epochs: the forecast extrapolates to the run's last epoch")
 
     def eta_enc_of(self, level: str) -> float:
         """η_enc of ``level`` (1 for a level a per-level dict does not name)."""
