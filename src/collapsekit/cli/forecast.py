@@ -42,12 +42,20 @@ def run(args: argparse.Namespace) -> int:
 
         check_writable(args.out, what="--out", directory=True)
     result = forecast_config(config, budget=args.budget, run_dir=args.out)
-    from collapsekit.forecast.accuracy import annotate, evidence
+    from collapsekit.forecast.accuracy import annotate
 
     if args.json:
         print(json.dumps(annotate(result.to_dict(), config.model.arch), indent=2, allow_nan=False))
         return 0
+    print_forecast(result, config)
+    return 0
+
+
+def print_forecast(result: Any, config: Any) -> None:
+    """A forecast as a table (rank, forecast KL, active) and one sentence with its interval and, for a nonlinear
+    model, the method's measured accuracy on the benchmark (``collapsekit forecast`` and ``predict --config``)."""
     from collapsekit.activity import KL_ACTIVE_THRESHOLD
+    from collapsekit.forecast.accuracy import evidence
     from collapsekit.formatting import cell
 
     print(f"{'rank':>4}  {'forecast KL (nats)':>18}  active")
@@ -61,4 +69,3 @@ def run(args: argparse.Namespace) -> int:
           + ").")
     for note in result.notes:
         print(f"  note: {note}")
-    return 0

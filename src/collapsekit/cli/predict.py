@@ -16,8 +16,13 @@ def add_parser(verbs: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = verbs.add_parser(
         "predict", help="predict collapse from the data before training (closed forms)",
         description="Closed-form optimum of the linear model on your data: which latent dimensions collapse, "
-                    "their KL (nats) and critical β.")
-    add_model_argument(parser)
+                    "their KL (nats) and critical β. With --config RUN.yaml instead of a model: the prediction for "
+                    "that run — the exact closed form for a linear model; for a nonlinear one the closed-form "
+                    "forecast with its interval and its measured accuracy on the benchmark (docs/forecast.md).")
+    add_model_argument(parser, optional=True)
+    parser.add_argument("--config", metavar="RUN.yaml",
+                        help="a run configuration (as `train --config` reads) in place of the model, data and "
+                             "hyper-parameter options")
     add_data_options(parser)
     add_hyper_options(parser)
     out = parser.add_argument_group("output")
@@ -38,6 +43,14 @@ def run(args: argparse.Namespace) -> int:
     for flag, path in (("--plot", args.plot), ("--save", args.save)):
         if path:
             check_writable(path, what=flag, directory=False)
+    if args.config is not None:
+        from collapsekit.cli.predict_config import run_config
+
+        return run_config(args)
+    if args.model is None:
+        from collapsekit.errors import ParameterError
+
+        raise ParameterError("predict needs a model (vae, cvae, hvae) or --config RUN.yaml")
     deprecated = use_current_names(args)
     grid = settings(args)
     print_deprecation_note(deprecated)

@@ -56,10 +56,12 @@ def default(model: str, name: str) -> Any:
     return _closed_form_parameters(model)[name].default
 
 
-def add_model_argument(parser: argparse.ArgumentParser) -> None:
-    """The positional model name: vae, cvae or hvae (mhvae: deprecated)."""
+def add_model_argument(parser: argparse.ArgumentParser, *, optional: bool = False) -> None:
+    """The positional model name: vae, cvae or hvae (mhvae: deprecated); ``optional``: it may be left out (where
+    a run configuration can name the model instead)."""
     names = sorted(THEORY_NAMES)
     parser.add_argument("model", choices=sorted([*names, *MODEL_ALIASES]), metavar="{" + ",".join(names) + "}",
+                        nargs="?" if optional else None,
                         help="the linear model (hvae: the two-level hierarchical VAE; 'mhvae' is a deprecated "
                              "spelling)")
 
