@@ -119,7 +119,9 @@ def test_the_trainer_resumes_a_batched_run(tmp_path):
     resumed = Trainer(long, tmp_path / "run", resume=True).fit()
     straight = Trainer(long, tmp_path / "straight").fit()
     assert_same_tensors(resumed.model.state_dict(), straight.model.state_dict(), "resumed")
-    assert records(tmp_path / "run") == records(tmp_path / "straight")
+    # the monitor's forecast aims at the epochs configured when each epoch ran (2 here, then 3): left out
+    unaimed = lambda rows: [{k: v for k, v in r.items() if k != "forecast"} for r in rows]  # noqa: E731
+    assert unaimed(records(tmp_path / "run")) == unaimed(records(tmp_path / "straight"))
 
 
 @pytest.mark.parametrize("overrides, field", [

@@ -188,6 +188,6 @@ def test_the_shipped_constants_are_the_ones_tuned_on_the_benchmarks_tuning_split
 def test_the_evidence_shipped_with_a_forecast_is_the_benchmarks_reporting_split():
     measured = json.loads((ROOT / "bench" / "forecast" / "results" / "accuracy.json").read_text(encoding="utf-8"))
     assert fc.MEASURED == measured
-    assert fc.benchmark_accuracy("closed_form", "linear") is None and fc.benchmark_accuracy("posthoc") is None
+    assert fc.benchmark_accuracy("closed_form", "linear") is None and fc.benchmark_accuracy("adjusted") is None
     sentence = fc.evidence("closed_form")
     assert f"within ±1 on {100 * measured['closed_form']['within1']:.0f} %" in sentence

@@ -368,7 +368,8 @@ def main() -> int:
         truth_shape[shape] += 1
     out += [f"Measured counts (all rows): {truth_shape['all collapsed']} all collapsed, {truth_shape['partial']} "
             f"partial, {truth_shape['all active']} all active.", ""]
-    shipped = {"closed_form": "closed_form", "early": "early_only"}       # what collapsekit forecast returns
+    # what collapsekit forecast returns, and the post-hoc closed form that diagnose's theory column shows
+    shipped = {"closed_form": "closed_form", "posthoc": "posthoc", "early": "early_only"}
     accuracy = {name: {k: round(v, 4) for k, v in metrics(on_reporting[method]).items() if k != "log_kl"}
                 | {"configurations": configs(reporting)} for name, method in shipped.items()}
     (RESULTS / "accuracy.json").write_text(json.dumps(accuracy, indent=1) + "\n", encoding="utf-8")

@@ -273,7 +273,7 @@ def print_collapse_report(report: Any, console: Console | None = None, *, max_ro
         if theory is not None:
             mark = "[green]agrees[/green]" if theory.agrees else "[red]differs[/red]"
             out.print(escape(f"  theory ({theory.label}, {theory.theorem}): {theory.n_active_predicted} active "
-                             f"predicted, {theory.n_active_measured} measured — ") + mark
+                             f"predicted{theory.qualifier}, {theory.n_active_measured} measured — ") + mark
                       + escape(f": {theory.difference()}" if not theory.agrees else ""), soft_wrap=True)
 
     if report.explanations:

@@ -6,7 +6,7 @@ during training). They sit here, below both, because the monitor may not import 
   any likelihood treated as Gaussian; :func:`compact` — the same moments in fewer coordinates;
 * :func:`extrapolate` — each dimension's KL at the end of the run from its KL trajectory so far;
 * :func:`interval_counts` — the stated interval of a forecast KL per rank;
-* the constants tuned on the benchmark's tuning split (bench/forecast/score.py; docs/forecast.md):
+* re-exported from :mod:`.forecast_accuracy` (the benchmark's numbers): the constants tuned on its tuning split,
   :data:`EARLY_DEFAULTS` (the early-training method) and :data:`DEFAULT_WIDTH` (the closed forms' interval
   factors).
 """
@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from collapsekit.activity import KL_ACTIVE_THRESHOLD
+from collapsekit.diagnostics.forecast_accuracy import DEFAULT_WIDTH, EARLY_DEFAULTS
 from collapsekit.diagnostics.theory_compare import TheorySetting, predict_for
 from collapsekit.errors import ParameterError
 from collapsekit.theory import Moments
@@ -25,13 +26,6 @@ from collapsekit.theory import Moments
 __all__ = ["COMPACT_MODES", "DEFAULT_WIDTH", "EARLY_DEFAULTS", "FLOOR", "closed_form_kl", "compact", "extrapolate",
            "interval_counts"]
 
-#: Interval factor c of each closed-form method when none is given: the values tuned on the benchmark's tuning
-#: split (bench/forecast/score.py; docs/forecast.md).
-DEFAULT_WIDTH: dict[str, float] = {"closed_form": 4.0, "posthoc": 8.0, "adjusted": 2.8284271247461903}
-#: The early-training method's constants tuned likewise: those of the trajectory-alone variant (w = 1). The
-#: blend's own tuned weight was 0 — on the tuning split the trajectory did not improve the closed form's mean
-#: absolute error — so a user who spends a budget gets the trajectory's forecast.
-EARLY_DEFAULTS: dict[str, float] = {"gamma": 1.0, "weight": 1.0, "width": 30.0}
 #: Smallest KL (nats) a trajectory is read at: log KL of a fully collapsed dimension stays finite.
 FLOOR = 1e-6
 #: Leading modes kept by :func:`compact`: more than any latent size of the benchmark.

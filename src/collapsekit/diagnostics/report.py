@@ -52,6 +52,12 @@ class TheoryComparison:
         β above which each predicted dimension collapses (same order as ``kl_per_dim``).
     hyperparameters : dict
         The values the prediction used (β, η_enc, η_dec, ...).
+    interval : [int, int], optional
+        For an estimate (not exact): the predicted counts at β multiplied and divided by the post-hoc closed
+        form's interval factor (tuned on the benchmark, docs/forecast.md); None where the theory is exact.
+    benchmark : dict, optional
+        For a nonlinear model: that closed form's measured accuracy on the benchmark's reporting split
+        (:data:`collapsekit.diagnostics.forecast_accuracy.MEASURED`); None otherwise.
     """
 
     model: str
@@ -64,6 +70,19 @@ class TheoryComparison:
     n_active_measured: int
     critical_beta: list[float] = field(default_factory=list)
     hyperparameters: dict[str, Any] = field(default_factory=dict)
+    interval: list[int] | None = None
+    benchmark: dict[str, float] | None = None
+
+    @property
+    def qualifier(self) -> str:
+        """What qualifies an estimate's count, e.g. " (interval 1–3; within ±1 on 49 % of comparable benchmark
+        runs)"; "" for an exact prediction."""
+        parts = []
+        if self.interval is not None:
+            parts.append(f"interval {self.interval[0]}–{self.interval[1]}")
+        if self.benchmark is not None:
+            parts.append(f"within ±1 on {100 * self.benchmark['within1']:.0f} % of comparable benchmark runs")
+        return f" ({'; '.join(parts)})" if parts else ""
 
     @property
     def agrees(self) -> bool:

@@ -10,7 +10,7 @@ prediction is set beside the measurement sorted by KL.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -18,6 +18,7 @@ import numpy as np
 from collapsekit._validation import zero_beta, zero_beta_note
 from collapsekit.activity import count_active
 from collapsekit.diagnostics.explain import Explanation
+from collapsekit.diagnostics.forecast_accuracy import DEFAULT_WIDTH, benchmark_accuracy
 from collapsekit.diagnostics.report import CollapseReport, TheoryComparison
 from collapsekit.errors import ParameterError
 from collapsekit.theory import Moments, Prediction, predict_cvae, predict_mhvae, predict_vae
@@ -168,6 +169,8 @@ def compare_with_theory(report: CollapseReport, setting: TheorySetting, moments:
         return report
     report.notes.extend(setting.notes)
     exact = setting.linear and not setting.notes
+    intervals = {} if exact else _intervals(setting, moments)
+    benchmark = None if exact else benchmark_accuracy("posthoc", "linear" if setting.linear else "nonlinear")
     for name, (prediction, kl_predicted) in predict_for(setting, moments).items():
         try:
             level = report.level(name)
@@ -186,8 +189,19 @@ def compare_with_theory(report: CollapseReport, setting: TheorySetting, moments:
             n_active_predicted=count_active(predicted_sorted),
             n_active_measured=level.n_active,
             critical_beta=[float(v) for v in np.asarray(critical, float)[order]],
-            hyperparameters=_plain(prediction.hyperparameters))
+            hyperparameters=_plain(prediction.hyperparameters), interval=intervals.get(name), benchmark=benchmark)
     return report
+
+
+def _intervals(setting: TheorySetting, moments: Moments) -> dict[str, list[int]]:
+    """Per level: the predicted counts at β·c and β/c, c the post-hoc closed form's interval factor tuned on the
+    benchmark (:data:`~collapsekit.diagnostics.forecast_accuracy.DEFAULT_WIDTH`), as ``collapsekit.forecast``
+    states its intervals."""
+    width = DEFAULT_WIDTH["posthoc"]
+    counts = [{name: count_active(kl) for name, (_, kl) in
+               predict_for(replace(setting, beta=[b * m for b in setting.beta]), moments).items()}
+              for m in (width, 1 / width)]
+    return {name: [counts[0][name], counts[1][name]] for name in counts[0]}
 
 
 def _plain(values: dict[str, Any]) -> dict[str, Any]:

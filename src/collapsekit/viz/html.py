@@ -88,7 +88,7 @@ def _alt(name: str, report: CollapseReport) -> str:
     """A text alternative that says what the figure shows, with the numbers that matter."""
     levels = "; ".join(verdict(level) for level in report.levels)
     if name == "kl_per_dim":
-        theory = [f"{lv.name}: theory ({lv.theory.label}) predicts {lv.theory.n_active_predicted} active, "
+        theory = [f"{lv.name}: theory ({lv.theory.label}) predicts {lv.theory.n_active_predicted} active{lv.theory.qualifier}, "
                   f"{lv.theory.n_active_measured} measured" for lv in report.levels if lv.theory is not None]
         return ("Bar chart of the measured KL per latent dimension in nats, sorted from largest to smallest, on a "
                 f"log axis with the collapse threshold ε as a dashed line. {levels}."

@@ -120,7 +120,7 @@ def _kl_panel(ax: Any, level: LevelReport, max_dims: int) -> None:
     if more > 0:
         headline += f" ({more} with the smallest KL not shown)"
     if theory is not None:
-        headline += (f"\ntheory ({theory.label}): {theory.n_active_predicted} active predicted, "
+        headline += (f"\ntheory ({theory.label}): {theory.n_active_predicted} active predicted{theory.qualifier}, "
                      f"{theory.n_active_measured} measured")
     ax.set_title(headline, loc="left")
 

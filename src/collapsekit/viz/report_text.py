@@ -109,7 +109,7 @@ def theory_line(level: LevelReport) -> str | None:
     if theory is None:
         return None
     agreement = "agrees" if theory.agrees else f"differs: {theory.difference()}"
-    return (f"Theory ({theory.label}, {theory.theorem}): {theory.n_active_predicted} active dimensions predicted, "
+    return (f"Theory ({theory.label}, {theory.theorem}): {theory.n_active_predicted} active dimensions predicted{theory.qualifier}, "
             f"{theory.n_active_measured} measured — {agreement}.")
 
 
