@@ -181,3 +181,18 @@ def test_a_monitor_state_written_before_the_forecast_still_loads():
     assert 0.025 * math.exp(-math.log(2) * 17) < 0.01 / 30
     assert (forecast["n_active"], forecast["interval"], forecast["epoch"]) == (3, [2, 3], 3)
     assert "forecast" in monitor.state_dict()
+
+
+def test_the_monitors_closed_form_is_the_forecast_packages():
+    from collapsekit.forecast import closed_form
+    from collapsekit.training.builders import load_training_data
+    from collapsekit.training.config import RunConfig
+
+    config = RunConfig.parse({"data": {"spec": DATA}, "model": {"kind": "vae", "arch": "mlp", "latent_dims": [4],
+                                                                "likelihood": "gaussian"},
+                              "objective": {"beta": 0.5}, "train": {"epochs": 10}})
+    data = load_training_data(config)
+    base = CollapseMonitor.from_config(config, data).forecast_base
+    expected = closed_form(config, data)
+    assert (base["n_active"], base["interval"]) == (expected.n_active, list(expected.interval))
+    assert base["kl_per_rank"] == pytest.approx(expected.kl_per_rank, rel=1e-6, abs=1e-9)
