@@ -19,7 +19,7 @@ import numpy as np
 
 from collapsekit.activity import KL_ACTIVE_THRESHOLD
 from collapsekit.diagnostics.forecast_accuracy import DEFAULT_WIDTH, EARLY_DEFAULTS
-from collapsekit.diagnostics.theory_compare import TheorySetting, predict_for
+from collapsekit.diagnostics.theory_compare import TheorySetting, predict_for, unsupported_reason
 from collapsekit.errors import ParameterError
 from collapsekit.theory import Moments
 
@@ -49,6 +49,9 @@ def closed_form_kl(config: Any, moments: Moments, *, beta_scale: float = 1.0,
     setting.likelihood, setting.objective = "gaussian", "elbo"
     if setting.kind == "hvae" and setting.sigma1 is None:
         raise ParameterError("the MHVAE closed form needs a fixed σ₁ (model.sigma1: a number)")
+    reason = unsupported_reason(setting)
+    if reason is not None:                 # e.g. a registered model family with no closed form
+        raise ParameterError(f"no closed form for this configuration: {reason}")
     _, kl = list(predict_for(setting, moments).values())[-1]
     return np.sort(np.asarray(kl, float))[::-1]
 
