@@ -11,8 +11,13 @@ Three variants, each a function of a configuration and its data with the methods
   η_dec² = mean p(1 − p) for a Bernoulli likelihood, and, where η_dec is learned, the η_dec at which the linear
   optimum's reconstruction error equals η_dec² (a fixed point), times a β factor tuned on the benchmark.
 
-The interval of each is the counts at β·c and β/c: the modes whose spectrum lies within a factor ``c`` of the
-collapse threshold are the uncertain ones; ``c`` is tuned on the benchmark's tuning split (docs/forecast.md).
+* :func:`shifted` — :func:`closed_form` with β multiplied by a factor per regime (the schedule: a cyclical
+  schedule's effective β is lower, free bits keep every dimension above the threshold), the factors chosen on
+  the benchmark's tuning split.
+
+The interval of each is split-conformal (:mod:`collapsekit.forecast.intervals`): the forecast ± the 90 %
+conformal quantile of the absolute count residual on the benchmark's tuning split (docs/forecast.md). An
+explicit ``width`` c gives the older interval instead: the counts at β·c and β/c.
 """
 
 from __future__ import annotations
@@ -26,17 +31,19 @@ import numpy as np
 from collapsekit.activity import count_active
 from collapsekit.diagnostics.theory_compare import TheorySetting, predict_for
 from collapsekit.errors import ParameterError
+from collapsekit.forecast.intervals import CONFORMAL, conformal_interval, half_width, regime_of
 from collapsekit.forecast.result import Forecast
 from collapsekit.theory import Moments
 
 __all__ = ["COMPACT_MODES", "adjusted", "bernoulli_eta", "centred_moments", "compact", "method_kl", "closed_form", "closed_form_kl", "final_beta_scale", "learned_eta_estimate",
-           "posthoc", "total_steps"]
+           "posthoc", "shifted", "total_steps"]
 
-#: Interval factor c of each method when none is given: the values tuned on the benchmark's tuning split
-#: (bench/forecast/score.py; docs/forecast.md).
-DEFAULT_WIDTH = {"closed_form": 4.0, "posthoc": 8.0, "adjusted": 2.8284271247461903}
-#: The adjusted method's factor on β (tuned likewise; 1 = the linear optimum).
+#: The adjusted method's factor on β (tuned on the benchmark's tuning split, bench/forecast/score.py; 1 = the
+#: linear optimum).
 DEFAULT_BETA_FACTOR = 1.0
+#: :func:`shifted`'s factor on β: per value of the regime field ``by`` where the tuning split had that regime,
+#: else ``pooled`` (tuned likewise).
+DEFAULT_SHIFT: dict[str, Any] = {"pooled": 0.7071067811865476, "by": "schedule", "regimes": {"constant": 0.7071067811865476, "cyclical": 0.5, "free_bits": 0.015625, "linear": 0.7071067811865476}}
 
 
 def _arrays(data: Any) -> tuple[np.ndarray, np.ndarray | None]:
@@ -125,12 +132,19 @@ def closed_form_kl(config: Any, moments: Moments, *, beta_scale: float = 1.0, et
     return np.sort(np.asarray(kl, float))[::-1]
 
 
-def _forecast(kl_at: Callable[[float], np.ndarray], *, width: float, method: str, notes: list[str]) -> Forecast:
-    """The forecast from ``kl_at(m)``, the closed form's KL with β multiplied by m: the count at m = 1, the
-    interval from m = width (fewer dimensions) and m = 1/width (more)."""
+def _forecast(kl_at: Callable[[float], np.ndarray], *, width: float | None, method: str, notes: list[str],
+              config: Any = None) -> Forecast:
+    """The forecast from ``kl_at(m)``, the closed form's KL with β multiplied by m: the count at m = 1; the
+    interval conformal (``width`` None: ± the method's calibrated half-width for the configuration's regime) or
+    from m = width (fewer dimensions) and m = 1/width (more)."""
+    kl = kl_at(1.0)
+    if width is None:
+        linear = config is not None and config.model.arch == "linear"     # exact at the optimum
+        q = 0.0 if linear else half_width(CONFORMAL[method], regime_of(config) if config is not None else None)
+        n = count_active(kl)
+        return Forecast.from_kl(kl, interval=conformal_interval(n, len(kl), q), method=method, notes=notes)
     if not width >= 1:
         raise ParameterError(f"the interval factor must be ≥ 1, got {width:g}")
-    kl = kl_at(1.0)
     if width == 1:
         return Forecast.from_kl(kl, method=method, notes=notes)
     lo, hi = count_active(kl_at(width)), count_active(kl_at(1 / width))
@@ -193,7 +207,8 @@ def closed_form(config: Any, data: Any, *, width: float | None = None) -> Foreca
     data : TrainingData, Dataset or (x, y)
         The rows the run trains on.
     width : float, optional
-        Interval factor c ≥ 1 (default :data:`DEFAULT_WIDTH`).
+        Interval factor c ≥ 1: the interval is the counts at β·c and β/c. Default: the split-conformal
+        interval (:mod:`collapsekit.forecast.intervals`).
 
     Returns
     -------
@@ -201,16 +216,14 @@ def closed_form(config: Any, data: Any, *, width: float | None = None) -> Foreca
         Cost 0. A Bernoulli likelihood is treated as a Gaussian of the configured η_dec (a note says so).
     """
     kl_at, notes = method_kl("closed_form", config, data)
-    return _forecast(kl_at, width=DEFAULT_WIDTH["closed_form"] if width is None else width, method="closed_form",
-                     notes=notes)
+    return _forecast(kl_at, width=width, method="closed_form", notes=notes, config=config)
 
 
 def posthoc(config: Any, data: Any, *, eta_dec: float | None = None, width: float | None = None) -> Forecast:
     """The post-hoc closed form of ``diagnose`` and the sweep summary: raw moments, the learned η_dec (``eta_dec``,
     read from the trained model) and the schedule's final β factor."""
     kl_at, notes = method_kl("posthoc", config, data, eta_dec=eta_dec)
-    return _forecast(kl_at, width=DEFAULT_WIDTH["posthoc"] if width is None else width, method="posthoc",
-                     notes=notes)
+    return _forecast(kl_at, width=width, method="posthoc", notes=notes, config=config)
 
 
 def centred_moments(config: Any, data: Any) -> Moments:
@@ -230,5 +243,23 @@ def adjusted(config: Any, data: Any, *, width: float | None = None, beta_factor:
     ``data`` when already computed.
     """
     kl_at, notes = method_kl("adjusted", config, data, beta_factor=beta_factor, moments=moments)
-    return _forecast(kl_at, width=DEFAULT_WIDTH["adjusted"] if width is None else width, method="adjusted",
-                     notes=notes)
+    return _forecast(kl_at, width=width, method="adjusted", notes=notes, config=config)
+
+
+def shift_factor(config: Any, shift: dict[str, Any] | None = None) -> float:
+    """:func:`shifted`'s factor on β for the configuration's regime (default :data:`DEFAULT_SHIFT`)."""
+    shift = DEFAULT_SHIFT if shift is None else shift
+    by = shift.get("by")
+    regime = regime_of(config)
+    if by is not None and regime.get(by) in shift.get("regimes", {}):
+        return float(shift["regimes"][regime[by]])
+    return float(shift["pooled"])
+
+
+def shifted(config: Any, data: Any, *, shift: dict[str, Any] | None = None, width: float | None = None) -> Forecast:
+    """:func:`closed_form` (configured β and η_dec, raw moments; cost 0) with β multiplied by the factor of the
+    configuration's regime, chosen on the benchmark's tuning split (``shift``: default :data:`DEFAULT_SHIFT`)."""
+    factor = shift_factor(config, shift)
+    base_kl, notes = method_kl("closed_form", config, data)
+    notes.append(f"β × {factor:.3g}: the benchmark's tuned factor for this regime")
+    return _forecast(lambda m: base_kl(factor * m), width=width, method="shifted", notes=notes, config=config)

@@ -1,0 +1,93 @@
+"""Split-conformal intervals: the coverage they state is the coverage they have, under exchangeability.
+
+Calibrated on synthetic residuals, the interval covers a fresh draw at the stated rate (at least the level, at
+most the level + 1/(m + 1)); per-configuration scores are the largest residual over seeds; regimes with too few
+configurations fall back to the pooled quantile; the closed forms' intervals are the forecast ± that quantile.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from collapsekit import forecast as fc
+from collapsekit.forecast.intervals import (CONFORMAL, calibrate, conformal_interval, conformal_quantile, half_width,
+                                            regime_of)
+from collapsekit.theory import Moments, predict_vae
+from collapsekit.training.config import RunConfig
+
+
+@pytest.mark.parametrize("m", [19, 50, 104])
+def test_a_conformal_interval_covers_at_the_stated_rate(m):
+    # 20,000 independent calibrations: calibration scores and one fresh score, exchangeable (continuous heavy tail)
+    rng = np.random.default_rng(m)
+    trials = 20_000
+    scores = np.abs(rng.standard_t(3, size=(trials, m + 1)))
+    k = math.ceil((m + 1) * 0.9)
+    q = np.sort(scores[:, :m], axis=1)[:, k - 1]
+    coverage = float(np.mean(scores[:, m] <= q))
+    assert conformal_quantile(scores[0, :m], 0.9) == pytest.approx(q[0])
+    # exact theory: coverage = k / (m + 1) ∈ [0.9, 0.9 + 1/(m + 1)]; 4 binomial standard errors of slack
+    se = math.sqrt(0.9 * 0.1 / trials)
+    assert 0.9 - 4 * se <= coverage <= k / (m + 1) + 4 * se
+
+
+def test_integer_residuals_with_ties_cover_at_least_the_level():
+    rng = np.random.default_rng(1)
+    trials, m = 20_000, 52
+    scores = rng.poisson(1.5, size=(trials, m + 1))
+    k = math.ceil((m + 1) * 0.9)
+    q = np.sort(scores[:, :m], axis=1)[:, k - 1]
+    assert float(np.mean(scores[:, m] <= q)) >= 0.9
+
+
+def test_too_few_scores_give_an_unbounded_quantile_and_the_whole_range():
+    assert conformal_quantile([1, 2, 3], 0.9) == math.inf          # ⌈4 · 0.9⌉ = 4 > 3
+    assert conformal_quantile(range(1, 10), 0.9) == 9               # ⌈10 · 0.9⌉ = 9
+    assert conformal_interval(3, 8, math.inf) == (0, 8)
+    assert conformal_interval(3, 8, 2.0) == (1, 5) and conformal_interval(7, 8, 2.0) == (5, 8)
+    with pytest.raises(ValueError):
+        conformal_quantile([1.0], 1.0)
+
+
+def test_calibration_scores_each_configuration_by_its_worst_seed_and_pools_small_regimes():
+    residuals = {f"c{i}": [i % 3, -(i % 5)] for i in range(40)}                  # worst seed: max(i%3, i%5)
+    regimes = {f"c{i}": {"likelihood": "fixed" if i < 30 else "learned"} for i in range(40)}
+    got = calibrate(residuals, regimes, by="likelihood", min_configurations=20)
+    worst = [max(i % 3, i % 5) for i in range(40)]
+    assert got["pooled"] == conformal_quantile(worst)
+    assert got["regimes"] == {"fixed": conformal_quantile(worst[:30])}          # "learned" has 10 < 20
+    assert half_width(got, {"likelihood": "learned"}) == got["pooled"]
+    assert half_width(got, {"likelihood": "fixed"}) == got["regimes"]["fixed"]
+
+
+def _mlp(**model) -> RunConfig:
+    return RunConfig.parse({"model": {"kind": "vae", "arch": "mlp", "latent_dims": [4], **model},
+                            "objective": {"beta": 1.5}, "train": {"epochs": 5, "batch_size": 1000}})
+
+
+def test_the_closed_forms_interval_is_the_forecast_plus_minus_the_calibrated_quantile():
+    x = np.random.default_rng(0).standard_normal((4000, 6)) * np.sqrt([4.0, 2.0, 1.0, 0.5, 0.2, 0.1])
+    config = _mlp()
+    got = fc.closed_form(config, (x, None))
+    q = half_width(CONFORMAL["closed_form"], regime_of(config))
+    assert got.interval == conformal_interval(got.n_active, 4, q)
+    linear = RunConfig.parse({"model": {"kind": "vae", "arch": "linear", "latent_dims": [4]},
+                              "objective": {"beta": 1.5}})
+    exact = fc.closed_form(linear, (x, None))
+    assert exact.interval == (exact.n_active, exact.n_active)                     # exact at the optimum
+
+
+def test_the_shifted_closed_form_is_the_closed_form_at_the_regimes_beta_factor():
+    x = np.random.default_rng(0).standard_normal((4000, 6)) * np.sqrt([4.0, 2.0, 1.0, 0.5, 0.2, 0.1])
+    config = _mlp()
+    assert regime_of(config) == {"arch": "mlp", "likelihood": "fixed", "schedule": "constant", "kind": "vae"}
+    shift = {"pooled": 1.0, "by": "schedule", "regimes": {"constant": 0.25}}
+    got = fc.shifted(config, (x, None), shift=shift, width=1.0)
+    want = predict_vae(Moments.from_data(x), latent_dim=4, beta=1.5 * 0.25)
+    assert got.n_active == want.n_active_headline and got.method == "shifted"
+    np.testing.assert_allclose(got.kl_per_rank, np.sort(want.kl_per_dim)[::-1], rtol=1e-8, atol=1e-12)
+    assert fc.shifted(config, (x, None), shift=shift | {"by": "likelihood"}, width=1.0).n_active == \
+        predict_vae(Moments.from_data(x), latent_dim=4, beta=1.5).n_active_headline    # no such regime: pooled
