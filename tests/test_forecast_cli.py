@@ -63,7 +63,9 @@ def test_the_text_output_is_a_table_and_one_sentence(capsys, tmp_path):
     lines = out.splitlines()
     assert lines[0].split()[0] == "rank" and len([line for line in lines if line.startswith("Forecast:")]) == 1
     assert "of 4 latent dimensions active at the end of the 4-epoch run" in out
-    assert fc.evidence("closed_form") in out
+    from collapsekit.forecast.early import BASE
+
+    assert fc.evidence(BASE) in out
 
 
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path):

@@ -91,3 +91,21 @@ def test_the_shifted_closed_form_is_the_closed_form_at_the_regimes_beta_factor()
     np.testing.assert_allclose(got.kl_per_rank, np.sort(want.kl_per_dim)[::-1], rtol=1e-8, atol=1e-12)
     assert fc.shifted(config, (x, None), shift=shift | {"by": "likelihood"}, width=1.0).n_active == \
         predict_vae(Moments.from_data(x), latent_dim=4, beta=1.5).n_active_headline    # no such regime: pooled
+
+
+def test_a_learned_eta_dec_ends_where_adams_steps_can_take_it(tmp_path):
+    # Adam moves log η_dec by about lr per step: from η₀ = 1, 8 steps at lr 0.03 reach e^-0.24, far above the
+    # linear optimum's fixed point on standardised digits (η² ≈ 1 / latent share): the run ends at the bound
+    from collapsekit.forecast.closed_form import eta_reach
+    from collapsekit.models.likelihoods import decoder_eta
+    from collapsekit.training.trainer import train
+
+    config = RunConfig.parse({"data": {"spec": "digits"}, "objective": {"beta": 1.0},
+                              "model": {"kind": "vae", "arch": "mlp", "latent_dims": [4], "hidden": [16],
+                                        "learn_eta_dec": True, "eta_dec": 1.0},
+                              "optim": {"lr": 0.03},
+                              "train": {"epochs": 2, "batch_size": 450, "progress": False, "monitor": False}})
+    learned = decoder_eta(train(config, tmp_path / "run").model)
+    reach = eta_reach(config, 1797)                                    # ⌈1797 / 450⌉ = 4 steps per epoch
+    assert reach == pytest.approx(math.exp(-0.03 * 8))
+    assert learned is not None and learned == pytest.approx(reach, rel=0.03)

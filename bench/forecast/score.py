@@ -137,7 +137,7 @@ def closed_rows(rows: list[dict[str, Any]], cache: dict[str, Any], method: str, 
 
     out = []
     for r in rows:
-        key = {"posthoc": f"posthoc/{r['seed']}", "shifted": "closed_form"}.get(method, method)
+        key = {"posthoc": f"posthoc/{r['seed']}", "shifted": (shift or {}).get("base", "closed_form")}.get(method, method)
         curve = cache[r["id"]][key]
         f = _factor(shift, r, factor)
         kl = _at(curve, f)
@@ -240,13 +240,14 @@ def choose_conformal(scored: list[dict[str, Any]], rows: list[dict[str, Any]]) -
                                                             "cv_width": round(width, 4)}
 
 
-def tune_shift(rows: list[dict[str, Any]], cache: dict[str, Any], by: str | None) -> dict[str, Any]:
-    """The shifted closed form's β factors from ``rows``: per value of ``by`` with ≥ 2 configurations, the
-    multiplier of least MAE (then most exact); the pooled one for the rest."""
-    key = lambda rs, m: (lambda x: (x["mae"], -x["exact"]))(metrics(closed_rows(rs, cache, "closed_form",  # noqa: E731
+def tune_shift(rows: list[dict[str, Any]], cache: dict[str, Any], by: str | None,
+               base: str = "closed_form") -> dict[str, Any]:
+    """The shifted closed form's β factors on the ``base`` closed form from ``rows``: per value of ``by`` with ≥ 2
+    configurations, the multiplier of least MAE (then most exact); the pooled one for the rest."""
+    key = lambda rs, m: (lambda x: (x["mae"], -x["exact"]))(metrics(closed_rows(rs, cache, base,  # noqa: E731
                                                                                 factor=m)))
     pooled = min(MULTIPLIERS, key=lambda m: key(rows, m))
-    out: dict[str, Any] = {"pooled": pooled, "by": by, "regimes": {}}
+    out: dict[str, Any] = {"base": base, "pooled": pooled, "by": by, "regimes": {}}
     if by is not None:
         for value in sorted({str(r[by]) for r in rows}):
             group = [r for r in rows if str(r[by]) == value]
@@ -255,14 +256,15 @@ def tune_shift(rows: list[dict[str, Any]], cache: dict[str, Any], by: str | None
     return out
 
 
-def crossfit_shift(rows: list[dict[str, Any]], cache: dict[str, Any], by: str | None) -> list[dict[str, Any]]:
+def crossfit_shift(rows: list[dict[str, Any]], cache: dict[str, Any], by: str | None,
+                   base: str = "closed_form") -> list[dict[str, Any]]:
     """The shifted forecast of each row with factors tuned on the other folds (out-of-fold rows)."""
     out = []
     for fold in range(FOLDS):
         held = [r for r in rows if _fold(r["id"]) == fold]
         if held:
-            out += closed_rows(held, cache, "shifted", shift=tune_shift([r for r in rows if _fold(r["id"]) != fold],
-                                                                        cache, by))
+            train = [r for r in rows if _fold(r["id"]) != fold]
+            out += closed_rows(held, cache, "shifted", shift=tune_shift(train, cache, by, base))
     return out
 
 
@@ -277,9 +279,10 @@ def tune(rows: list[dict[str, Any]], grid: dict[str, dict[str, Any]], cache: dic
     factor = min(FACTORS, key=lambda s: key(metrics(closed_rows(rows, cache, "adjusted", factor=s))))
     tuned["adjusted"] = {"beta_factor": factor,
                          "conformal": choose_conformal(closed_rows(rows, cache, "adjusted", factor=factor), rows)}
-    by = min(SHIFT_BY, key=lambda b: key(metrics(crossfit_shift(rows, cache, b))))
-    tuned["shifted"] = {"shift": tune_shift(rows, cache, by),
-                        "conformal": choose_conformal(crossfit_shift(rows, cache, by), rows)}
+    base, by = min(((b, f) for b in ("closed_form", "adjusted") for f in SHIFT_BY),
+                   key=lambda bf: key(metrics(crossfit_shift(rows, cache, bf[1], bf[0]))))
+    tuned["shifted"] = {"shift": tune_shift(rows, cache, by, base),
+                        "conformal": choose_conformal(crossfit_shift(rows, cache, by, base), rows)}
     best = None
     for base in ("closed_form", "adjusted"):
         base_factor = factor if base == "adjusted" else 1.0
@@ -468,7 +471,9 @@ def main() -> int:
         truth_shape[shape] += 1
     out += [f"Measured counts (all rows): {truth_shape['all collapsed']} all collapsed, {truth_shape['partial']} "
             f"partial, {truth_shape['all active']} all active.", ""]
-    shipped = {"closed_form": "closed_form", "early": "early_only"}       # what collapsekit forecast returns
+    # what collapsekit forecast and the package return, by the method name a Forecast carries (``early``: the
+    # trajectory alone, the shipped variant)
+    shipped = {"closed_form": "closed_form", "adjusted": "adjusted", "shifted": "shifted", "early": "early_only"}
     accuracy = {name: {k: round(v, 4) for k, v in metrics(on_reporting[method]).items() if k != "log_kl"}
                 | {"configurations": configs(reporting)} for name, method in shipped.items()}
     (RESULTS / "accuracy.json").write_text(json.dumps(accuracy, indent=1) + "\n", encoding="utf-8")

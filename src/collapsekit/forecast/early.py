@@ -37,7 +37,7 @@ __all__ = ["BASE", "DEFAULTS", "base", "early", "extrapolate", "prefix_epochs", 
 DEFAULTS: dict[str, float] = {"gamma": 1.0, "weight": 1.0, "width": 30.0}
 #: The cost-0 method the early forecast blends with and falls back to (tuned likewise): ``closed_form`` or
 #: ``adjusted``.
-BASE = "closed_form"
+BASE = "adjusted"
 _FLOOR = 1e-6
 
 
