@@ -109,3 +109,33 @@ def test_a_learned_eta_dec_ends_where_adams_steps_can_take_it(tmp_path):
     reach = eta_reach(config, 1797)                                    # ⌈1797 / 450⌉ = 4 steps per epoch
     assert reach == pytest.approx(math.exp(-0.03 * 8))
     assert learned is not None and learned == pytest.approx(reach, rel=0.03)
+
+
+def _digits(beta: float = 1.0, arch: str = "mlp") -> RunConfig:
+    return RunConfig.parse({"data": {"spec": "digits"}, "objective": {"beta": beta},
+                            "model": {"kind": "vae", "arch": arch, "latent_dims": [8]}})
+
+
+@pytest.mark.parametrize("keep", [2, 5])
+def test_the_recommended_beta_is_the_largest_scanned_one_that_keeps_k(keep):
+    from collapsekit.forecast.early import base
+    from collapsekit.forecast.recommend import MULTIPLIERS
+    from collapsekit.training.builders import load_training_data
+
+    config = _digits(beta=1.0)
+    data = load_training_data(config)
+    rec = fc.recommend_beta(config, keep, data=data)
+    at = lambda beta: base(_digits(beta=beta), data)  # noqa: E731
+    assert at(rec.beta).n_active >= keep > at(rec.beta * MULTIPLIERS[1] / MULTIPLIERS[0]).n_active
+    assert rec.forecast == at(rec.beta).n_active and rec.interval == at(rec.beta).interval
+    if rec.beta_safe is not None:                               # the interval's lower end keeps K there, not above
+        assert at(rec.beta_safe).interval[0] >= keep > at(rec.beta_safe * MULTIPLIERS[1] / MULTIPLIERS[0]).interval[0]
+        assert rec.beta_safe <= rec.beta
+    assert rec.benchmark == fc.benchmark_accuracy(rec.method) and rec.cost_fraction == 0
+
+
+def test_recommend_beta_refuses_an_impossible_keep():
+    from collapsekit.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="between 1 and the latent size"):
+        fc.recommend_beta(_digits(), 9)
