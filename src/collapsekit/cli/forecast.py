@@ -15,13 +15,13 @@ def add_parser(verbs: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = verbs.add_parser(
         "forecast", help="forecast the active dimensions at the end of a configured run",
         description="Forecast the headline count of active latent dimensions (mean KL ≥ 0.01 nats) at the end of "
-                    "the run CONFIG.yaml describes, with an interval. --budget 0 (the default): the closed form "
+                    "the run CONFIG.yaml describes, with an interval. --budget 0 (the default): the adjusted closed form "
                     "(no training). A budget F > 0 trains the first ⌊F·epochs⌋ epochs into --out (continue them "
                     "with `collapsekit train --out RUN --resume --epochs N`) and extrapolates each dimension's KL.")
     parser.add_argument("config", metavar="CONFIG.yaml", help="the run's configuration (as `train --config` reads)")
     parser.add_argument("--budget", type=number, default=0.0, metavar="F",
                         help="largest fraction of the run's optimiser steps to spend, 0 … 1 (default 0: the closed "
-                             "form only; on the benchmark a 10 %% prefix did not beat it, docs/forecast.md)")
+                             "form only; docs/forecast.md compares the two on the benchmark)")
     parser.add_argument("--out", metavar="RUN", help="run directory for the trained prefix (needed when F > 0)")
     parser.add_argument("--keep", type=int, metavar="K",
                         help="instead: the largest β forecast to keep K dimensions active (and the largest whose "
