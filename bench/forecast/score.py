@@ -189,6 +189,42 @@ def early_rows(rows: list[dict[str, Any]], grid: dict[str, dict[str, Any]], cach
 _configs: dict[str, Any] = {}
 
 
+def eta_estimates(grid: dict[str, dict[str, Any]], rows: list[dict[str, Any]], cache: dict[str, Any]) -> None:
+    """For each learned-η_dec configuration: the linear optimum's fixed point and Adam's bound η₀·exp(−Σ lr)
+    (:func:`~collapsekit.forecast.closed_form.eta_reach`), cached in results/curves.json as ``eta``."""
+    from collapsekit.forecast.closed_form import (_arrays, _moments, _variances, eta_reach, final_beta_scale,
+                                                  learned_eta_estimate)
+    from collapsekit.training.builders import load_training_data
+
+    todo = sorted({r["id"] for r in rows if r["likelihood"] == "learned" and "eta" not in cache.get(r["id"], {})})
+    for cid in todo:
+        config = _config(grid[cid])
+        x, y = _arrays(load_training_data(config))
+        kind = config.model.kind
+        spectrum = _variances(kind, _moments(kind, x, y, centred=True))
+        beta = config.objective.beta
+        first = float(beta[0] if isinstance(beta, list) else beta)
+        fixed = learned_eta_estimate(config, spectrum, first * final_beta_scale(config, x.shape[0]))
+        cache.setdefault(cid, {})["eta"] = [fixed, eta_reach(config, x.shape[0])]
+    if todo:
+        (RESULTS / "curves.json").write_text(json.dumps(cache), encoding="utf-8")
+
+
+def eta_table(rows: list[dict[str, Any]], cache: dict[str, Any]) -> list[str]:
+    """How well each estimate forecasts the learned η_dec (rows with a learned η_dec, per split)."""
+    lines = ["| split | rows | fixed point: mean abs log ratio | max(fixed point, Adam bound): mean abs log ratio | "
+             "runs where the bound is the larger |", "| --- | ---: | ---: | ---: | ---: |"]
+    for split in ("tuning", "reporting"):
+        learned = [r for r in rows if r["split"] == split and r["likelihood"] == "learned" and r.get("eta_dec")]
+        if not learned:
+            continue
+        fixed = [abs(math.log(cache[r["id"]]["eta"][0] / r["eta_dec"])) for r in learned]
+        both = [abs(math.log(max(cache[r["id"]]["eta"]) / r["eta_dec"])) for r in learned]
+        bound = sum(cache[r["id"]]["eta"][1] > cache[r["id"]]["eta"][0] for r in learned)
+        lines.append(f"| {split} | {len(learned)} | {np.mean(fixed):.3f} | {np.mean(both):.3f} | {bound} |")
+    return lines
+
+
 # -- tuning ----------------------------------------------------------------------------------------------------
 def _smallest_covering(make: Callable[[float], list[dict[str, Any]]], widths: Sequence[float]) -> float:
     """The smallest width whose intervals cover ≥ 90 % of the rows (the largest if none does)."""
@@ -469,6 +505,9 @@ def main() -> int:
         shape = ("all collapsed" if r["n_active"] == 0 else
                  "all active" if r["n_active"] == r["latent_size"] else "partial")
         truth_shape[shape] += 1
+    eta_estimates(grid, rows, cache)
+    out += ["### The learned η_dec: forecast against measured (|log(estimate / measured η_dec)|)", "",
+            *eta_table(rows, cache), ""]
     out += [f"Measured counts (all rows): {truth_shape['all collapsed']} all collapsed, {truth_shape['partial']} "
             f"partial, {truth_shape['all active']} all active.", ""]
     # what collapsekit forecast and the package return, by the method name a Forecast carries (``early``: the
