@@ -175,11 +175,14 @@ def test_compact_moments_give_the_same_closed_form(kind, dims, beta):
 
 
 def test_the_shipped_constants_are_the_ones_tuned_on_the_benchmarks_tuning_split():
-    from collapsekit.forecast.closed_form import DEFAULT_BETA_FACTOR, DEFAULT_WIDTH
+    from collapsekit.forecast.closed_form import DEFAULT_BETA_FACTOR, DEFAULT_SHIFT
     from collapsekit.forecast.early import BASE, DEFAULTS
+    from collapsekit.diagnostics.forecast_intervals import CONFORMAL
 
     tuned = json.loads((ROOT / "bench" / "forecast" / "results" / "tuned.json").read_text(encoding="utf-8"))
-    assert {m: DEFAULT_WIDTH[m] for m in DEFAULT_WIDTH} == pytest.approx({m: tuned[m]["width"] for m in DEFAULT_WIDTH})
+    assert CONFORMAL == {m: tuned[m]["conformal"] for m in CONFORMAL}
+    assert set(CONFORMAL) == {"closed_form", "posthoc", "adjusted", "shifted"}
+    assert DEFAULT_SHIFT == tuned["shifted"]["shift"]
     assert DEFAULT_BETA_FACTOR == pytest.approx(tuned["adjusted"]["beta_factor"])
     assert DEFAULTS == pytest.approx({k: tuned["early_only"][k] for k in DEFAULTS})
     assert BASE == tuned["early_only"]["base"] == tuned["early"]["base"]
@@ -188,6 +191,8 @@ def test_the_shipped_constants_are_the_ones_tuned_on_the_benchmarks_tuning_split
 def test_the_evidence_shipped_with_a_forecast_is_the_benchmarks_reporting_split():
     measured = json.loads((ROOT / "bench" / "forecast" / "results" / "accuracy.json").read_text(encoding="utf-8"))
     assert fc.MEASURED == measured
-    assert fc.benchmark_accuracy("closed_form", "linear") is None and fc.benchmark_accuracy("adjusted") is None
+    assert fc.benchmark_accuracy("closed_form", "linear") is None          # exact: no benchmark to quote
+    assert set(fc.MEASURED) == {"closed_form", "posthoc", "adjusted", "shifted", "early"}
+    assert fc.benchmark_accuracy("adjusted") == measured["adjusted"]       # what --budget 0 returns
     sentence = fc.evidence("closed_form")
     assert f"within ±1 on {100 * measured['closed_form']['within1']:.0f} %" in sentence

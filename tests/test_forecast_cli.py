@@ -63,7 +63,20 @@ def test_the_text_output_is_a_table_and_one_sentence(capsys, tmp_path):
     lines = out.splitlines()
     assert lines[0].split()[0] == "rank" and len([line for line in lines if line.startswith("Forecast:")]) == 1
     assert "of 4 latent dimensions active at the end of the 4-epoch run" in out
-    assert fc.evidence("closed_form") in out
+    from collapsekit.forecast.early import BASE
+
+    assert fc.evidence(BASE) in out
+
+
+def test_keep_k_recommends_the_largest_beta(capsys, tmp_path):
+    status, out, _ = run(capsys, "forecast", str(_config(tmp_path)), "--keep", "2", "--json")
+    assert status == 0
+    got = json.loads(out)
+    config = RunConfig.parse(VALUES)
+    want = fc.recommend_beta(config, 2, data=load_training_data(config))
+    assert got == json.loads(json.dumps(want.to_dict()))
+    status, out, _ = run(capsys, "forecast", str(_config(tmp_path)), "--keep", "2")
+    assert status == 0 and out.startswith("Largest β forecast to keep 2 of 4 dimensions active")
 
 
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path):
@@ -71,7 +84,9 @@ def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path):
     for argv, words in ((["forecast", path, "--budget", "2"], "between 0 and 1"),
                         (["forecast", path, "--budget", "0.5"], "--out RUN"),
                         (["forecast", str(tmp_path / "missing.yaml")], "not found"),
-                        (["forecast", path, "--budget", "x"], "budget")):
+                        (["forecast", path, "--budget", "x"], "budget"),
+                        (["forecast", path, "--keep", "9"], "latent size"),
+                        (["forecast", path, "--keep", "2", "--budget", "0.5"], "--budget 0")):
         status, out, err = run(capsys, *argv)
         assert status == 2 and out == "", argv
         assert len(err.strip().splitlines()) == 1 and words in err and "Traceback" not in err, (argv, err)

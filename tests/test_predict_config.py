@@ -60,14 +60,15 @@ def test_a_nonlinear_configuration_gets_an_interval_and_the_measured_accuracy(tm
     assert status == 0
     got = json.loads(out)
     expected = forecast_config(RunConfig.load(path), budget=0.0)
+    # what collapsekit forecast --budget 0 returns: the adjusted closed form (the cost-0 base chosen on the tuning split)
     assert (got["n_active"], got["interval"], got["method"]) == (expected.n_active, list(expected.interval),
-                                                                 "closed_form")
+                                                                 "adjusted")
     lo, hi = got["interval"]
     assert lo <= got["n_active"] <= hi and hi > lo       # an interval, not a bare number
-    assert got["benchmark"] == MEASURED["closed_form"] and got["cost_fraction"] == 0
+    assert got["benchmark"] == MEASURED["adjusted"] and got["cost_fraction"] == 0
     status, text, _ = cli(capsys, "predict", "--config", str(path))
     assert status == 0 and f"interval {lo}–{hi}" in text
-    assert f"within ±1 on {100 * MEASURED['closed_form']['within1']:.0f} %" in text
+    assert f"within ±1 on {100 * MEASURED['adjusted']['within1']:.0f} %" in text
 
 
 def test_save_writes_what_json_prints(tmp_path, capsys):

@@ -7,14 +7,15 @@ import numpy as np
 import pytest
 
 from collapsekit.activity import count_active
-from collapsekit.diagnostics.forecast_accuracy import DEFAULT_WIDTH, MEASURED
+from collapsekit.diagnostics.forecast_accuracy import MEASURED
+from collapsekit.diagnostics.forecast_intervals import CONFORMAL
 from collapsekit.diagnostics.report import CollapseReport
 from collapsekit.diagnostics.theory_compare import TheorySetting, compare_with_theory
 from collapsekit.theory import Moments, predict_vae
 from collapsekit.viz.report_text import theory_line
 from report_helpers import make_level
 
-# θ = 9, 4, 1, 0.25 against βη_dec² = 2: two dimensions kept; at β·8 none, at β/8 all four.
+# θ = 9, 4, 1, 0.25 against βη_dec² = 2: two dimensions kept.
 EIGS = [9.0, 4.0, 1.0, 0.25, 0.04, 0.01]
 
 
@@ -27,10 +28,10 @@ def compared(linear: bool) -> CollapseReport:
 
 def test_a_nonlinear_models_theory_has_the_interval_and_the_benchmarks_accuracy():
     theory = compared(linear=False).levels[0].theory
-    width = DEFAULT_WIDTH["posthoc"]
-    expected = [count_active(predict_vae(Moments(xx=np.diag(EIGS)), latent_dim=4, beta=2.0 * m).kl_per_dim)
-                for m in (width, 1 / width)]
-    assert theory.n_active_predicted == 2 and theory.interval == expected and expected[0] < 2 < expected[1]
+    n = count_active(predict_vae(Moments(xx=np.diag(EIGS)), latent_dim=4, beta=2.0).kl_per_dim)
+    q = int(CONFORMAL["posthoc"]["pooled"])          # the post-hoc closed form's conformal half-width (pooled)
+    expected = [max(0, n - q), min(4, n + q)]
+    assert n == 2 and theory.n_active_predicted == 2 and theory.interval == expected and expected[0] < 2 < expected[1]
     assert theory.benchmark == MEASURED["posthoc"]
     line = theory_line(compared(linear=False).levels[0])
     assert (f"2 active dimensions predicted (interval {expected[0]}–{expected[1]}; within ±1 on "

@@ -37,6 +37,11 @@ EARLY_WIDTHS = [1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0]
 BUDGETS = [0.05, 0.1, 0.2]
 KL_FLOOR = 1e-3          # nats: below the active threshold; log-KL errors of collapsed ranks are measured to it
 COVERAGE_TARGET = 0.9
+REGIME_FIELDS = ("arch", "likelihood", "schedule", "kind")
+CONFORMAL_BY = (None, "likelihood", "arch", "schedule")     # candidate regime fields of the conformal quantile
+SHIFT_BY = (None, "schedule", "likelihood", "arch", "kind")  # candidate regime fields of the shifted β factor
+FOLDS = 5                    # cross-validation inside the tuning split (folds by configuration id)
+MIN_SHIFT_CONFIGURATIONS = 2
 
 
 # -- metrics (pure) -------------------------------------------------------------------------------------------
@@ -91,7 +96,9 @@ def curves(grid: dict[str, dict[str, Any]], rows: list[dict[str, Any]]) -> dict[
         data = load_training_data(config)
         for method in ("closed_form", "adjusted"):
             if method not in have:
-                kl_at, _ = method_kl(method, config, data)
+                # the adjusted curve at β factor 1: the factor is what tune() chooses on top of it (the package's
+                # shipped factor baked in here would be applied twice)
+                kl_at, _ = method_kl(method, config, data, **({"beta_factor": 1.0} if method == "adjusted" else {}))
                 have[method] = [kl_at(m).tolist() for m in MULTIPLIERS]
         for seed in seeds:
             row = next(r for r in rows if r["id"] == cid and r["seed"] == seed)
@@ -112,23 +119,44 @@ def _count(kl: Sequence[float]) -> int:
     return count_active(kl)
 
 
-def closed_rows(rows: list[dict[str, Any]], cache: dict[str, Any], method: str, *, width: float,
-                factor: float = 1.0) -> list[dict[str, Any]]:
-    """The forecast rows of a closed-form method at an interval factor (and β factor)."""
+def _regime(row: dict[str, Any]) -> dict[str, str]:
+    return {k: str(row[k]) for k in REGIME_FIELDS}
+
+
+def _factor(shift: dict[str, Any] | None, row: dict[str, Any], factor: float) -> float:
+    if shift is None:
+        return factor
+    by = shift["by"]
+    return float(shift["regimes"].get(str(row[by]), shift["pooled"]) if by is not None else shift["pooled"])
+
+
+def closed_rows(rows: list[dict[str, Any]], cache: dict[str, Any], method: str, *, width: float | None = None,
+                factor: float = 1.0, conformal: dict[str, Any] | None = None,
+                shift: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The forecast rows of a closed-form method at a β factor (per regime: ``shift``, on the closed form's
+    curve, for ``shifted``), with a conformal interval (``conformal``) or the counts at β·c, β/c (``width``)."""
+    from collapsekit.diagnostics.forecast_intervals import conformal_interval, half_width
+
     out = []
     for r in rows:
-        curve = cache[r["id"]][f"posthoc/{r['seed']}" if method == "posthoc" else method]
-        kl = _at(curve, factor)
-        out.append({"id": r["id"], "seed": r["seed"], "method": method, "pred": _count(kl),
-                    "lo": min(_count(_at(curve, factor * width)), _count(kl)),
-                    "hi": max(_count(_at(curve, factor / width)), _count(kl)),
+        key = {"posthoc": f"posthoc/{r['seed']}", "shifted": (shift or {}).get("base", "closed_form")}.get(method, method)
+        curve = cache[r["id"]][key]
+        f = _factor(shift, r, factor)
+        kl = _at(curve, f)
+        pred = _count(kl)
+        if conformal is not None:
+            lo, hi = conformal_interval(pred, len(kl), half_width(conformal, _regime(r)))
+        else:
+            w = 1.0 if width is None else width
+            lo, hi = min(_count(_at(curve, f * w)), pred), max(_count(_at(curve, f / w)), pred)
+        out.append({"id": r["id"], "seed": r["seed"], "method": method, "pred": pred, "lo": lo, "hi": hi,
                     "truth": r["n_active"], "kl_pred": kl, "kl_true": r["kl_sorted"], "cost": 0.0})
     return out
 
 
 def early_rows(rows: list[dict[str, Any]], grid: dict[str, dict[str, Any]], cache: dict[str, Any], *,
                budget: float, gamma: float, weight: float, width: float, factor: float,
-               fallback_width: float, base: str = "adjusted") -> list[dict[str, Any]]:
+               fallback: dict[str, Any], base: str = "adjusted") -> list[dict[str, Any]]:
     """The early-training forecast rows (the first epochs of each run's recorded trajectory)."""
     from collapsekit.activity import KL_ACTIVE_THRESHOLD
     from collapsekit.forecast.early import extrapolate, prefix_epochs, prefix_problem
@@ -144,8 +172,8 @@ def early_rows(rows: list[dict[str, Any]], grid: dict[str, dict[str, Any]], cach
         problem = prefix_problem(config, k, entry["rows"])
         if problem is not None:
             kl, cost = theory, 0.0
-            curve = cache[r["id"]][base]       # the base closed form stands, with its own interval
-            lo, hi = _count(_at(curve, factor * fallback_width)), _count(_at(curve, factor / fallback_width))
+            (stands,) = closed_rows([r], cache, base, factor=factor, conformal=fallback)   # with its own interval
+            lo, hi = stands["lo"], stands["hi"]
         else:
             ending = np.sort(extrapolate(np.asarray(r["trajectory"], float)[:k], config.train.epochs,
                                          gamma=gamma))[::-1]
@@ -163,6 +191,42 @@ def early_rows(rows: list[dict[str, Any]], grid: dict[str, dict[str, Any]], cach
 _configs: dict[str, Any] = {}
 
 
+def eta_estimates(grid: dict[str, dict[str, Any]], rows: list[dict[str, Any]], cache: dict[str, Any]) -> None:
+    """For each learned-η_dec configuration: the linear optimum's fixed point and Adam's bound η₀·exp(−Σ lr)
+    (:func:`~collapsekit.forecast.closed_form.eta_reach`), cached in results/curves.json as ``eta``."""
+    from collapsekit.forecast.closed_form import (_arrays, _moments, _variances, eta_reach, final_beta_scale,
+                                                  learned_eta_estimate)
+    from collapsekit.training.builders import load_training_data
+
+    todo = sorted({r["id"] for r in rows if r["likelihood"] == "learned" and "eta" not in cache.get(r["id"], {})})
+    for cid in todo:
+        config = _config(grid[cid])
+        x, y = _arrays(load_training_data(config))
+        kind = config.model.kind
+        spectrum = _variances(kind, _moments(kind, x, y, centred=True))
+        beta = config.objective.beta
+        first = float(beta[0] if isinstance(beta, list) else beta)
+        fixed = learned_eta_estimate(config, spectrum, first * final_beta_scale(config, x.shape[0]))
+        cache.setdefault(cid, {})["eta"] = [fixed, eta_reach(config, x.shape[0])]
+    if todo:
+        (RESULTS / "curves.json").write_text(json.dumps(cache), encoding="utf-8")
+
+
+def eta_table(rows: list[dict[str, Any]], cache: dict[str, Any]) -> list[str]:
+    """How well each estimate forecasts the learned η_dec (rows with a learned η_dec, per split)."""
+    lines = ["| split | rows | fixed point: mean abs log ratio | max(fixed point, Adam bound): mean abs log ratio | "
+             "runs where the bound is the larger |", "| --- | ---: | ---: | ---: | ---: |"]
+    for split in ("tuning", "reporting"):
+        learned = [r for r in rows if r["split"] == split and r["likelihood"] == "learned" and r.get("eta_dec")]
+        if not learned:
+            continue
+        fixed = [abs(math.log(cache[r["id"]]["eta"][0] / r["eta_dec"])) for r in learned]
+        both = [abs(math.log(max(cache[r["id"]]["eta"]) / r["eta_dec"])) for r in learned]
+        bound = sum(cache[r["id"]]["eta"][1] > cache[r["id"]]["eta"][0] for r in learned)
+        lines.append(f"| {split} | {len(learned)} | {np.mean(fixed):.3f} | {np.mean(both):.3f} | {bound} |")
+    return lines
+
+
 # -- tuning ----------------------------------------------------------------------------------------------------
 def _smallest_covering(make: Callable[[float], list[dict[str, Any]]], widths: Sequence[float]) -> float:
     """The smallest width whose intervals cover ≥ 90 % of the rows (the largest if none does)."""
@@ -172,39 +236,114 @@ def _smallest_covering(make: Callable[[float], list[dict[str, Any]]], widths: Se
     return widths[-1]
 
 
+def _fold(cid: str) -> int:
+    return int(cid, 16) % FOLDS
+
+
+def residuals(scored: list[dict[str, Any]]) -> dict[str, list[int]]:
+    """{configuration id: [measured − forecast per seed]}."""
+    out: dict[str, list[int]] = {}
+    for s in scored:
+        out.setdefault(s["id"], []).append(s["truth"] - s["pred"])
+    return out
+
+
+def choose_conformal(scored: list[dict[str, Any]], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Conformal half-widths of a method from its rows: the regime field (or none) whose intervals, calibrated
+    on 4 of 5 folds of these configurations and checked on the fifth, cover ≥ 90 % at the smallest mean width
+    (the best-covering one if none does), then calibrated on all of them."""
+    from collapsekit.diagnostics.forecast_intervals import calibrate, conformal_interval, half_width
+
+    regimes = {r["id"]: _regime(r) for r in rows}
+    latent = {(r["id"], r["seed"]): r["latent_size"] for r in rows}
+    best = None
+    for by in CONFORMAL_BY:
+        covered, widths = [], []
+        for fold in range(FOLDS):
+            train = residuals([s for s in scored if _fold(s["id"]) != fold])
+            constants = calibrate(train, regimes, by=by)
+            for s in scored:
+                if _fold(s["id"]) == fold:
+                    lo, hi = conformal_interval(s["pred"], latent[(s["id"], s["seed"])],
+                                                half_width(constants, regimes[s["id"]]))
+                    covered.append(lo <= s["truth"] <= hi)
+                    widths.append(hi - lo)
+        coverage, width = float(np.mean(covered)), float(np.mean(widths))
+        rank = (coverage < COVERAGE_TARGET, -coverage if coverage < COVERAGE_TARGET else width)
+        if best is None or rank < best[0]:
+            best = (rank, by, coverage, width)
+    assert best is not None
+    _, by, coverage, width = best
+    return calibrate(residuals(scored), regimes, by=by) | {"cv_coverage": round(coverage, 4),
+                                                            "cv_width": round(width, 4)}
+
+
+def tune_shift(rows: list[dict[str, Any]], cache: dict[str, Any], by: str | None,
+               base: str = "closed_form") -> dict[str, Any]:
+    """The shifted closed form's β factors on the ``base`` closed form from ``rows``: per value of ``by`` with ≥ 2
+    configurations, the multiplier of least MAE (then most exact); the pooled one for the rest."""
+    key = lambda rs, m: (lambda x: (x["mae"], -x["exact"]))(metrics(closed_rows(rs, cache, base,  # noqa: E731
+                                                                                factor=m)))
+    pooled = min(MULTIPLIERS, key=lambda m: key(rows, m))
+    out: dict[str, Any] = {"base": base, "pooled": pooled, "by": by, "regimes": {}}
+    if by is not None:
+        for value in sorted({str(r[by]) for r in rows}):
+            group = [r for r in rows if str(r[by]) == value]
+            if len({r["id"] for r in group}) >= MIN_SHIFT_CONFIGURATIONS:
+                out["regimes"][value] = min(MULTIPLIERS, key=lambda m: key(group, m))
+    return out
+
+
+def crossfit_shift(rows: list[dict[str, Any]], cache: dict[str, Any], by: str | None,
+                   base: str = "closed_form") -> list[dict[str, Any]]:
+    """The shifted forecast of each row with factors tuned on the other folds (out-of-fold rows)."""
+    out = []
+    for fold in range(FOLDS):
+        held = [r for r in rows if _fold(r["id"]) == fold]
+        if held:
+            train = [r for r in rows if _fold(r["id"]) != fold]
+            out += closed_rows(held, cache, "shifted", shift=tune_shift(train, cache, by, base))
+    return out
+
+
 def tune(rows: list[dict[str, Any]], grid: dict[str, dict[str, Any]], cache: dict[str, Any]) -> dict[str, Any]:
     """Every method's constants from ``rows`` alone: count constants by MAE (then fraction exact), then the
-    smallest interval factor that covers 90 %."""
+    conformal interval half-widths (:func:`choose_conformal`) on the point forecast's residuals — out-of-fold
+    residuals for the shifted closed form, whose factors are themselves tuned on these rows."""
     key = lambda m: (m["mae"], -m["exact"])  # noqa: E731
     tuned: dict[str, Any] = {}
     for method in ("closed_form", "posthoc"):
-        tuned[method] = {"width": _smallest_covering(lambda w, m=method: closed_rows(rows, cache, m, width=w), WIDTHS)}
-    factor = min(FACTORS, key=lambda s: key(metrics(closed_rows(rows, cache, "adjusted", width=1.0, factor=s))))
-    width = _smallest_covering(lambda w: closed_rows(rows, cache, "adjusted", width=w, factor=factor), WIDTHS)
-    tuned["adjusted"] = {"beta_factor": factor, "width": width}
+        tuned[method] = {"conformal": choose_conformal(closed_rows(rows, cache, method), rows)}
+    factor = min(FACTORS, key=lambda s: key(metrics(closed_rows(rows, cache, "adjusted", factor=s))))
+    tuned["adjusted"] = {"beta_factor": factor,
+                         "conformal": choose_conformal(closed_rows(rows, cache, "adjusted", factor=factor), rows)}
+    base, by = min(((b, f) for b in ("closed_form", "adjusted") for f in SHIFT_BY),
+                   key=lambda bf: key(metrics(crossfit_shift(rows, cache, bf[1], bf[0]))))
+    tuned["shifted"] = {"shift": tune_shift(rows, cache, by, base),
+                        "conformal": choose_conformal(crossfit_shift(rows, cache, by, base), rows)}
     best = None
     for base in ("closed_form", "adjusted"):
         base_factor = factor if base == "adjusted" else 1.0
-        base_width = tuned[base]["width"]
+        fallback = tuned[base]["conformal"]
         for gamma in GAMMAS:
             for weight in WEIGHTS:
                 score = key(metrics(early_rows(rows, grid, cache, budget=0.1, gamma=gamma, weight=weight, width=1.0,
-                                               factor=base_factor, fallback_width=base_width, base=base)))
+                                               factor=base_factor, fallback=fallback, base=base)))
                 if best is None or score < best[0]:
                     best = (score, base, gamma, weight)
     assert best is not None
     _, base, gamma, weight = best
-    base_factor, base_width = (factor if base == "adjusted" else 1.0), tuned[base]["width"]
+    base_factor, fallback = (factor if base == "adjusted" else 1.0), tuned[base]["conformal"]
     width = _smallest_covering(lambda w: early_rows(rows, grid, cache, budget=0.1, gamma=gamma, weight=weight,
-                                                    width=w, factor=base_factor, fallback_width=base_width,
+                                                    width=w, factor=base_factor, fallback=fallback,
                                                     base=base), EARLY_WIDTHS)
     tuned["early"] = {"base": base, "gamma": gamma, "weight": weight, "width": width, "beta_factor": base_factor}
     # the trajectory alone (w = 1), for comparison: γ and the width tuned the same way, the same fallback
     gamma_only = min(GAMMAS, key=lambda g: key(metrics(early_rows(rows, grid, cache, budget=0.1, gamma=g, weight=1.0,
                                                                   width=1.0, factor=base_factor,
-                                                                  fallback_width=base_width, base=base))))
+                                                                  fallback=fallback, base=base))))
     width_only = _smallest_covering(lambda w: early_rows(rows, grid, cache, budget=0.1, gamma=gamma_only, weight=1.0,
-                                                         width=w, factor=base_factor, fallback_width=base_width,
+                                                         width=w, factor=base_factor, fallback=fallback,
                                                          base=base), EARLY_WIDTHS)
     tuned["early_only"] = {"base": base, "gamma": gamma_only, "weight": 1.0, "width": width_only,
                            "beta_factor": base_factor}
@@ -215,22 +354,24 @@ def forecast_rows(rows: list[dict[str, Any]], grid: dict[str, dict[str, Any]], c
                   tuned: dict[str, Any], budget: float = 0.1) -> dict[str, list[dict[str, Any]]]:
     """Each method's forecast rows with the given constants."""
     e, o = tuned["early"], tuned["early_only"]
-    return {"closed_form": closed_rows(rows, cache, "closed_form", width=tuned["closed_form"]["width"]),
-            "posthoc": closed_rows(rows, cache, "posthoc", width=tuned["posthoc"]["width"]),
-            "adjusted": closed_rows(rows, cache, "adjusted", width=tuned["adjusted"]["width"],
-                                    factor=tuned["adjusted"]["beta_factor"]),
+    return {"closed_form": closed_rows(rows, cache, "closed_form", conformal=tuned["closed_form"]["conformal"]),
+            "posthoc": closed_rows(rows, cache, "posthoc", conformal=tuned["posthoc"]["conformal"]),
+            "adjusted": closed_rows(rows, cache, "adjusted", factor=tuned["adjusted"]["beta_factor"],
+                                    conformal=tuned["adjusted"]["conformal"]),
+            "shifted": closed_rows(rows, cache, "shifted", shift=tuned["shifted"]["shift"],
+                                   conformal=tuned["shifted"]["conformal"]),
             "early": early_rows(rows, grid, cache, budget=budget, gamma=e["gamma"], weight=e["weight"],
                                 width=e["width"], factor=e["beta_factor"],
-                                fallback_width=tuned[e["base"]]["width"], base=e["base"]),
+                                fallback=tuned[e["base"]]["conformal"], base=e["base"]),
             "early_only": early_rows(rows, grid, cache, budget=budget, gamma=o["gamma"], weight=1.0,
                                      width=o["width"], factor=o["beta_factor"],
-                                     fallback_width=tuned[o["base"]]["width"], base=o["base"])}
+                                     fallback=tuned[o["base"]]["conformal"], base=o["base"])}
 
 
 # -- tables ----------------------------------------------------------------------------------------------------
-METHODS = ("closed_form", "posthoc", "adjusted", "early", "early_only")
+METHODS = ("closed_form", "posthoc", "adjusted", "shifted", "early", "early_only")
 TITLES = {"closed_form": "closed form (configuration alone)", "posthoc": "post-hoc closed form (learned η_dec, final β)",
-          "adjusted": "adjusted closed form", "early": "early training (10 %) + base closed form",
+          "adjusted": "adjusted closed form", "shifted": "closed form, β shifted per regime (tuned)", "early": "early training (10 %) + base closed form",
           "early_only": "early training (10 %) alone (w = 1)"}
 
 
@@ -339,13 +480,13 @@ def main() -> int:
     e = tuned["early"]
     for budget in BUDGETS:
         scored = early_rows(reporting, grid, cache, budget=budget, gamma=e["gamma"], weight=e["weight"],
-                            width=e["width"], factor=e["beta_factor"], fallback_width=tuned[e["base"]]["width"],
+                            width=e["width"], factor=e["beta_factor"], fallback=tuned[e["base"]]["conformal"],
                             base=e["base"])
         m = metrics(scored)
         out.append(f"| {_pct(budget)} | {m['n']} | {_num(m['mae'])} | {_pct(m['exact'])} | {_pct(m['within1'])} | "
                    f"{_pct(m['coverage'])} | {_pct(m['cost'])} | {sum(s['fallback'] for s in scored)} |")
     out += ["", "### Leave one dataset out (tuned without the group, scored on it; both splits)", "",
-            "| held-out group | rows | " + " | ".join(f"{m}: MAE / ±1 / coverage" for m in METHODS) + " |",
+            "| held-out group | rows | " + " | ".join(f"{m}: MAE / ±1 / coverage / width" for m in METHODS) + " |",
             "| --- | ---: |" + " ---: |" * len(METHODS)]
     for group in sorted({r["group"] for r in rows}):
         held = [r for r in rows if r["group"] == group]
@@ -356,7 +497,7 @@ def main() -> int:
         cells = []
         for method in METHODS:
             m = metrics(scored[method])
-            cells.append(f"{_num(m['mae'])} / {_pct(m['within1'])} / {_pct(m['coverage'])}")
+            cells.append(f"{_num(m['mae'])} / {_pct(m['within1'])} / {_pct(m['coverage'])} / {_num(m['width'], 1)}")
         out.append(f"| {group} | {len(held)} | " + " | ".join(cells) + " |")
     out += ["", "### Where the forecasts miss: every method on the reporting split, by regime", ""]
     for field in ("kind", "arch", "likelihood", "schedule", "data", "budget", "activation", "heads"):
@@ -366,10 +507,15 @@ def main() -> int:
         shape = ("all collapsed" if r["n_active"] == 0 else
                  "all active" if r["n_active"] == r["latent_size"] else "partial")
         truth_shape[shape] += 1
+    eta_estimates(grid, rows, cache)
+    out += ["### The learned η_dec: forecast against measured (|log(estimate / measured η_dec)|)", "",
+            *eta_table(rows, cache), ""]
     out += [f"Measured counts (all rows): {truth_shape['all collapsed']} all collapsed, {truth_shape['partial']} "
             f"partial, {truth_shape['all active']} all active.", ""]
-    # what collapsekit forecast returns, and the post-hoc closed form that diagnose's theory column shows
-    shipped = {"closed_form": "closed_form", "posthoc": "posthoc", "early": "early_only"}
+    # what collapsekit forecast and the package return, by the method name a Forecast carries (``early``: the
+    # trajectory alone, the shipped variant), and the post-hoc closed form that diagnose's theory column shows
+    shipped = {"closed_form": "closed_form", "posthoc": "posthoc", "adjusted": "adjusted", "shifted": "shifted",
+               "early": "early_only"}
     accuracy = {name: {k: round(v, 4) for k, v in metrics(on_reporting[method]).items() if k != "log_kl"}
                 | {"configurations": configs(reporting)} for name, method in shipped.items()}
     (RESULTS / "accuracy.json").write_text(json.dumps(accuracy, indent=1) + "\n", encoding="utf-8")

@@ -15,14 +15,17 @@ def add_parser(verbs: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = verbs.add_parser(
         "forecast", help="forecast the active dimensions at the end of a configured run",
         description="Forecast the headline count of active latent dimensions (mean KL ≥ 0.01 nats) at the end of "
-                    "the run CONFIG.yaml describes, with an interval. --budget 0 (the default): the closed form "
+                    "the run CONFIG.yaml describes, with an interval. --budget 0 (the default): the adjusted closed form "
                     "(no training). A budget F > 0 trains the first ⌊F·epochs⌋ epochs into --out (continue them "
                     "with `collapsekit train --out RUN --resume --epochs N`) and extrapolates each dimension's KL.")
     parser.add_argument("config", metavar="CONFIG.yaml", help="the run's configuration (as `train --config` reads)")
     parser.add_argument("--budget", type=number, default=0.0, metavar="F",
                         help="largest fraction of the run's optimiser steps to spend, 0 … 1 (default 0: the closed "
-                             "form only; on the benchmark a 10 %% prefix did not beat it, docs/forecast.md)")
+                             "form only; docs/forecast.md compares the two on the benchmark)")
     parser.add_argument("--out", metavar="RUN", help="run directory for the trained prefix (needed when F > 0)")
+    parser.add_argument("--keep", type=int, metavar="K",
+                        help="instead: the largest β forecast to keep K dimensions active (and the largest whose "
+                             "interval's lower end keeps K), from the closed form (cost 0; --budget 0 only)")
     parser.add_argument("--json", action="store_true", help="print the forecast as JSON")
     parser.set_defaults(handler=run)
     return parser
@@ -41,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
         from collapsekit._io import check_writable
 
         check_writable(args.out, what="--out", directory=True)
+    if args.keep is not None:
+        return _recommend(config, args)
     result = forecast_config(config, budget=args.budget, run_dir=args.out)
     from collapsekit.forecast.accuracy import annotate
 
@@ -69,3 +74,26 @@ def print_forecast(result: Any, config: Any) -> None:
           + ").")
     for note in result.notes:
         print(f"  note: {note}")
+
+
+def _recommend(config: Any, args: argparse.Namespace) -> int:
+    """``--keep K``: the largest β forecast to keep K dimensions (JSON or one sentence)."""
+    from collapsekit.errors import ParameterError
+    from collapsekit.forecast import recommend_beta
+    from collapsekit.forecast.accuracy import evidence
+
+    if args.budget != 0:
+        raise ParameterError("--keep uses the closed form only: give --budget 0 (the default)")
+    rec = recommend_beta(config, args.keep)
+    if args.json:
+        print(json.dumps(rec.to_dict(), indent=2, allow_nan=False))
+        return 0
+    fmt = lambda b: "—" if b is None else (", ".join(f"{v:.4g}" for v in b) if isinstance(b, list) else f"{b:.4g}")  # noqa: E731
+    said = evidence(rec.method, config.model.arch)
+    print(f"Largest β forecast to keep {rec.keep} of {rec.latent_size} dimensions active: {fmt(rec.beta)} "
+          f"(forecast {rec.forecast}, interval {rec.interval[0]}–{rec.interval[1]}); largest whose interval keeps "
+          f"{rec.keep}: {fmt(rec.beta_safe)} ({rec.method.replace('_', ' ')}, cost 0"
+          + (f"; its count forecast was {said}" if said else "") + ").")
+    for note in rec.notes:
+        print(f"  note: {note}")
+    return 0

@@ -6,32 +6,29 @@ can read it.
 The numbers are the reporting split's (configurations never used to tune anything) of
 ``bench/forecast/results/accuracy.json``, written by ``bench/forecast/score.py``; a test keeps the two equal.
 They describe the benchmark's nonlinear configurations, not every run: docs/forecast.md breaks them down by
-regime. The constants the methods were tuned to on the tuning split (``bench/forecast/results/tuned.json``)
-are here too.
+regime. The early-training method's constants tuned on the tuning split (``bench/forecast/results/tuned.json``)
+are here too; the closed forms' conformal interval half-widths are in
+:mod:`collapsekit.diagnostics.forecast_intervals`.
 """
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_WIDTH", "EARLY_DEFAULTS", "MEASURED", "benchmark_accuracy", "comparable", "evidence"]
+__all__ = ["EARLY_DEFAULTS", "MEASURED", "benchmark_accuracy", "comparable", "evidence"]
 
-#: Interval factor c of each closed-form method when none is given: the values tuned on the benchmark's tuning
-#: split (bench/forecast/score.py; docs/forecast.md).
-DEFAULT_WIDTH: dict[str, float] = {"closed_form": 4.0, "posthoc": 8.0, "adjusted": 2.8284271247461903}
-#: The early-training method's constants tuned likewise: those of the trajectory-alone variant (w = 1). The
-#: blend's own tuned weight was 0 — on the tuning split the trajectory did not improve the closed form's mean
-#: absolute error — so a user who spends a budget gets the trajectory's forecast.
+#: The early-training method's constants tuned on the tuning split: those of the trajectory-alone variant (w = 1),
+#: the forecast a user who spends a budget gets (bench/forecast/results/tuned.json, ``early_only``).
 EARLY_DEFAULTS: dict[str, float] = {"gamma": 1.0, "weight": 1.0, "width": 30.0}
 
 #: Per method: rows (runs) and configurations scored, mean absolute error of the count, fractions exact and
-#: within ±1, interval coverage, mean interval width, mean cost fraction. ``closed_form`` and ``early`` are what
-#: ``collapsekit forecast`` returns; ``posthoc`` is the closed form of ``diagnose``'s theory column.
+#: within ±1, interval coverage, mean interval width, mean cost fraction. ``adjusted`` (``--budget 0``) and
+#: ``early`` are what ``collapsekit forecast`` returns; ``posthoc`` is the closed form of ``diagnose``'s theory
+#: column; ``closed_form`` and ``shifted`` are the package's other methods.
 MEASURED: dict[str, dict[str, float]] = {
-    "closed_form": {"n": 76, "mae": 2.0395, "exact": 0.3289, "within1": 0.5395, "coverage": 0.7763,
-                    "width": 4.5789, "cost": 0.0, "configurations": 38},
-    "posthoc": {"n": 76, "mae": 2.0395, "exact": 0.25, "within1": 0.4868, "coverage": 0.8421, "width": 5.5263,
-                "cost": 0.0, "configurations": 38},
-    "early": {"n": 76, "mae": 2.0263, "exact": 0.4079, "within1": 0.5658, "coverage": 0.6974, "width": 3.8684,
-              "cost": 0.0395, "configurations": 38},
+    "closed_form": {"n": 76, "mae": 2.0395, "exact": 0.3289, "within1": 0.5395, "coverage": 0.8553, "width": 5.6842, "cost": 0.0, "configurations": 38},
+    "posthoc": {"n": 76, "mae": 2.0395, "exact": 0.25, "within1": 0.4868, "coverage": 0.9079, "width": 5.7895, "cost": 0.0, "configurations": 38},
+    "adjusted": {"n": 76, "mae": 1.8026, "exact": 0.3421, "within1": 0.5395, "coverage": 0.9211, "width": 5.1579, "cost": 0.0, "configurations": 38},
+    "shifted": {"n": 76, "mae": 2.3816, "exact": 0.2895, "within1": 0.4737, "coverage": 0.8289, "width": 5.1842, "cost": 0.0, "configurations": 38},
+    "early": {"n": 76, "mae": 1.7105, "exact": 0.4211, "within1": 0.6053, "coverage": 0.7763, "width": 4.2632, "cost": 0.0395, "configurations": 38},
 }
 
 

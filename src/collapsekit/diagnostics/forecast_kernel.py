@@ -6,9 +6,9 @@ during training). They sit here, below both, because the monitor may not import 
   any likelihood treated as Gaussian; :func:`compact` — the same moments in fewer coordinates;
 * :func:`extrapolate` — each dimension's KL at the end of the run from its KL trajectory so far;
 * :func:`interval_counts` — the stated interval of a forecast KL per rank;
-* re-exported from :mod:`.forecast_accuracy` (the benchmark's numbers): the constants tuned on its tuning split,
-  :data:`EARLY_DEFAULTS` (the early-training method) and :data:`DEFAULT_WIDTH` (the closed forms' interval
-  factors).
+* re-exported from :mod:`.forecast_accuracy` (the benchmark's numbers): :data:`EARLY_DEFAULTS`, the early-training
+  method's constants tuned on its tuning split (the closed forms' intervals are conformal:
+  :mod:`.forecast_intervals`).
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 
 from collapsekit.activity import KL_ACTIVE_THRESHOLD
-from collapsekit.diagnostics.forecast_accuracy import DEFAULT_WIDTH, EARLY_DEFAULTS
+from collapsekit.diagnostics.forecast_accuracy import EARLY_DEFAULTS
 from collapsekit.diagnostics.theory_compare import TheorySetting, predict_for, unsupported_reason
 from collapsekit.errors import ParameterError
 from collapsekit.theory import Moments
 
-__all__ = ["COMPACT_MODES", "DEFAULT_WIDTH", "EARLY_DEFAULTS", "FLOOR", "closed_form_kl", "compact", "extrapolate",
+__all__ = ["COMPACT_MODES", "EARLY_DEFAULTS", "FLOOR", "closed_form_kl", "compact", "extrapolate",
            "interval_counts"]
 
 #: Smallest KL (nats) a trajectory is read at: log KL of a fully collapsed dimension stays finite.

@@ -18,7 +18,8 @@ import numpy as np
 from collapsekit._validation import zero_beta, zero_beta_note
 from collapsekit.activity import count_active
 from collapsekit.diagnostics.explain import Explanation
-from collapsekit.diagnostics.forecast_accuracy import DEFAULT_WIDTH, benchmark_accuracy
+from collapsekit.diagnostics.forecast_accuracy import benchmark_accuracy
+from collapsekit.diagnostics.forecast_intervals import CONFORMAL, conformal_interval, half_width
 from collapsekit.diagnostics.report import CollapseReport, TheoryComparison
 from collapsekit.errors import ParameterError
 from collapsekit.theory import Moments, Prediction, predict_cvae, predict_mhvae, predict_vae
@@ -194,14 +195,12 @@ def compare_with_theory(report: CollapseReport, setting: TheorySetting, moments:
 
 
 def _intervals(setting: TheorySetting, moments: Moments) -> dict[str, list[int]]:
-    """Per level: the predicted counts at β·c and β/c, c the post-hoc closed form's interval factor tuned on the
-    benchmark (:data:`~collapsekit.diagnostics.forecast_accuracy.DEFAULT_WIDTH`), as ``collapsekit.forecast``
-    states its intervals."""
-    width = DEFAULT_WIDTH["posthoc"]
-    counts = [{name: count_active(kl) for name, (_, kl) in
-               predict_for(replace(setting, beta=[b * m for b in setting.beta]), moments).items()}
-              for m in (width, 1 / width)]
-    return {name: [counts[0][name], counts[1][name]] for name in counts[0]}
+    """Per level: the predicted count ± the post-hoc closed form's split-conformal half-width calibrated on the
+    benchmark's tuning split (:data:`~collapsekit.diagnostics.forecast_intervals.CONFORMAL`), as
+    ``collapsekit.forecast`` states its intervals; the pooled one, as the setting does not carry the regime."""
+    q = half_width(CONFORMAL["posthoc"])
+    return {name: list(conformal_interval(count_active(kl), len(kl), q))
+            for name, (_, kl) in predict_for(setting, moments).items()}
 
 
 def _plain(values: dict[str, Any]) -> dict[str, Any]:

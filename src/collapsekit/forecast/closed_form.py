@@ -8,11 +8,17 @@ Three variants, each a function of a configuration and its data with the methods
   and the schedule's final β (it needs the trained model, so it is a reference, not a forecast);
 * :func:`adjusted` — the closed form with what a nonlinear model changes, still before training: centred moments
   (every MLP/conv layer has a bias that absorbs the data's mean), the schedule's final β, a Gaussian stand-in
-  η_dec² = mean p(1 − p) for a Bernoulli likelihood, and, where η_dec is learned, the η_dec at which the linear
-  optimum's reconstruction error equals η_dec² (a fixed point), times a β factor tuned on the benchmark.
+  η_dec² = mean p(1 − p) for a Bernoulli likelihood, and, where η_dec is learned, the η_dec the run reaches: the
+  linear optimum's fixed point (reconstruction error = η_dec²) or, where Adam cannot get there in the run's steps,
+  the farthest it gets (:func:`eta_reach`), times a β factor tuned on the benchmark.
 
-The interval of each is the counts at β·c and β/c: the modes whose spectrum lies within a factor ``c`` of the
-collapse threshold are the uncertain ones; ``c`` is tuned on the benchmark's tuning split (docs/forecast.md).
+* :func:`shifted` — :func:`closed_form` with β multiplied by a factor per regime (the schedule: a cyclical
+  schedule's effective β is lower, free bits keep every dimension above the threshold), the factors chosen on
+  the benchmark's tuning split.
+
+The interval of each is split-conformal (:mod:`collapsekit.diagnostics.forecast_intervals`): the forecast ± the 90 %
+conformal quantile of the absolute count residual on the benchmark's tuning split (docs/forecast.md). An
+explicit ``width`` c gives the older interval instead: the counts at β·c and β/c.
 """
 
 from __future__ import annotations
@@ -24,16 +30,21 @@ from typing import Any
 import numpy as np
 
 from collapsekit.activity import count_active
-from collapsekit.diagnostics.forecast_kernel import COMPACT_MODES, DEFAULT_WIDTH, closed_form_kl, compact
+from collapsekit.diagnostics.forecast_kernel import COMPACT_MODES, closed_form_kl, compact
+from collapsekit.diagnostics.forecast_intervals import CONFORMAL, conformal_interval, half_width, regime_of
 from collapsekit.errors import ParameterError
 from collapsekit.forecast.result import Forecast
 from collapsekit.theory import Moments
 
 __all__ = ["COMPACT_MODES", "adjusted", "bernoulli_eta", "centred_moments", "compact", "method_kl", "closed_form", "closed_form_kl", "final_beta_scale", "learned_eta_estimate",
-           "posthoc", "total_steps"]
+           "eta_reach", "posthoc", "shifted", "total_steps"]
 
-#: The adjusted method's factor on β (tuned likewise; 1 = the linear optimum).
-DEFAULT_BETA_FACTOR = 1.0
+#: The adjusted method's factor on β (tuned on the benchmark's tuning split, bench/forecast/score.py; 1 = the
+#: linear optimum).
+DEFAULT_BETA_FACTOR = 0.7071067811865476
+#: :func:`shifted`'s factor on β: per value of the regime field ``by`` where the tuning split had that regime,
+#: else ``pooled`` (tuned likewise).
+DEFAULT_SHIFT: dict[str, Any] = {"base": "adjusted", "pooled": 0.7071067811865476, "by": "likelihood", "regimes": {"bernoulli": 2.8284271247461903, "fixed": 0.5, "learned": 1.0}}
 
 
 def _arrays(data: Any) -> tuple[np.ndarray, np.ndarray | None]:
@@ -98,12 +109,28 @@ def learned_eta_estimate(config: Any, moments: Moments | np.ndarray, beta: float
     return float(math.sqrt(eta2))
 
 
-def _forecast(kl_at: Callable[[float], np.ndarray], *, width: float, method: str, notes: list[str]) -> Forecast:
-    """The forecast from ``kl_at(m)``, the closed form's KL with β multiplied by m: the count at m = 1, the
-    interval from m = width (fewer dimensions) and m = 1/width (more)."""
+def eta_reach(config: Any, n: int) -> float:
+    """The smallest decoder std a learned η_dec can reach in the configured run: η_dec is trained as log η_dec and
+    Adam moves a parameter by at most about its learning rate per step, so log η_dec falls by at most the sum of
+    the learning rates over the run's steps (half of it for a cosine decay): η₀ · exp(−Σ lr). On the benchmark
+    this bound, not the linear optimum's fixed point, is where most learned-η_dec runs end (docs/forecast.md)."""
+    total = config.optim.lr * total_steps(config, n) * (0.5 if config.optim.lr_schedule == "cosine" else 1.0)
+    return float(config.model.eta_dec * math.exp(-total))
+
+
+def _forecast(kl_at: Callable[[float], np.ndarray], *, width: float | None, method: str, notes: list[str],
+              config: Any = None) -> Forecast:
+    """The forecast from ``kl_at(m)``, the closed form's KL with β multiplied by m: the count at m = 1; the
+    interval conformal (``width`` None: ± the method's calibrated half-width for the configuration's regime) or
+    from m = width (fewer dimensions) and m = 1/width (more)."""
+    kl = kl_at(1.0)
+    if width is None:
+        linear = config is not None and config.model.arch == "linear"     # exact at the optimum
+        q = 0.0 if linear else half_width(CONFORMAL[method], regime_of(config) if config is not None else None)
+        n = count_active(kl)
+        return Forecast.from_kl(kl, interval=conformal_interval(n, len(kl), q), method=method, notes=notes)
     if not width >= 1:
         raise ParameterError(f"the interval factor must be ≥ 1, got {width:g}")
-    kl = kl_at(1.0)
     if width == 1:
         return Forecast.from_kl(kl, method=method, notes=notes)
     lo, hi = count_active(kl_at(width)), count_active(kl_at(1 / width))
@@ -136,22 +163,26 @@ def method_kl(method: str, config: Any, data: Any, *, eta_dec: float | None = No
         raise ParameterError(f"unknown closed-form method {method!r} (closed_form, posthoc, adjusted)")
     full = _moments(kind, x, y, centred=config.model.arch != "linear") if moments is None else moments
     reduced = compact(config, full)
-    scale = final_beta_scale(config, x.shape[0]) * (DEFAULT_BETA_FACTOR if beta_factor is None else beta_factor)
+    if beta_factor is None:     # a correction for nonlinear models: the linear model's closed form is exact
+        beta_factor = 1.0 if config.model.arch == "linear" else DEFAULT_BETA_FACTOR
+    scale = final_beta_scale(config, x.shape[0]) * beta_factor
     first = float(config.objective.beta[0] if isinstance(config.objective.beta, list) else config.objective.beta)
     stand_in = None
     spectrum = None
+    reach = 0.0
     if config.model.likelihood == "bernoulli":
         stand_in = bernoulli_eta(y if kind == "cvae" and y is not None else x)
         notes.append(f"Gaussian stand-in for the Bernoulli likelihood: η_dec = {stand_in:.3g}")
     elif config.model.learn_eta_dec:
         spectrum = _variances(kind, full)
-        notes.append("learned η_dec estimated at the linear optimum's fixed point: "
-                     f"{learned_eta_estimate(config, spectrum, first * scale):.3g}")
+        reach = eta_reach(config, x.shape[0])
+        notes.append("learned η_dec estimated as the linear optimum's fixed point or, if larger, the farthest Adam "
+                     f"gets from η₀ in the run: {max(learned_eta_estimate(config, spectrum, first * scale), reach):.3g}")
     if config.objective.free_bits:
         notes.append("free bits are not modelled: the forecast is the plain β-ELBO's")
 
     def kl_at(m: float) -> np.ndarray:
-        eta = stand_in if spectrum is None else learned_eta_estimate(config, spectrum, first * scale * m)
+        eta = stand_in if spectrum is None else max(learned_eta_estimate(config, spectrum, first * scale * m), reach)
         return closed_form_kl(config, reduced, beta_scale=scale * m, eta_dec=eta)
 
     return kl_at, notes
@@ -166,7 +197,8 @@ def closed_form(config: Any, data: Any, *, width: float | None = None) -> Foreca
     data : TrainingData, Dataset or (x, y)
         The rows the run trains on.
     width : float, optional
-        Interval factor c ≥ 1 (default :data:`DEFAULT_WIDTH`).
+        Interval factor c ≥ 1: the interval is the counts at β·c and β/c. Default: the split-conformal
+        interval (:mod:`collapsekit.diagnostics.forecast_intervals`).
 
     Returns
     -------
@@ -174,16 +206,14 @@ def closed_form(config: Any, data: Any, *, width: float | None = None) -> Foreca
         Cost 0. A Bernoulli likelihood is treated as a Gaussian of the configured η_dec (a note says so).
     """
     kl_at, notes = method_kl("closed_form", config, data)
-    return _forecast(kl_at, width=DEFAULT_WIDTH["closed_form"] if width is None else width, method="closed_form",
-                     notes=notes)
+    return _forecast(kl_at, width=width, method="closed_form", notes=notes, config=config)
 
 
 def posthoc(config: Any, data: Any, *, eta_dec: float | None = None, width: float | None = None) -> Forecast:
     """The post-hoc closed form of ``diagnose`` and the sweep summary: raw moments, the learned η_dec (``eta_dec``,
     read from the trained model) and the schedule's final β factor."""
     kl_at, notes = method_kl("posthoc", config, data, eta_dec=eta_dec)
-    return _forecast(kl_at, width=DEFAULT_WIDTH["posthoc"] if width is None else width, method="posthoc",
-                     notes=notes)
+    return _forecast(kl_at, width=width, method="posthoc", notes=notes, config=config)
 
 
 def centred_moments(config: Any, data: Any) -> Moments:
@@ -203,5 +233,25 @@ def adjusted(config: Any, data: Any, *, width: float | None = None, beta_factor:
     ``data`` when already computed.
     """
     kl_at, notes = method_kl("adjusted", config, data, beta_factor=beta_factor, moments=moments)
-    return _forecast(kl_at, width=DEFAULT_WIDTH["adjusted"] if width is None else width, method="adjusted",
-                     notes=notes)
+    return _forecast(kl_at, width=width, method="adjusted", notes=notes, config=config)
+
+
+def shift_factor(config: Any, shift: dict[str, Any] | None = None) -> float:
+    """:func:`shifted`'s factor on β for the configuration's regime (default :data:`DEFAULT_SHIFT`)."""
+    shift = DEFAULT_SHIFT if shift is None else shift
+    by = shift.get("by")
+    regime = regime_of(config)
+    if by is not None and regime.get(by) in shift.get("regimes", {}):
+        return float(shift["regimes"][regime[by]])
+    return float(shift["pooled"])
+
+
+def shifted(config: Any, data: Any, *, shift: dict[str, Any] | None = None, width: float | None = None) -> Forecast:
+    """A cost-0 closed form (``shift["base"]``: :func:`closed_form` or :func:`adjusted` at β factor 1) with β
+    multiplied by the factor of the configuration's regime; base and factors chosen on the benchmark's tuning
+    split (``shift``: default :data:`DEFAULT_SHIFT`)."""
+    shift = DEFAULT_SHIFT if shift is None else shift
+    factor = shift_factor(config, shift)
+    base_kl, notes = method_kl(shift.get("base", "closed_form"), config, data, beta_factor=1.0)
+    notes.append(f"β × {factor:.3g}: the benchmark's tuned factor for this regime")
+    return _forecast(lambda m: base_kl(factor * m), width=width, method="shifted", notes=notes, config=config)

@@ -35,7 +35,7 @@ __all__ = ["BASE", "DEFAULTS", "base", "early", "extrapolate", "prefix_epochs", 
 DEFAULTS = EARLY_DEFAULTS
 #: The cost-0 method the early forecast blends with and falls back to (tuned likewise): ``closed_form`` or
 #: ``adjusted``.
-BASE = "closed_form"
+BASE = "adjusted"
 _FLOOR = FLOOR
 
 

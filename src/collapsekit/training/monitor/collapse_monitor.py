@@ -470,17 +470,16 @@ def _closed_form_base(config: Any, moments: Moments) -> dict[str, Any] | None:
     Gaussian), as :func:`collapsekit.forecast.closed_form` computes it: the monitor's forecast where the KL
     trajectory cannot be extrapolated. None where the closed form does not apply (e.g. an MHVAE with a learned σ₁)."""
     from collapsekit.activity import count_active
-    from collapsekit.diagnostics.forecast_kernel import DEFAULT_WIDTH, closed_form_kl, compact
+    from collapsekit.diagnostics.forecast_intervals import CONFORMAL, conformal_interval, half_width, regime_of
+    from collapsekit.diagnostics.forecast_kernel import closed_form_kl, compact
 
-    width = DEFAULT_WIDTH["closed_form"]
     try:
-        reduced = compact(config, moments)
-        kl = closed_form_kl(config, reduced)
-        lo, hi = (count_active(closed_form_kl(config, reduced, beta_scale=m)) for m in (width, 1 / width))
+        kl = closed_form_kl(config, compact(config, moments))
     except (ParameterError, ValueError, np.linalg.LinAlgError):
         return None
     n = count_active(kl)
-    return {"n_active": n, "interval": [min(lo, n), max(hi, n)], "kl_per_rank": [float(v) for v in kl]}
+    q = 0.0 if config.model.arch == "linear" else half_width(CONFORMAL["closed_form"], regime_of(config))
+    return {"n_active": n, "interval": list(conformal_interval(n, len(kl), q)), "kl_per_rank": [float(v) for v in kl]}
 
 
 def _rows(values: Any) -> Any:
