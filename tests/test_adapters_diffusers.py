@@ -12,37 +12,22 @@ from optional import require
 require("diffusers")
 
 from diffusers import AutoencoderKL  # noqa: E402
+from diffusers_models import CONFIG, IMAGES, train_autoencoder_kl  # noqa: E402
 
 from collapsekit.adapters import as_adapter  # noqa: E402
 from collapsekit.adapters.diffusers import THEORY_SKIPPED, DiffusersAdapter  # noqa: E402
-from collapsekit.data.digits import load_digits  # noqa: E402
 from collapsekit.diagnostics import diagnose  # noqa: E402
 from collapsekit.errors import ParameterError  # noqa: E402
 
-CONFIG = dict(in_channels=1, out_channels=1, down_block_types=("DownEncoderBlock2D",) * 2,
-              up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), layers_per_block=1,
-              latent_channels=4, norm_num_groups=4, sample_size=8)
-
-
 @pytest.fixture(scope="module")
 def images():
-    return torch.tensor(load_digits().x, dtype=torch.float32).reshape(-1, 1, 8, 8) * 2 - 1   # in [-1, 1]
+    return IMAGES
 
 
 @pytest.fixture(scope="module")
-def trained(images):
+def trained():
     """An AutoencoderKL (8×8 images → 4 × 4 × 4 latents) trained 80 steps with L1 + 1e-2·KL (~5 s)."""
-    torch.manual_seed(0)
-    model = AutoencoderKL(**CONFIG)
-    optimiser = torch.optim.Adam(model.parameters(), lr=2e-3)
-    generator = torch.Generator().manual_seed(0)
-    for _ in range(80):
-        batch = images[torch.randint(0, 1500, (64,), generator=generator)]
-        posterior = model.encode(batch).latent_dist
-        loss = (model.decode(posterior.sample()).sample - batch).abs().sum((1, 2, 3)).mean() + 1e-2 * posterior.kl().mean()
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
+    model, _ = train_autoencoder_kl(1e-2)
     return model.eval()
 
 

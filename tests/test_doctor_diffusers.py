@@ -6,40 +6,18 @@ from __future__ import annotations
 
 import pytest
 import torch
+from optional import require
 
-pytest.importorskip("diffusers")
+require("diffusers")
 
-from diffusers import AutoencoderKL  # noqa: E402
+from diffusers_models import IMAGES, l1_plus_kl, train_autoencoder_kl  # noqa: E402
 
-from collapsekit.data.digits import load_digits  # noqa: E402
 from collapsekit.checkup import doctor  # noqa: E402
-
-CONFIG = dict(in_channels=1, out_channels=1, down_block_types=("DownEncoderBlock2D",) * 2,
-              up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), layers_per_block=1,
-              latent_channels=4, norm_num_groups=4, sample_size=8)
-IMAGES = torch.tensor(load_digits().x, dtype=torch.float32).reshape(-1, 1, 8, 8) * 2 - 1       # in [-1, 1]
-
-
-def l1_plus_kl(weight):
-    """Latent diffusion's autoencoder loss, reduced to L1 + weight · KL."""
-    def loss_fn(model, batch):
-        posterior = model.encode(batch).latent_dist
-        return (model.decode(posterior.sample()).sample - batch).abs().sum((1, 2, 3)).mean() + \
-            weight * posterior.kl().mean()
-    return loss_fn
 
 
 @pytest.fixture(scope="module", params=[1e-2, 1e-6], ids=["kl-1e-2", "kl-1e-6"])
 def trained(request):
-    torch.manual_seed(0)
-    model = AutoencoderKL(**CONFIG)
-    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
-    generator = torch.Generator().manual_seed(0)
-    for _ in range(80):
-        batch = IMAGES[torch.randint(0, 1500, (64,), generator=generator)]
-        optimizer.zero_grad()
-        l1_plus_kl(request.param)(model, batch).backward()
-        optimizer.step()
+    model, optimizer = train_autoencoder_kl(request.param)
     return request.param, model, optimizer
 
 

@@ -8,8 +8,9 @@ import logging
 
 import pytest
 import torch
+from optional import require
 
-pytest.importorskip("pythae")
+require("pythae")
 
 from pythae.data.datasets import BaseDataset  # noqa: E402
 from pythae.models import VAE, BetaVAE, BetaVAEConfig, VAEConfig  # noqa: E402
