@@ -193,6 +193,32 @@ def test_the_evidence_shipped_with_a_forecast_is_the_benchmarks_reporting_split(
     assert fc.MEASURED == measured
     assert fc.benchmark_accuracy("closed_form", "linear") is None          # exact: no benchmark to quote
     assert set(fc.MEASURED) == {"closed_form", "posthoc", "adjusted", "shifted", "early"}
-    assert fc.benchmark_accuracy("adjusted") == measured["adjusted"]       # what --budget 0 returns
+    whole = {k: v for k, v in measured["adjusted"].items() if k != "regimes"}
+    assert fc.benchmark_accuracy("adjusted") == whole                      # what --budget 0 returns
     sentence = fc.evidence("closed_form")
     assert f"within ±1 on {100 * measured['closed_form']['within1']:.0f} %" in sentence
+
+
+def test_the_evidence_quotes_the_configurations_likelihood_row_where_it_has_enough_runs():
+    from collapsekit.diagnostics.forecast_accuracy import MIN_REGIME_RUNS, QUOTED_BY, comparable
+
+    measured = json.loads((ROOT / "bench" / "forecast" / "results" / "accuracy.json").read_text(encoding="utf-8"))
+    assert QUOTED_BY == "likelihood" and MIN_REGIME_RUNS == 8
+    for method, found in measured.items():
+        rows = found["regimes"][QUOTED_BY]
+        assert set(rows) == {"bernoulli", "fixed", "learned"}
+        assert sum(r["n"] for r in rows.values()) == found["n"]            # the regimes partition the split
+        whole = {k: v for k, v in found.items() if k != "regimes"}
+        for value, row in rows.items():
+            got = fc.benchmark_accuracy(method, "mlp", {"arch": "mlp", QUOTED_BY: value, "schedule": "constant"})
+            assert got == (row | {"regime": value} if row["n"] >= MIN_REGIME_RUNS else whole)
+    row = measured["adjusted"]["regimes"]["likelihood"]["learned"]
+    assert row["n"] >= MIN_REGIME_RUNS
+    said = fc.evidence("adjusted", "mlp", {"likelihood": "learned"})
+    assert said.startswith(f"within ±1 on {100 * row['within1']:.0f} %, exact on {100 * row['exact']:.0f} %")
+    assert f"of the {row['n']} benchmark runs with a learned η_dec" in said
+    assert comparable("adjusted", "mlp", {"likelihood": "learned"}) == (
+        f"within ±1 on {100 * row['within1']:.0f} % of the {row['n']} benchmark runs with a learned η_dec")
+    # a value the benchmark has no row for: the whole split
+    assert fc.benchmark_accuracy("adjusted", "mlp", {"likelihood": "other"}) == fc.benchmark_accuracy("adjusted")
+    assert fc.benchmark_accuracy("adjusted", "linear", {"likelihood": "learned"}) is None

@@ -9,6 +9,7 @@ import yaml
 
 from collapsekit import forecast as fc
 from collapsekit.cli import main
+from collapsekit.diagnostics.forecast_intervals import regime_of
 from collapsekit.training.builders import load_training_data
 from collapsekit.training.config import RunConfig
 
@@ -42,7 +43,8 @@ def test_budget_zero_json_is_the_base_closed_form(capsys, tmp_path):
         want.n_active, list(want.interval), want.method, 0.0)
     assert got["latent_size"] == 4 and got["kl_per_rank"] == want.kl_per_rank
     assert got["interval"][0] <= got["n_active"] <= got["interval"][1]
-    assert got["benchmark"] == fc.benchmark_accuracy(want.method)      # the evidence beside the number
+    assert got["benchmark"] == fc.benchmark_accuracy(want.method, "mlp", regime_of(config))  # the evidence beside it
+    assert got["benchmark"]["regime"] == "fixed"                       # its likelihood's row of the benchmark
 
 
 def test_a_budget_trains_the_prefix_into_out_and_train_resume_continues_it(capsys, tmp_path):
@@ -65,7 +67,7 @@ def test_the_text_output_is_a_table_and_one_sentence(capsys, tmp_path):
     assert "of 4 latent dimensions active at the end of the 4-epoch run" in out
     from collapsekit.forecast.early import BASE
 
-    assert fc.evidence(BASE) in out
+    assert fc.evidence(BASE, "mlp", regime_of(RunConfig.parse(VALUES))) in out
 
 
 def test_keep_k_recommends_the_largest_beta(capsys, tmp_path):

@@ -131,7 +131,9 @@ def test_the_recommended_beta_is_the_largest_scanned_one_that_keeps_k(keep):
     if rec.beta_safe is not None:                               # the interval's lower end keeps K there, not above
         assert at(rec.beta_safe).interval[0] >= keep > at(rec.beta_safe * MULTIPLIERS[1] / MULTIPLIERS[0]).interval[0]
         assert rec.beta_safe <= rec.beta
-    assert rec.benchmark == fc.benchmark_accuracy(rec.method) and rec.cost_fraction == 0
+    from collapsekit.diagnostics.forecast_intervals import regime_of
+
+    assert rec.benchmark == fc.benchmark_accuracy(rec.method, "mlp", regime_of(config)) and rec.cost_fraction == 0
 
 
 def test_recommend_beta_refuses_an_impossible_keep():

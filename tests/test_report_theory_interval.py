@@ -12,6 +12,7 @@ from collapsekit.diagnostics.forecast_intervals import CONFORMAL
 from collapsekit.diagnostics.report import CollapseReport
 from collapsekit.diagnostics.theory_compare import TheorySetting, compare_with_theory
 from collapsekit.theory import Moments, predict_vae
+from collapsekit.training.config import RunConfig
 from collapsekit.viz.report_text import theory_line
 from report_helpers import make_level
 
@@ -32,10 +33,25 @@ def test_a_nonlinear_models_theory_has_the_interval_and_the_benchmarks_accuracy(
     q = int(CONFORMAL["posthoc"]["pooled"])          # the post-hoc closed form's conformal half-width (pooled)
     expected = [max(0, n - q), min(4, n + q)]
     assert n == 2 and theory.n_active_predicted == 2 and theory.interval == expected and expected[0] < 2 < expected[1]
-    assert theory.benchmark == MEASURED["posthoc"]
+    whole = {k: v for k, v in MEASURED["posthoc"].items() if k != "regimes"}
+    assert theory.benchmark == whole                  # a setting without a regime: the whole reporting split
     line = theory_line(compared(linear=False).levels[0])
     assert (f"2 active dimensions predicted (interval {expected[0]}–{expected[1]}; within ±1 on "
-            f"{100 * MEASURED['posthoc']['within1']:.0f} % of comparable benchmark runs), 2 measured") in line
+            f"{100 * whole['within1']:.0f} % of comparable benchmark runs), 2 measured") in line
+
+
+@pytest.mark.parametrize("learned", [False, True])
+def test_a_configurations_theory_quotes_its_likelihoods_benchmark_row(learned):
+    config = RunConfig.parse({"model": {"arch": "mlp", "latent_dims": [4], "learn_eta_dec": learned}})
+    setting = TheorySetting.from_config(config)
+    assert setting.regime["likelihood"] == ("learned" if learned else "fixed")
+    report = CollapseReport(levels=[make_level("z", [0.8, 0.3, 0.001, 0.0])], n_examples=2000)
+    theory = compare_with_theory(report, setting, Moments(xx=np.diag(EIGS))).levels[0].theory
+    row = MEASURED["posthoc"]["regimes"]["likelihood"]["learned" if learned else "fixed"]
+    assert row["n"] >= 8 and theory.benchmark == row | {"regime": "learned" if learned else "fixed"}
+    words = "a learned η_dec" if learned else "a fixed η_dec"
+    assert (f"within ±1 on {100 * row['within1']:.0f} % of the {row['n']} benchmark runs with {words})"
+            in theory_line(report.levels[0]))
 
 
 def test_a_linear_models_exact_theory_is_unchanged():
@@ -48,4 +64,5 @@ def test_the_interval_and_accuracy_survive_the_reports_json():
     report = compared(linear=False)
     again = CollapseReport.from_dict(report.to_dict())
     assert again.levels[0].theory.interval == report.levels[0].theory.interval
-    assert again.levels[0].theory.benchmark == pytest.approx(MEASURED["posthoc"])
+    assert again.levels[0].theory.benchmark == pytest.approx({k: v for k, v in MEASURED["posthoc"].items()
+                                                              if k != "regimes"})

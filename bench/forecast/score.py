@@ -409,6 +409,20 @@ def breakdown(scored: dict[str, list[dict[str, Any]]], rows: list[dict[str, Any]
     return lines
 
 
+def regime_accuracy(scored: list[dict[str, Any]], rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A method's accuracy per value of each regime field (``regime_of``'s names), with its runs and
+    configurations: the rows ``collapsekit.diagnostics.forecast_accuracy`` quotes for a configuration's regime."""
+    lookup = {(r["id"], r["seed"]): r for r in rows}
+    out: dict[str, dict[str, Any]] = {}
+    for field in ("arch", "likelihood", "schedule"):
+        out[field] = {}
+        for value in sorted({str(lookup[(s["id"], s["seed"])][field]) for s in scored}):
+            group = [s for s in scored if str(lookup[(s["id"], s["seed"])][field]) == value]
+            out[field][value] = ({k: round(v, 4) for k, v in metrics(group).items() if k != "log_kl"}
+                                 | {"configurations": len({s["id"] for s in group})})
+    return out
+
+
 def seed_spread(rows: list[dict[str, Any]]) -> tuple[int, float, float]:
     """(configurations with ≥ 2 seeds, fraction where the seeds agree exactly, mean |difference|)."""
     by: dict[str, list[int]] = {}
@@ -517,7 +531,8 @@ def main() -> int:
     shipped = {"closed_form": "closed_form", "posthoc": "posthoc", "adjusted": "adjusted", "shifted": "shifted",
                "early": "early_only"}
     accuracy = {name: {k: round(v, 4) for k, v in metrics(on_reporting[method]).items() if k != "log_kl"}
-                | {"configurations": configs(reporting)} for name, method in shipped.items()}
+                | {"configurations": configs(reporting)} | {"regimes": regime_accuracy(on_reporting[method], reporting)}
+                for name, method in shipped.items()}
     (RESULTS / "accuracy.json").write_text(json.dumps(accuracy, indent=1) + "\n", encoding="utf-8")
     text = "\n".join(out)
     (RESULTS / "scores.md").write_text(text + "\n", encoding="utf-8")

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from collapsekit.forecast.accuracy import annotate
 
     if args.json:
-        print(json.dumps(annotate(result.to_dict(), config.model.arch), indent=2, allow_nan=False))
+        print(json.dumps(annotate(result.to_dict(), config), indent=2, allow_nan=False))
         return 0
     print_forecast(result, config)
     return 0
@@ -60,6 +60,7 @@ def print_forecast(result: Any, config: Any) -> None:
     """A forecast as a table (rank, forecast KL, active) and one sentence with its interval and, for a nonlinear
     model, the method's measured accuracy on the benchmark (``collapsekit forecast`` and ``predict --config``)."""
     from collapsekit.activity import KL_ACTIVE_THRESHOLD
+    from collapsekit.diagnostics.forecast_intervals import regime_of
     from collapsekit.forecast.accuracy import evidence
     from collapsekit.formatting import cell
 
@@ -67,7 +68,7 @@ def print_forecast(result: Any, config: Any) -> None:
     for rank, kl in enumerate(result.kl_per_rank, 1):
         print(f"{rank:>4}  {cell(kl):>18}  {'yes' if kl >= KL_ACTIVE_THRESHOLD else 'no'}")
     lo, hi = result.interval
-    said = evidence(result.method, config.model.arch)
+    said = evidence(result.method, config.model.arch, regime_of(config))
     print(f"Forecast: {result.n_active} of {result.latent_size} latent dimensions active at the end of the "
           f"{config.train.epochs}-epoch run (interval {lo}–{hi}; {result.method.replace('_', ' ')}, "
           f"{100 * result.cost_fraction:.0f} % of the run spent" + (f"; this method was {said}" if said else "")
@@ -80,6 +81,7 @@ def _recommend(config: Any, args: argparse.Namespace) -> int:
     """``--keep K``: the largest β forecast to keep K dimensions (JSON or one sentence)."""
     from collapsekit.errors import ParameterError
     from collapsekit.forecast import recommend_beta
+    from collapsekit.diagnostics.forecast_intervals import regime_of
     from collapsekit.forecast.accuracy import evidence
 
     if args.budget != 0:
@@ -89,7 +91,7 @@ def _recommend(config: Any, args: argparse.Namespace) -> int:
         print(json.dumps(rec.to_dict(), indent=2, allow_nan=False))
         return 0
     fmt = lambda b: "—" if b is None else (", ".join(f"{v:.4g}" for v in b) if isinstance(b, list) else f"{b:.4g}")  # noqa: E731
-    said = evidence(rec.method, config.model.arch)
+    said = evidence(rec.method, config.model.arch, regime_of(config))
     print(f"Largest β forecast to keep {rec.keep} of {rec.latent_size} dimensions active: {fmt(rec.beta)} "
           f"(forecast {rec.forecast}, interval {rec.interval[0]}–{rec.interval[1]}); largest whose interval keeps "
           f"{rec.keep}: {fmt(rec.beta_safe)} ({rec.method.replace('_', ' ')}, cost 0"

@@ -48,7 +48,7 @@ def run_config(args: argparse.Namespace) -> int:
     from collapsekit.forecast.accuracy import annotate
 
     result = forecast_config(config, budget=0.0, data=data)
-    payload = annotate(result.to_dict(), config.model.arch)
+    payload = annotate(result.to_dict(), config)
     _save(args, payload)
     if args.json:
         print(json.dumps(payload, indent=2, allow_nan=False))

@@ -71,7 +71,7 @@ class TheoryComparison:
     critical_beta: list[float] = field(default_factory=list)
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     interval: list[int] | None = None
-    benchmark: dict[str, float] | None = None
+    benchmark: dict[str, Any] | None = None
 
     @property
     def qualifier(self) -> str:
@@ -81,7 +81,9 @@ class TheoryComparison:
         if self.interval is not None:
             parts.append(f"interval {self.interval[0]}–{self.interval[1]}")
         if self.benchmark is not None:
-            parts.append(f"within ±1 on {100 * self.benchmark['within1']:.0f} % of comparable benchmark runs")
+            from collapsekit.diagnostics.forecast_accuracy import quote
+
+            parts.append(str(quote(self.benchmark)))
         return f" ({'; '.join(parts)})" if parts else ""
 
     @property

@@ -19,7 +19,7 @@ from collapsekit._validation import zero_beta, zero_beta_note
 from collapsekit.activity import count_active
 from collapsekit.diagnostics.explain import Explanation
 from collapsekit.diagnostics.forecast_accuracy import benchmark_accuracy
-from collapsekit.diagnostics.forecast_intervals import CONFORMAL, conformal_interval, half_width
+from collapsekit.diagnostics.forecast_intervals import CONFORMAL, conformal_interval, half_width, regime_of
 from collapsekit.diagnostics.report import CollapseReport, TheoryComparison
 from collapsekit.errors import ParameterError
 from collapsekit.theory import Moments, Prediction, predict_cvae, predict_mhvae, predict_vae
@@ -51,6 +51,9 @@ class TheorySetting:
         of z₂, or None when learnable or data-dependent (the learnable-Σ₂ closed form).
     likelihood, objective : str
         The theory covers a Gaussian likelihood and the β-ELBO; anything else gets no prediction.
+    regime : dict, optional
+        The configuration's regime labels (:func:`~collapsekit.diagnostics.forecast_intervals.regime_of`), which
+        pick the benchmark row and conformal half-width an estimate quotes; None: the whole split's.
     """
 
     kind: str
@@ -65,6 +68,7 @@ class TheorySetting:
     likelihood: str = "gaussian"
     objective: str = "elbo"
     notes: list[str] = field(default_factory=list)
+    regime: dict[str, str] | None = None
 
     @classmethod
     def from_config(cls, config: Any, *, eta_dec: float | None = None, beta_scale: float = 1.0) -> "TheorySetting":
@@ -87,7 +91,8 @@ class TheorySetting:
                    eta_dec=m.eta_dec if eta_dec is None else eta_dec, encoder_std=std,
                    sigma1=m.sigma1 if isinstance(m.sigma1, float) else None,
                    sigma2=m.sigma2 if isinstance(m.sigma2, float) else None, likelihood=m.likelihood,
-                   objective=o.name if config.schedule.name != "capacity" else "capacity", notes=notes)
+                   objective=o.name if config.schedule.name != "capacity" else "capacity", notes=notes,
+                   regime=regime_of(config))
 
     @property
     def closed_form(self) -> str | None:
@@ -171,7 +176,8 @@ def compare_with_theory(report: CollapseReport, setting: TheorySetting, moments:
     report.notes.extend(setting.notes)
     exact = setting.linear and not setting.notes
     intervals = {} if exact else _intervals(setting, moments)
-    benchmark = None if exact else benchmark_accuracy("posthoc", "linear" if setting.linear else "nonlinear")
+    benchmark = None if exact else benchmark_accuracy("posthoc", "linear" if setting.linear else "nonlinear",
+                                                      setting.regime)
     for name, (prediction, kl_predicted) in predict_for(setting, moments).items():
         try:
             level = report.level(name)
@@ -197,8 +203,8 @@ def compare_with_theory(report: CollapseReport, setting: TheorySetting, moments:
 def _intervals(setting: TheorySetting, moments: Moments) -> dict[str, list[int]]:
     """Per level: the predicted count ± the post-hoc closed form's split-conformal half-width calibrated on the
     benchmark's tuning split (:data:`~collapsekit.diagnostics.forecast_intervals.CONFORMAL`), as
-    ``collapsekit.forecast`` states its intervals; the pooled one, as the setting does not carry the regime."""
-    q = half_width(CONFORMAL["posthoc"])
+    ``collapsekit.forecast`` states its intervals (the configuration's regime's where calibrated, else pooled)."""
+    q = half_width(CONFORMAL["posthoc"], setting.regime)
     return {name: list(conformal_interval(count_active(kl), len(kl), q))
             for name, (_, kl) in predict_for(setting, moments).items()}
 
