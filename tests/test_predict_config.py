@@ -70,7 +70,8 @@ def test_a_nonlinear_configuration_gets_an_interval_and_the_measured_accuracy(tm
     assert got["benchmark"] == row | {"regime": "fixed"} and got["cost_fraction"] == 0
     status, text, _ = cli(capsys, "predict", "--config", str(path))
     assert status == 0 and f"interval {lo}–{hi}" in text
-    assert f"within ±1 on {100 * row['within1']:.0f} %" in text and f"of the {row['n']} benchmark runs with a fixed η_dec" in text
+    assert f"within ±1 on {100 * row['within1']:.0f} %" in text
+    assert f"of the {row['n']} benchmark runs with a fixed η_dec" in text
 
 
 def test_save_writes_what_json_prints(tmp_path, capsys):

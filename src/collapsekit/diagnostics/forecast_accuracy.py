@@ -6,9 +6,9 @@ can read it.
 The numbers are the reporting split's (configurations never used to tune anything) of
 ``bench/forecast/results/accuracy.json``, written by ``bench/forecast/score.py``; a test keeps the two equal.
 They describe the benchmark's nonlinear configurations, not every run: a configuration's clause quotes the row of
-its likelihood (:data:`QUOTED_BY`) where that has at least :data:`MIN_REGIME_RUNS` runs, else the whole split. The early-training method's constants tuned on the tuning split (``bench/forecast/results/tuned.json``)
-are here too; the closed forms' conformal interval half-widths are in
-:mod:`collapsekit.diagnostics.forecast_intervals`.
+its likelihood (:data:`QUOTED_BY`) where that has at least :data:`MIN_REGIME_RUNS` runs, else the whole split. The
+early-training method's constants tuned on the tuning split (``bench/forecast/results/tuned.json``) are here too;
+the closed forms' conformal interval half-widths are in :mod:`collapsekit.diagnostics.forecast_intervals`.
 """
 
 from __future__ import annotations
@@ -127,7 +127,8 @@ MEASURED: dict[str, dict[str, Any]] = {
 }
 
 
-def benchmark_accuracy(method: str, arch: str = "mlp", regime: Mapping[str, str] | None = None) -> dict[str, Any] | None:
+def benchmark_accuracy(method: str, arch: str = "mlp",
+                       regime: Mapping[str, str] | None = None) -> dict[str, Any] | None:
     """The benchmark's measured accuracy of ``method`` (None where it has none: the linear model's closed form is
     exact, and methods that do not ship were measured in docs/forecast.md only).
 
@@ -160,9 +161,11 @@ def evidence(method: str, arch: str = "mlp", regime: Mapping[str, str] | None = 
     found = benchmark_accuracy(method, arch, regime)
     if found is None:
         return None
-    said = f"within ±1 on {100 * found['within1']:.0f} %, exact on {100 * found['exact']:.0f} % and inside its interval on {100 * found['coverage']:.0f} % of "
+    said = (f"within ±1 on {100 * found['within1']:.0f} %, exact on {100 * found['exact']:.0f} % and inside its "
+            f"interval on {100 * found['coverage']:.0f} % of ")
     if found.get("regime") is not None:
-        return said + f"{_runs(found)} (reporting split, {int(found['configurations'])} configurations, docs/forecast.md)"
+        return said + (f"{_runs(found)} (reporting split, {int(found['configurations'])} configurations, "
+                       "docs/forecast.md)")
     return said + (f"the benchmark's reporting split ({int(found['n'])} runs of {int(found['configurations'])} "
                    f"nonlinear configurations, docs/forecast.md)")
 

@@ -104,5 +104,6 @@ def recommend_beta(config: Any, keep: int, *, data: Any = None) -> BetaRecommend
     return BetaRecommendation(keep=int(keep), beta=_scaled(beta, factor), beta_safe=_scaled(beta, factor_safe),
                               factor=factor, factor_safe=factor_safe, forecast=int(counts[best]),
                               interval=conformal_interval(int(counts[best]), latent, q), latent_size=latent,
-                              method=BASE, benchmark=None if linear else benchmark_accuracy(BASE, regime=regime_of(config)),
+                              method=BASE,
+                              benchmark=None if linear else benchmark_accuracy(BASE, regime=regime_of(config)),
                               notes=notes)
