@@ -5,6 +5,7 @@ isolated, and the Ray executor (a head started here on loopback) giving the loca
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
 import json
 import os
@@ -171,7 +172,8 @@ def test_summary_has_one_row_per_point_from_metrics_and_theory(reference):
     rows = read_summary(reference.summary_path)
     header = list(rows[0])
     assert header == ["point", "beta", "seed", "status", *RESULT_COLUMNS, "error", "format"]
-    assert {r["format"] for r in rows} == {2}                    # the schema version: the headline rule
+    assert {r["format"] for r in rows} == {3}                    # the schema version: with the interval
+    assert {(r["n_active_predicted_lo"], r["n_active_predicted_hi"]) for r in rows} == {(None, None)}  # exact
     assert [(r["beta"], r["seed"]) for r in rows] == [(b, s) for b in (0.5, 2, 5) for s in range(SEEDS)]
     moments = Moments.from_data(load_training_data(base_config()).x.double().numpy())
     for row in rows:
@@ -191,15 +193,55 @@ def test_summary_has_one_row_per_point_from_metrics_and_theory(reference):
     assert [r["n_active_predicted"] for r in rows] == [3, 3, 2, 2, 1, 1]
 
 
-def test_a_summary_written_before_the_format_column_reads_as_format_1(reference, tmp_path):
+def test_summaries_of_formats_1_and_2_still_read(reference, tmp_path):
     lines = reference.summary_path.read_text().splitlines()
-    assert lines[0].endswith(",format") and all(line.endswith(",2") for line in lines[1:])
-    old = tmp_path / SUMMARY_FILE
-    old.write_text("\n".join(line.rsplit(",", 1)[0] for line in lines) + "\n")
-    rows = read_summary(old)
-    assert [r["format"] for r in rows] == [1] * len(lines[1:])
-    assert [{k: v for k, v in r.items() if k != "format"} for r in rows] == \
-        [{k: v for k, v in r.items() if k != "format"} for r in read_summary(reference.summary_path)]
+    assert lines[0].endswith(",format") and all(line.endswith(",3") for line in lines[1:])
+    with open(reference.summary_path, newline="") as stream:
+        cells = list(csv.reader(stream))             # the point names hold quoted commas
+    drop = [cells[0].index("n_active_predicted_lo"), cells[0].index("n_active_predicted_hi")]
+    two = [[c for i, c in enumerate(row) if i not in drop] for row in cells]
+    two = [two[0]] + [row[:-1] + ["2"] for row in two[1:]]      # format 2: no interval columns
+    for fmt, table in ((2, two), (1, [row[:-1] for row in two])):  # format 1: no format column either
+        old = tmp_path / f"{fmt}.csv"
+        with open(old, "w", newline="") as stream:
+            csv.writer(stream).writerows(table)
+        rows = read_summary(old)
+        assert [r["format"] for r in rows] == [fmt] * len(lines[1:])
+        assert [list(r) for r in rows] == [list(r) for r in read_summary(reference.summary_path)]   # same columns
+        assert [{k: v for k, v in r.items() if k != "format"} for r in rows] == \
+            [{k: v for k, v in r.items() if k != "format"} for r in read_summary(reference.summary_path)]
+
+
+def test_a_nonlinear_points_summary_row_has_the_reports_interval(tmp_path, capsys):
+    """The interval in summary.csv is the one diagnose's theory column states for the same configuration."""
+    from collapsekit.cli.sweep import print_result
+    from collapsekit.diagnostics.forecast_intervals import CONFORMAL
+    from collapsekit.diagnostics.report import CollapseReport
+    from collapsekit.diagnostics.theory_compare import TheorySetting, compare_with_theory, moments_for
+    from collapsekit.experiments.sweep import SweepResult, predicted_active, predicted_interval, write_summary
+    from collapsekit.training import load_training_data
+    from report_helpers import make_level
+
+    config = base_config().with_overrides({"model.arch": "mlp", "model.hidden": [16], "objective.beta": 2.0})
+    data = load_training_data(config)
+    count, label = predicted_active(config, data)
+    assert label == "linear-theory estimate" and count == 2
+    interval = predicted_interval(config, count, label, 3)
+    q = int(CONFORMAL["posthoc"]["regimes"]["mlp"])
+    assert interval == (max(0, count - q), min(3, count + q)) and interval[0] < count < interval[1]
+    setting = TheorySetting.from_config(config)
+    report = compare_with_theory(CollapseReport(levels=[make_level("z", [0.8, 0.3, 0.0])], n_examples=256),
+                                 setting, moments_for(setting, data.x, data.y))
+    assert tuple(report.levels[0].theory.interval) == interval      # what the reports state
+    assert predicted_interval(base_config(), 2, "exact", 3) is None  # an exact count has no interval
+    row = {"point": "p0", "beta": 2.0, "seed": 0, "status": "done", "n_active_predicted": count,
+           "n_active_predicted_lo": interval[0], "n_active_predicted_hi": interval[1], "n_active_measured": 1,
+           "latent_size": 3, "loss_nats": 1.5, "kl_nats": 0.5, "theory": label}
+    path = write_summary(tmp_path / SUMMARY_FILE, [row], ["beta"])
+    (got,) = read_summary(path)
+    assert got["format"] == 3 and (got["n_active_predicted_lo"], got["n_active_predicted_hi"]) == interval
+    print_result(SweepResult(out_dir=tmp_path, rows=[got]))
+    assert f"{count} ({interval[0]}–{interval[1]})" in capsys.readouterr().out
 
 
 def test_small_vaes_train_batched_and_match_one_process_per_point(reference, tmp_path):

@@ -34,7 +34,9 @@ def add_parser(verbs: Any) -> argparse.ArgumentParser:
         epilog="summary.csv: n_active_measured counts the top-level latent dimensions whose mean KL is ≥ "
                f"{KL_ACTIVE_THRESHOLD:g} nats per example on the final weights and the point's data (its "
                "evaluation.json); n_active_predicted applies the same rule to the closed form's KL at the same "
-               "settings (empty where the theory does not apply). Grid keys: configuration keys (objective.beta, model.eta_dec, schedule.settings.KEY) or "
+               "settings (empty where the theory does not apply), n_active_predicted_lo/_hi its interval where "
+               "the closed form only estimates it (a nonlinear model: the post-hoc closed form's conformal "
+               "interval, as diagnose's reports give it). Grid keys: configuration keys (objective.beta, model.eta_dec, schedule.settings.KEY) or "
                "short names (beta, beta1, beta2, eta_dec, eta_enc, latent_dim, lr, epochs, batch_size, ...).")
     parser.add_argument("config", metavar="CONFIG.yaml",
                         help="the base run configuration (YAML), or a sweep directory to rerun as it was")
@@ -90,6 +92,14 @@ def run(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def predicted_cell(row: dict[str, Any]) -> str:
+    """The predicted count, with its interval where it is an estimate: ``2 (0–4)``; "" where none."""
+    count, lo, hi = row.get("n_active_predicted"), row.get("n_active_predicted_lo"), row.get("n_active_predicted_hi")
+    if count is None:
+        return ""
+    return f"{count}" if lo is None or hi is None else f"{count} ({lo}–{hi})"
+
+
 def print_result(result: SweepResult, max_rows: int = 40) -> None:
     """The summary as a table (at most ``max_rows`` points), the failures, and where the files are."""
     from rich.markup import escape
@@ -106,7 +116,7 @@ def print_result(result: SweepResult, max_rows: int = 40) -> None:
     for row in result.rows[:max_rows]:
         status = row["status"]
         table.add_row(escape(str(row["point"])), f"[{colour.get(status, 'yellow')}]{status}[/]",
-                      show(row["n_active_measured"]), show(row["n_active_predicted"]),
+                      show(row["n_active_measured"]), predicted_cell(row),
                       show(row["loss_nats"], "{:.5g}"), show(row["kl_nats"], "{:.4g}"))
     out.print(table)
     if len(result.rows) > max_rows:

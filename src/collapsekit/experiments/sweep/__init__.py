@@ -40,6 +40,11 @@ n_active_predicted
     KL per top-level dimension, as in the diagnose report, at the run's final β (after its schedule)
     and η_dec (the learned one when η_dec is learned). Empty where the theory does not apply;
     ``theory`` says why.
+n_active_predicted_lo, n_active_predicted_hi
+    Where the closed form only estimates the count (a nonlinear model, ``theory`` = ``linear-theory
+    estimate``): its interval, the count ± the post-hoc closed form's split-conformal half-width calibrated on
+    the benchmark (docs/forecast.md), as the diagnose reports state it. Empty for an exact prediction. Format 3;
+    :func:`read_summary` gives None for them in a format 1 or 2 file.
 n_active_measured
     The headline count of the top level on the **final weights**, on the point's data: the point's
     ``evaluation.json``, the same number its training printed and ``collapsekit diagnose`` reports. For
@@ -77,7 +82,8 @@ from collapsekit.experiments.sweep.points import Point, expand_grid, point_confi
 from collapsekit.experiments.sweep.run import run_sweep
 from collapsekit.experiments.sweep.summary import (RESULT_COLUMNS, SweepResult, read_summary, summary_rows, what_ran,
                                                    write_summary)
-from collapsekit.experiments.sweep.theory import CURVE_POINTS, fine_values, predicted_active, theory_curve
+from collapsekit.experiments.sweep.theory import (CURVE_POINTS, fine_values, predicted_active, predicted_interval,
+                                                 theory_curve)
 from collapsekit.experiments.sweep.worker import (PointTask, batch_groups, point_result, read_status, run_point,
                                                   run_points)
 from collapsekit.experiments.values import format_value, parse_value
@@ -86,5 +92,6 @@ __all__ = ["CURVE_POINTS", "LOCK_FILE", "POINTS_DIR", "RESULT_COLUMNS", "STATUS_
            "SUMMARY_FORMAT", "SWEEP_FORMAT", "TRACEBACK_FILE", "ConfigKey", "Grid", "Point", "PointTask", "SweepResult", "batch_groups",
            "expand_grid", "fine_values", "format_value", "integer_key", "load_sweep", "parse_grid",
            "parse_grid_option", "parse_seeds", "parse_value", "plot_sweep", "point_config", "point_result",
-           "predicted_active", "read_status", "read_summary", "resolve_key", "run_point", "run_points", "run_sweep",
+           "predicted_active", "predicted_interval", "read_status", "read_summary", "resolve_key", "run_point",
+           "run_points", "run_sweep",
            "seed_list", "summary_rows", "theory_curve", "what_ran", "write_summary"]

@@ -20,8 +20,10 @@ from collapsekit.experiments.sweep.points import Point
 from collapsekit.experiments.values import format_value, parse_value
 
 #: Columns of summary.csv after the grid keys and the seed.
-RESULT_COLUMNS = ("n_active_predicted", "n_active_measured", "latent_size", "loss_nats", "reconstruction_nats",
-                  "kl_nats", "epochs_trained", "theory")
+RESULT_COLUMNS = ("n_active_predicted", "n_active_predicted_lo", "n_active_predicted_hi", "n_active_measured",
+                  "latent_size", "loss_nats", "reconstruction_nats", "kl_nats", "epochs_trained", "theory")
+#: Columns a summary of an earlier format lacks, read back as None.
+ADDED_IN_FORMAT_3 = ("n_active_predicted_lo", "n_active_predicted_hi")
 
 
 def summary_rows(points: Sequence[Point], statuses: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -59,12 +61,24 @@ def write_summary(path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]
 
 def read_summary(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Rows of a ``summary.csv``: numbers as numbers, empty cells as None; ``format`` is 1 for a file written
-    before the column existed (see :data:`~collapsekit.experiments.sweep.layout.SUMMARY_FORMAT`)."""
+    before the column existed (see :data:`~collapsekit.experiments.sweep.layout.SUMMARY_FORMAT`), and the columns
+    format 3 added (the predicted count's interval) are None in a format 1 or 2 file."""
     text_columns = {"point", "status", "theory", "error"}
     with open(path, newline="", encoding="utf-8") as stream:
         rows = [{key: (value if key in text_columns else parse_value(value)) if value != "" else None
                  for key, value in row.items()} for row in csv.DictReader(stream)]
-    return [row if "format" in row else {**row, "format": 1} for row in rows]
+    rows = [row if "format" in row else {**row, "format": 1} for row in rows]
+    return [row if row["format"] >= 3 else _with_interval(row) for row in rows]
+
+
+def _with_interval(row: dict[str, Any]) -> dict[str, Any]:
+    """A format 1 or 2 row with the interval columns (None), after ``n_active_predicted`` as format 3 has them."""
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        out[key] = value
+        if key == "n_active_predicted":
+            out |= {column: row.get(column) for column in ADDED_IN_FORMAT_3}
+    return out
 
 
 @dataclass

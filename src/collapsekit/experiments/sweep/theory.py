@@ -71,6 +71,18 @@ def predicted_active(config: RunConfig, data: TrainingData | Moments, *, eta_dec
     return count_active(top_kl), EXACT if setting.linear and not setting.notes else ESTIMATE
 
 
+def predicted_interval(config: RunConfig, count: int | None, label: str, latent_size: int) -> tuple[int, int] | None:
+    """The interval of an estimated count, as the reports state it: the count ± the post-hoc closed form's
+    split-conformal half-width for the configuration's regime (:mod:`collapsekit.diagnostics.forecast_intervals`),
+    clipped to ``[0, latent_size]``. None for an exact prediction or none at all."""
+    from collapsekit.diagnostics.forecast_intervals import CONFORMAL, conformal_interval, half_width, regime_of
+    from collapsekit.diagnostics.theory_compare import ESTIMATE
+
+    if count is None or label != ESTIMATE:
+        return None
+    return conformal_interval(count, latent_size, half_width(CONFORMAL["posthoc"], regime_of(config)))
+
+
 def fine_values(key: str, values: Sequence[Any], log: bool, n: int = CURVE_POINTS) -> list[Any]:
     """Many x values spanning a grid key's ``values``: every integer for an integer key (latent sizes,
     epochs), else ``n`` values spaced evenly on the axis (geometrically when ``log``)."""

@@ -22,7 +22,7 @@ from collapsekit._io import atomic_path
 from collapsekit.activity import summary_level
 from collapsekit.experiments.executors import TaskFailure, one_line
 from collapsekit.experiments.sweep.layout import STATUS_FILE, TRACEBACK_FILE
-from collapsekit.experiments.sweep.theory import predicted_active
+from collapsekit.experiments.sweep.theory import predicted_active, predicted_interval
 
 if TYPE_CHECKING:
     from collapsekit.training import RunConfig, RunResult, TrainingData
@@ -261,7 +261,9 @@ def point_result(config: RunConfig, run: RunResult, data: TrainingData) -> dict[
     learned = decoder_eta(run.model) if config.model.learn_eta_dec else None
     predicted, theory = predicted_active(config, data, eta_dec=learned,
                                          beta_scale=float(last.get("beta_scale", 1.0)))
-    return {"n_active_predicted": predicted, "n_active_measured": top_level.n_active,
+    interval = predicted_interval(config, predicted, theory, len(top))
+    return {"n_active_predicted": predicted, "n_active_predicted_lo": None if interval is None else interval[0],
+            "n_active_predicted_hi": None if interval is None else interval[1], "n_active_measured": top_level.n_active,
             "latent_size": len(top), "loss_nats": float(last["loss"]),
             "reconstruction_nats": float(last["reconstruction"]), "kl_nats": float(last["kl"]),
             "epochs_trained": int(last["epoch"]), "theory": theory, "kl_per_dim_top": top}
