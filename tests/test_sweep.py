@@ -256,6 +256,31 @@ def test_small_vaes_train_batched_and_match_one_process_per_point(reference, tmp
     assert rows == expected
 
 
+def test_a_nonlinear_sweeps_summary_and_plot_carry_the_theorys_interval(tmp_path, monkeypatch):
+    from collapsekit.experiments.sweep import plot_sweep, predicted_interval
+
+    config = base_config().with_overrides({"model.arch": "mlp", "model.hidden": [16], "model.latent_dims": [4],
+                                           "train.epochs": 2})
+    result = run_sweep(config, {"beta": [0.5, 8]}, 1, tmp_path / "s", workers=1, progress=False, batched=False)
+    rows = read_summary(result.summary_path)
+    for row in rows:
+        assert row["status"] == "done" and row["theory"] == "linear-theory estimate" and row["format"] == 3
+        want = predicted_interval(point_config(config, {"beta": row["beta"]}, 0), row["n_active_predicted"],
+                                  row["theory"], 4)
+        assert (row["n_active_predicted_lo"], row["n_active_predicted_hi"]) == want
+        assert want[0] <= row["n_active_predicted"] <= want[1] and want[0] < want[1]
+    assert result.plot_path is not None and result.plot_path.stat().st_size > 20_000   # the band draws
+    seen = {}
+    monkeypatch.setattr("collapsekit.viz.sweep.plot_active_against",
+                        lambda series, **kw: seen.update(series=series, **kw) or kw["path"])
+    plot_sweep(result.out_dir, path=tmp_path / "again.png")
+    (series,) = seen["series"]
+    lows, highs = series.band
+    for x, count, lo, hi in zip(seen["fine"], series.curve, lows, highs):   # the summary's rule at every x
+        want = predicted_interval(point_config(config, {"beta": x}, 0), int(count), series.theory, 4)
+        assert (lo, hi) == want
+
+
 def test_plot_is_written_and_not_blank(reference, tmp_path):
     import matplotlib.image
 

@@ -33,6 +33,9 @@ class ActiveSeries:
         The closed form's count at each x of the figure's fine grid (NaN where it gives none); None: no curve.
     theory : str
         The curve's label (``"exact"``, ``"linear-theory estimate"``).
+    band : (sequence of float, sequence of float) or None
+        For an estimated curve: the lower and upper ends of its interval at each x of ``fine`` (NaN where none),
+        drawn as a shaded band; None: no band (an exact curve).
     """
 
     name: str
@@ -41,6 +44,7 @@ class ActiveSeries:
     seed_rank: Sequence[int]
     curve: Sequence[float] | None
     theory: str
+    band: tuple[Sequence[float], Sequence[float]] | None = None
 
 
 def plot_active_against(series: Sequence[ActiveSeries], *, fine: Sequence[float], ticks: Sequence[float],
@@ -78,6 +82,11 @@ def plot_active_against(series: Sequence[ActiveSeries], *, fine: Sequence[float]
             curve = np.asarray(group.curve, dtype=float)
             ax.step(fine, curve, where="post", ls="--", lw=1.4, color=colour, label=f"{label}theory ({group.theory})")
             top = max(top, int(np.nanmax(curve)))
+        if group.band is not None and not np.isnan(np.asarray(group.band[1], dtype=float)).all():
+            lo, hi = (np.asarray(b, dtype=float) for b in group.band)
+            ax.fill_between(fine, lo, hi, step="post", color=colour, alpha=0.12, lw=0,
+                            label=f"{label}theory's interval (conformal, docs/forecast.md)")
+            top = max(top, int(np.nanmax(hi)))
     if log:
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())

@@ -13,7 +13,8 @@ from collapsekit.experiments.sweep.directory import load_sweep
 from collapsekit.experiments.sweep.grid import Grid, resolve_key
 from collapsekit.experiments.sweep.layout import SUMMARY_FILE
 from collapsekit.experiments.sweep.summary import SweepResult, read_summary
-from collapsekit.experiments.sweep.theory import fine_values, moments_cache, theory_curve
+from collapsekit.experiments.sweep.points import point_config
+from collapsekit.experiments.sweep.theory import fine_values, moments_cache, predicted_interval, theory_curve
 from collapsekit.experiments.values import format_value
 
 
@@ -33,6 +34,23 @@ def plot_axis(grid: Grid, x: str | None = None) -> str | None:
     if x is not None:
         raise ParameterError(f"cannot plot against {x}: the grid does not vary it (grid: {', '.join(grid)})")
     return next((key for key, values in grid.items() if _numeric(values)), None)
+
+
+def theory_band(base: Any, settings: dict[str, Any], key: str, values: Sequence[Any], seed: int,
+                curve: Any, theory: str) -> tuple[list[float], list[float]] | None:
+    """The interval of an estimated theory curve at each of ``values`` (the summary's ``n_active_predicted_lo``
+    and ``_hi`` rule, :func:`~collapsekit.experiments.sweep.theory.predicted_interval`); None for an exact curve."""
+    import math
+
+    lows, highs = [], []
+    for value, count in zip(values, curve):
+        interval = None
+        if not math.isnan(float(count)):
+            config = point_config(base, {**settings, key: value}, seed)
+            interval = predicted_interval(config, int(count), theory, int(config.model.latent_dims[-1]))
+        lows.append(math.nan if interval is None else float(interval[0]))
+        highs.append(math.nan if interval is None else float(interval[1]))
+    return None if all(math.isnan(h) for h in highs) else (lows, highs)
 
 
 def plot_sweep(sweep: SweepResult | str | os.PathLike[str], *, x: str | None = None,
@@ -69,7 +87,8 @@ def plot_sweep(sweep: SweepResult | str | os.PathLike[str], *, x: str | None = N
                                    xs=[float(row[axis]) for row in mine],
                                    ys=[float(row["n_active_measured"]) for row in mine],
                                    seed_rank=[seeds.index(row["seed"]) for row in mine],
-                                   curve=None if np.isnan(curve).all() else curve.tolist(), theory=theory))
+                                   curve=None if np.isnan(curve).all() else curve.tolist(), theory=theory,
+                                   band=theory_band(base, group, axis, fine, seeds[0], curve, theory)))
     target = Path(path) if path is not None else out / f"active_vs_{axis.replace('.', '_')}.png"
     return plot_active_against(series, fine=fine, ticks=sorted(set(values.tolist())),
                                tick_labels=[format_value(v) for v in sorted(set(grid[axis]))],
