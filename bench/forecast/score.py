@@ -158,7 +158,7 @@ def early_rows(rows: list[dict[str, Any]], grid: dict[str, dict[str, Any]], cach
                budget: float, gamma: float, weight: float, width: float, factor: float,
                fallback: dict[str, Any], base: str = "adjusted") -> list[dict[str, Any]]:
     """The early-training forecast rows (the first epochs of each run's recorded trajectory)."""
-    from collapsekit.activity import KL_ACTIVE_THRESHOLD
+    from collapsekit.diagnostics.forecast_kernel import FLOOR, blend, interval_counts
     from collapsekit.forecast.early import extrapolate, prefix_epochs, prefix_problem
 
     out = []
@@ -167,7 +167,7 @@ def early_rows(rows: list[dict[str, Any]], grid: dict[str, dict[str, Any]], cach
         config = _configs.setdefault(r["id"], _config(entry))
         if base != "adjusted":
             factor = 1.0
-        theory = np.maximum(np.asarray(_at(cache[r["id"]][base], factor), float), 1e-6)
+        theory = np.maximum(np.asarray(_at(cache[r["id"]][base], factor), float), FLOOR)
         k = prefix_epochs(config, budget)
         problem = prefix_problem(config, k, entry["rows"])
         if problem is not None:
@@ -177,9 +177,8 @@ def early_rows(rows: list[dict[str, Any]], grid: dict[str, dict[str, Any]], cach
         else:
             ending = np.sort(extrapolate(np.asarray(r["trajectory"], float)[:k], config.train.epochs,
                                          gamma=gamma))[::-1]
-            kl = np.exp(weight * np.log(ending) + (1 - weight) * np.log(theory[: ending.size]))
-            lo = int(np.count_nonzero(kl >= KL_ACTIVE_THRESHOLD * width))
-            hi = int(np.count_nonzero(kl >= KL_ACTIVE_THRESHOLD / width))
+            kl = blend(ending, theory, weight)          # the package's own kernels: what it ships is what is scored
+            lo, hi = interval_counts(kl, width)
             cost = k / config.train.epochs
         n = _count(kl)
         out.append({"id": r["id"], "seed": r["seed"], "method": "early", "pred": n, "lo": min(lo, n),

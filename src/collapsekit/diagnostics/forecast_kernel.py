@@ -5,6 +5,7 @@ during training). They sit here, below both, because the monitor may not import 
 * :func:`closed_form_kl` — the linear optimum's KL per rank (docs/theory.md §2) for a configuration and moments,
   any likelihood treated as Gaussian; :func:`compact` — the same moments in fewer coordinates;
 * :func:`extrapolate` — each dimension's KL at the end of the run from its KL trajectory so far;
+* :func:`blend` — the extrapolation and the closed form combined;
 * :func:`interval_counts` — the stated interval of a forecast KL per rank;
 * re-exported from :mod:`.forecast_accuracy` (the benchmark's numbers): :data:`EARLY_DEFAULTS`, the early-training
   method's constants tuned on its tuning split (the closed forms' intervals are conformal:
@@ -23,7 +24,7 @@ from collapsekit.diagnostics.theory_compare import TheorySetting, predict_for, u
 from collapsekit.errors import ParameterError
 from collapsekit.theory import Moments
 
-__all__ = ["COMPACT_MODES", "EARLY_DEFAULTS", "FLOOR", "closed_form_kl", "compact", "extrapolate",
+__all__ = ["COMPACT_MODES", "EARLY_DEFAULTS", "FLOOR", "blend", "closed_form_kl", "compact", "extrapolate",
            "interval_counts"]
 
 #: Smallest KL (nats) a trajectory is read at: log KL of a fully collapsed dimension stays finite.
@@ -75,6 +76,15 @@ def extrapolate(trajectory: Any, total_epochs: int, *, gamma: float, done: int |
     m = min(2, rows - 1)
     slope = (np.log(kl[-1]) - np.log(kl[-1 - m])) / m
     return np.exp(last + gamma * np.minimum(slope, 0.0) * max(total_epochs - done, 0))
+
+
+def blend(ending: Any, theory: Any, weight: float) -> np.ndarray:
+    """The early forecast's KL per rank blended with the closed form's, geometrically (in log KL, nats): weight
+    ``weight`` on the extrapolated ``ending``, the rest on ``theory`` (floored at :data:`FLOOR`, cut to the
+    ranks of ``ending``)."""
+    ending = np.asarray(ending, float)
+    theory = np.maximum(np.asarray(theory, float), FLOOR)[: ending.size]
+    return np.exp(weight * np.log(ending) + (1 - weight) * np.log(theory))
 
 
 def interval_counts(kl: Any, width: float) -> tuple[int, int]:

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from collapsekit.diagnostics.forecast_kernel import EARLY_DEFAULTS, FLOOR, extrapolate, interval_counts
+from collapsekit.diagnostics.forecast_kernel import EARLY_DEFAULTS, blend, extrapolate, interval_counts
 from collapsekit.errors import ParameterError
 from collapsekit.forecast.closed_form import adjusted, closed_form, total_steps
 from collapsekit.forecast.result import Forecast
@@ -36,7 +36,6 @@ DEFAULTS = EARLY_DEFAULTS
 #: The cost-0 method the early forecast blends with and falls back to (tuned likewise): ``closed_form`` or
 #: ``adjusted``.
 BASE = "adjusted"
-_FLOOR = FLOOR
 
 
 def prefix_epochs(config: Any, budget: float) -> int:
@@ -111,8 +110,7 @@ def early(config: Any, data: Any, *, trajectory: Any = None, budget: float = 0.1
     if prefix.shape[0] < k:
         raise ParameterError(f"the trajectory has {prefix.shape[0]} epochs; the prefix needs {k}")
     ending = np.sort(extrapolate(prefix, config.train.epochs, gamma=gamma))[::-1]
-    theory = np.maximum(np.asarray(closed.kl_per_rank, float), _FLOOR)
-    blended = np.exp(weight * np.log(ending) + (1 - weight) * np.log(theory[: ending.size]))
+    blended = blend(ending, closed.kl_per_rank, weight)
     lo, hi = interval_counts(blended, width)
     return Forecast.from_kl(blended, interval=(lo, hi), method="early", cost_fraction=k / config.train.epochs,
                             notes=[f"trained {k} of {config.train.epochs} epochs"])

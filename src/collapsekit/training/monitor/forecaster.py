@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from collapsekit.activity import count_active
-from collapsekit.diagnostics.forecast_kernel import EARLY_DEFAULTS, FLOOR, extrapolate, interval_counts
+from collapsekit.diagnostics.forecast_kernel import EARLY_DEFAULTS, blend, extrapolate, interval_counts
 from collapsekit.errors import ParameterError
 
 __all__ = ["EndForecaster", "check_base", "trajectory_problem"]
@@ -84,8 +84,7 @@ class EndForecaster:
                                          done=epoch))[::-1]
             weight = EARLY_DEFAULTS["weight"]
             if weight < 1 and self.base is not None:
-                theory = np.maximum(np.asarray(self.base["kl_per_rank"], float), FLOOR)[: ending.size]
-                ending = np.exp(weight * np.log(ending) + (1 - weight) * np.log(theory))
+                ending = blend(ending, self.base["kl_per_rank"], weight)
             lo, hi = interval_counts(ending, EARLY_DEFAULTS["width"])
             n = count_active(ending)
             found = {"n_active": n, "interval": [min(lo, n), max(hi, n)], "method": "early", "note": None}
