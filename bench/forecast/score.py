@@ -15,7 +15,7 @@ import csv
 import json
 import math
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -155,9 +155,13 @@ def closed_rows(rows: list[dict[str, Any]], cache: dict[str, Any], method: str, 
 
 
 def early_rows(rows: list[dict[str, Any]], grid: dict[str, dict[str, Any]], cache: dict[str, Any], *,
-               budget: float, gamma: float, weight: float, width: float, factor: float,
-               fallback: dict[str, Any], base: str = "adjusted") -> list[dict[str, Any]]:
-    """The early-training forecast rows (the first epochs of each run's recorded trajectory)."""
+               budget: float, gamma: float, weight: float, factor: float, fallback: dict[str, Any],
+               base: str = "adjusted", width: float = 1.0,
+               conformal: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The early-training forecast rows (the first epochs of each run's recorded trajectory), with a conformal
+    interval (``conformal``) or the counts whose KL clears 0.01·c and 0.01/c nats (``width`` c); a row that falls
+    back has the base closed form's conformal interval (``fallback``)."""
+    from collapsekit.diagnostics.forecast_intervals import conformal_interval, half_width
     from collapsekit.diagnostics.forecast_kernel import FLOOR, blend, interval_counts
     from collapsekit.forecast.early import extrapolate, prefix_epochs, prefix_problem
 
@@ -178,7 +182,8 @@ def early_rows(rows: list[dict[str, Any]], grid: dict[str, dict[str, Any]], cach
             ending = np.sort(extrapolate(np.asarray(r["trajectory"], float)[:k], config.train.epochs,
                                          gamma=gamma))[::-1]
             kl = blend(ending, theory, weight)          # the package's own kernels: what it ships is what is scored
-            lo, hi = interval_counts(kl, width)
+            lo, hi = (interval_counts(kl, width) if conformal is None else
+                      conformal_interval(_count(kl), len(kl), half_width(conformal, _regime(r))))
             cost = k / config.train.epochs
         n = _count(kl)
         out.append({"id": r["id"], "seed": r["seed"], "method": "early", "pred": n, "lo": min(lo, n),
@@ -227,14 +232,6 @@ def eta_table(rows: list[dict[str, Any]], cache: dict[str, Any]) -> list[str]:
 
 
 # -- tuning ----------------------------------------------------------------------------------------------------
-def _smallest_covering(make: Callable[[float], list[dict[str, Any]]], widths: Sequence[float]) -> float:
-    """The smallest width whose intervals cover ≥ 90 % of the rows (the largest if none does)."""
-    for width in widths:
-        if metrics(make(width))["coverage"] >= COVERAGE_TARGET:
-            return width
-    return widths[-1]
-
-
 def _fold(cid: str) -> int:
     return int(cid, 16) % FOLDS
 
@@ -333,20 +330,65 @@ def tune(rows: list[dict[str, Any]], grid: dict[str, dict[str, Any]], cache: dic
     assert best is not None
     _, base, gamma, weight = best
     base_factor, fallback = (factor if base == "adjusted" else 1.0), tuned[base]["conformal"]
-    width = _smallest_covering(lambda w: early_rows(rows, grid, cache, budget=0.1, gamma=gamma, weight=weight,
-                                                    width=w, factor=base_factor, fallback=fallback,
-                                                    base=base), EARLY_WIDTHS)
-    tuned["early"] = {"base": base, "gamma": gamma, "weight": weight, "width": width, "beta_factor": base_factor}
-    # the trajectory alone (w = 1), for comparison: γ and the width tuned the same way, the same fallback
+    # the trajectory alone (w = 1), for comparison: γ tuned the same way, the same fallback
     gamma_only = min(GAMMAS, key=lambda g: key(metrics(early_rows(rows, grid, cache, budget=0.1, gamma=g, weight=1.0,
-                                                                  width=1.0, factor=base_factor,
-                                                                  fallback=fallback, base=base))))
-    width_only = _smallest_covering(lambda w: early_rows(rows, grid, cache, budget=0.1, gamma=gamma_only, weight=1.0,
-                                                         width=w, factor=base_factor, fallback=fallback,
-                                                         base=base), EARLY_WIDTHS)
-    tuned["early_only"] = {"base": base, "gamma": gamma_only, "weight": 1.0, "width": width_only,
-                           "beta_factor": base_factor}
+                                                                  factor=base_factor, fallback=fallback,
+                                                                  base=base))))
+    for name, g, w in (("early", gamma, weight), ("early_only", gamma_only, 1.0)):
+        point = early_rows(rows, grid, cache, budget=0.1, gamma=g, weight=w, factor=base_factor, fallback=fallback,
+                           base=base)
+        tuned[name] = {"base": base, "gamma": g, "weight": w, "beta_factor": base_factor} | early_interval(point, rows)
     return tuned
+
+
+def _threshold_interval(s: dict[str, Any], width: float) -> tuple[int, int]:
+    from collapsekit.diagnostics.forecast_kernel import interval_counts
+
+    lo, hi = interval_counts(s["kl_pred"], width)
+    return min(lo, s["pred"]), max(hi, s["pred"])
+
+
+def _smallest_threshold(scored: list[dict[str, Any]]) -> float:
+    """The smallest KL-threshold factor c whose intervals cover ≥ 90 % of ``scored`` (the largest if none does)."""
+    for width in EARLY_WIDTHS:
+        if np.mean([lo <= s["truth"] <= hi for s in scored for lo, hi in [_threshold_interval(s, width)]]) \
+                >= COVERAGE_TARGET:
+            return width
+    return EARLY_WIDTHS[-1]
+
+
+def early_interval(point: list[dict[str, Any]], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The early method's interval from its point forecasts on ``rows``, calibrated on the rows where a prefix
+    existed (a fallback row states its base closed form's interval, calibrated with that base): the split-conformal
+    half-widths (:func:`choose_conformal`) and, for comparison, the KL-threshold factor c (the smallest covering
+    ≥ 90 %), each with its 5-fold cross-validated coverage and width; ``interval`` names the one the cross-validation
+    prefers (coverage ≥ 90 % at the smaller width, else the better coverage)."""
+    prefixed = [s for s in point if not s["fallback"]]
+    conformal = choose_conformal(prefixed, rows)
+    covered, widths = [], []
+    for fold in range(FOLDS):
+        width = _smallest_threshold([s for s in prefixed if _fold(s["id"]) != fold])
+        for s in prefixed:
+            if _fold(s["id"]) == fold:
+                lo, hi = _threshold_interval(s, width)
+                covered.append(lo <= s["truth"] <= hi)
+                widths.append(hi - lo)
+    threshold = {"width": _smallest_threshold(prefixed), "cv_coverage": round(float(np.mean(covered)), 4),
+                 "cv_width": round(float(np.mean(widths)), 4)}
+    rank = lambda c: (c["cv_coverage"] < COVERAGE_TARGET,  # noqa: E731
+                      -c["cv_coverage"] if c["cv_coverage"] < COVERAGE_TARGET else c["cv_width"])
+    chosen = "conformal" if rank(conformal) <= rank(threshold) else "threshold"
+    return {"interval": chosen, "calibrated_configurations": len({s["id"] for s in prefixed}),
+            "conformal": conformal, "threshold": threshold}
+
+
+def _early_kwargs(constants: dict[str, Any], tuned: dict[str, Any]) -> dict[str, Any]:
+    """early_rows' keywords for tuned early constants (their interval: conformal or the threshold factor)."""
+    out = {"gamma": constants["gamma"], "weight": constants["weight"], "factor": constants["beta_factor"],
+           "fallback": tuned[constants["base"]]["conformal"], "base": constants["base"]}
+    if constants["interval"] == "conformal":
+        return out | {"conformal": constants["conformal"]}
+    return out | {"width": constants["threshold"]["width"]}
 
 
 def forecast_rows(rows: list[dict[str, Any]], grid: dict[str, dict[str, Any]], cache: dict[str, Any],
@@ -359,12 +401,8 @@ def forecast_rows(rows: list[dict[str, Any]], grid: dict[str, dict[str, Any]], c
                                     conformal=tuned["adjusted"]["conformal"]),
             "shifted": closed_rows(rows, cache, "shifted", shift=tuned["shifted"]["shift"],
                                    conformal=tuned["shifted"]["conformal"]),
-            "early": early_rows(rows, grid, cache, budget=budget, gamma=e["gamma"], weight=e["weight"],
-                                width=e["width"], factor=e["beta_factor"],
-                                fallback=tuned[e["base"]]["conformal"], base=e["base"]),
-            "early_only": early_rows(rows, grid, cache, budget=budget, gamma=o["gamma"], weight=1.0,
-                                     width=o["width"], factor=o["beta_factor"],
-                                     fallback=tuned[o["base"]]["conformal"], base=o["base"])}
+            "early": early_rows(rows, grid, cache, budget=budget, **_early_kwargs(e, tuned)),
+            "early_only": early_rows(rows, grid, cache, budget=budget, **_early_kwargs(o, tuned))}
 
 
 # -- tables ----------------------------------------------------------------------------------------------------
@@ -492,9 +530,7 @@ def main() -> int:
             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     e = tuned["early"]
     for budget in BUDGETS:
-        scored = early_rows(reporting, grid, cache, budget=budget, gamma=e["gamma"], weight=e["weight"],
-                            width=e["width"], factor=e["beta_factor"], fallback=tuned[e["base"]]["conformal"],
-                            base=e["base"])
+        scored = early_rows(reporting, grid, cache, budget=budget, **_early_kwargs(e, tuned))
         m = metrics(scored)
         out.append(f"| {_pct(budget)} | {m['n']} | {_num(m['mae'])} | {_pct(m['exact'])} | {_pct(m['within1'])} | "
                    f"{_pct(m['coverage'])} | {_pct(m['cost'])} | {sum(s['fallback'] for s in scored)} |")
