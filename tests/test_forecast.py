@@ -82,6 +82,12 @@ def test_a_planted_trajectory_is_extrapolated_as_by_hand():
     data = load_training_data(config)
     got = fc.early(config, data, trajectory=falling + [[9.0] * 5] * 17, budget=0.15, gamma=1.0, weight=1.0, width=2.0)
     assert (got.n_active, got.interval, got.method, got.cost_fraction) == (2, (2, 2), "early", 3 / 20)
+    # by default the interval is split-conformal: the count ± the early method's half-width, clipped to [0, 5]
+    from collapsekit.diagnostics.forecast_intervals import CONFORMAL, half_width, regime_of
+
+    q = int(half_width(CONFORMAL["early"], regime_of(config)))
+    got = fc.early(config, data, trajectory=falling + [[9.0] * 5] * 17, budget=0.15, gamma=1.0, weight=1.0)
+    assert (got.n_active, got.interval) == (2, (max(0, 2 - q), min(5, 2 + q)))
 
 
 def test_early_falls_back_to_the_closed_form_where_a_prefix_is_not_the_runs_beginning():
@@ -179,13 +185,47 @@ def test_the_shipped_constants_are_the_ones_tuned_on_the_benchmarks_tuning_split
     from collapsekit.forecast.early import BASE, DEFAULTS
     from collapsekit.diagnostics.forecast_intervals import CONFORMAL
 
+    from collapsekit.diagnostics.forecast_intervals import TUNED_AS
+
     tuned = json.loads((ROOT / "bench" / "forecast" / "results" / "tuned.json").read_text(encoding="utf-8"))
-    assert CONFORMAL == {m: tuned[m]["conformal"] for m in CONFORMAL}
-    assert set(CONFORMAL) == {"closed_form", "posthoc", "adjusted", "shifted"}
+    assert CONFORMAL == {m: tuned[TUNED_AS.get(m, m)]["conformal"] for m in CONFORMAL}
+    assert set(CONFORMAL) == {"closed_form", "posthoc", "adjusted", "shifted", "early"}
+    assert TUNED_AS == {"early": "early_only"}
+    # the package ships the conformal interval for the early forecast: the one the tuning split's CV preferred
+    assert tuned["early_only"]["interval"] == "conformal"
     assert DEFAULT_SHIFT == tuned["shifted"]["shift"]
     assert DEFAULT_BETA_FACTOR == pytest.approx(tuned["adjusted"]["beta_factor"])
     assert DEFAULTS == pytest.approx({k: tuned["early_only"][k] for k in DEFAULTS})
     assert BASE == tuned["early_only"]["base"] == tuned["early"]["base"]
+
+
+def test_the_early_interval_is_the_conformal_quantile_of_the_tuning_splits_prefixed_configurations():
+    """Recomputed here from truth.jsonl and grid.json with the package's kernels, not the scorer: one score per
+    tuning configuration where a 10 % prefix exists (max over seeds of |measured − forecast|), and the shipped
+    half-width is the ⌈0.9(m + 1)⌉-th smallest of the m scores."""
+    from collapsekit.diagnostics.forecast_intervals import CONFORMAL
+
+    tuned = json.loads((ROOT / "bench" / "forecast" / "results" / "tuned.json").read_text(encoding="utf-8"))
+    constants = tuned["early_only"]
+    grid = {e["id"]: e for e in json.loads((ROOT / "bench" / "forecast" / "grid.json").read_text(encoding="utf-8"))}
+    scores: dict[str, float] = {}
+    for line in (ROOT / "bench" / "forecast" / "results" / "truth.jsonl").read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        if row.get("status") != "ok" or row["split"] != "tuning" or row["id"] not in grid:
+            continue
+        config = RunConfig.parse(grid[row["id"]]["config"])
+        k = fc.prefix_epochs(config, 0.1)
+        if fc.prefix_problem(config, k, grid[row["id"]]["rows"]) is not None:
+            continue                                   # a fallback row: the base closed form's interval stands
+        ending = fc.extrapolate(np.asarray(row["trajectory"], float)[:k], config.train.epochs,
+                                gamma=constants["gamma"])
+        residual = abs(row["n_active"] - count_active(ending))
+        scores[row["id"]] = max(scores.get(row["id"], 0), residual)
+    m = len(scores)
+    assert constants["weight"] == 1.0 and m == constants["calibrated_configurations"] >= 19
+    want = sorted(scores.values())[math.ceil(0.9 * (m + 1)) - 1]
+    assert CONFORMAL["early"]["by"] is None                    # one pooled quantile (the CV's choice)
+    assert CONFORMAL["early"]["pooled"] == want
 
 
 def test_the_evidence_shipped_with_a_forecast_is_the_benchmarks_reporting_split():

@@ -22,6 +22,7 @@ from collapsekit.errors import ParameterError
 from collapsekit.objectives.schedules import LinearWarmup
 from collapsekit.training.monitor import CollapseMonitor, CollapseWarning
 
+ROOT = Path(__file__).resolve().parents[1]
 # Eigenvalues 9, 4, 1, 0.25, ...: with β = 2 (η_dec = 1) two of four dimensions collapse, with β = 0.15 none.
 DATA = "gaussian:eigs=9:4:1:0.25:0.04:0.01,n=2000,seed=1,exact=1"
 RUN = ["--data", DATA, "--model", "vae", "--arch", "linear", "--latent-dims", "4", "--lr", "0.03",
@@ -40,19 +41,37 @@ def feed(monitor: CollapseMonitor, kl: list[float], step: int) -> dict:
     return monitor.epoch_metrics()
 
 
+def _q(regime=None) -> int:
+    """The early forecast's conformal half-width, read from the benchmark's tuned.json (not from the package)."""
+    tuned = json.loads((ROOT / "bench" / "forecast" / "results" / "tuned.json").read_text(encoding="utf-8"))
+    constants = tuned["early_only"]["conformal"]
+    by = constants["by"]
+    return int(constants["regimes"].get((regime or {}).get(by), constants["pooled"]) if by else constants["pooled"])
+
+
 def test_a_planted_trajectory_gives_the_record_computed_by_hand():
     monitor = CollapseMonitor(warn=False, total_epochs=20)
     first = feed(monitor, PLANTED[0], step=1)["forecast"]
-    # one epoch: every KL stays (no slope yet); the interval counts KL ≥ 0.01·30 and ≥ 0.01/30
-    assert first == {"n_active": 4, "interval": [2, 4], "method": "early", "note": None, "latent_size": 4,
-                     "epoch": 1, "total_epochs": 20}
+    # one epoch: every KL stays (no slope yet); the interval is the count ± the conformal half-width, clipped
+    q = _q()
+    assert first == {"n_active": 4, "interval": [max(0, 4 - q), 4], "method": "early", "note": None,
+                     "latent_size": 4, "epoch": 1, "total_epochs": 20}
     feed(monitor, PLANTED[1], step=2)
     third = feed(monitor, PLANTED[2], step=3)["forecast"]
-    # the falling dimension: log KL falls by log 2 an epoch, 17 epochs to go → 0.025 · 2⁻¹⁷ ≪ 0.01 (collapsed);
-    # the flat 0.1 stays, clearing 0.01/30 but not 0.01·30
-    assert 0.025 * 2.0 ** -17 < 0.01 / 30
-    assert third == {"n_active": 3, "interval": [2, 3], "method": "early", "note": None, "latent_size": 4,
-                     "epoch": 3, "total_epochs": 20}
+    # the falling dimension: log KL falls by log 2 an epoch, 17 epochs to go → 0.025 · 2⁻¹⁷ ≪ 0.01 (collapsed)
+    assert 0.025 * 2.0 ** -17 < 0.01
+    assert third == {"n_active": 3, "interval": [max(0, 3 - q), min(4, 3 + q)], "method": "early", "note": None,
+                     "latent_size": 4, "epoch": 3, "total_epochs": 20}
+
+
+def test_the_interval_is_the_forecast_plus_minus_the_regimes_conformal_half_width():
+    # 30 dimensions, 12 of them active and flat: the interval 12 ± q is clipped by neither end (q < 12)
+    regime = {"arch": "mlp", "likelihood": "learned", "schedule": "constant", "kind": "vae"}
+    monitor = CollapseMonitor(warn=False, total_epochs=20, forecast_regime=regime)
+    kl = [0.5] * 12 + [1e-4] * 18
+    record = feed(monitor, kl, step=1)["forecast"]
+    q = _q(regime)
+    assert q < 12 and record["n_active"] == 12 and record["interval"] == [12 - q, 12 + q]
 
 
 def test_at_the_last_epoch_the_forecast_is_the_epochs_own_count():
@@ -84,6 +103,9 @@ def test_min_active_warns_once_when_the_forecast_falls_short():
     assert len(said) == 1 and said[0].message.epoch == 2          # the first epoch forecasting 3 < 4
     text = str(said[0].message)
     assert "\n" not in text and "3 of 4 latent dimensions" in text and "min_active = 4" in text
+    # the early method's measured accuracy (no configuration: the whole reporting split), as accuracy.json says
+    measured = json.loads((ROOT / "bench" / "forecast" / "results" / "accuracy.json").read_text(encoding="utf-8"))
+    assert f"; within ±1 on {100 * measured['early']['within1']:.0f} % of comparable benchmark runs)" in text
     assert [r["collapse_warnings"] for r in records] == [[], [text], []]
     # a threshold the forecast meets: no warning
     calm = CollapseMonitor(total_epochs=20, min_active=3)
@@ -178,8 +200,8 @@ def test_a_monitor_state_written_before_the_forecast_still_loads():
     monitor.load_state_dict(saved)
     forecast = feed(monitor, PLANTED[2], step=3)["forecast"]
     # the trajectory restarts from the last epoch saved: one epoch's slope (log 2), 17 epochs to go
-    assert 0.025 * math.exp(-math.log(2) * 17) < 0.01 / 30
-    assert (forecast["n_active"], forecast["interval"], forecast["epoch"]) == (3, [2, 3], 3)
+    assert 0.025 * math.exp(-math.log(2) * 17) < 0.01
+    assert (forecast["n_active"], forecast["interval"], forecast["epoch"]) == (3, [max(0, 3 - _q()), 4], 3)
     assert "forecast" in monitor.state_dict()
 
 

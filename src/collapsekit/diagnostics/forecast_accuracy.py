@@ -30,8 +30,9 @@ REGIME_WORDS = {"fixed": "with a fixed η_dec", "learned": "with a learned η_de
                 "bernoulli": "with a Bernoulli likelihood"}
 
 #: The early-training method's constants tuned on the tuning split: those of the trajectory-alone variant (w = 1),
-#: the forecast a user who spends a budget gets (bench/forecast/results/tuned.json, ``early_only``).
-EARLY_DEFAULTS: dict[str, float] = {"gamma": 1.0, "weight": 1.0, "width": 30.0}
+#: the forecast a user who spends a budget gets (bench/forecast/results/tuned.json, ``early_only``). Its interval is
+#: split-conformal: :data:`collapsekit.diagnostics.forecast_intervals.CONFORMAL` ``["early"]``.
+EARLY_DEFAULTS: dict[str, float] = {"gamma": 1.0, "weight": 1.0}
 
 #: Per method: rows (runs) and configurations scored, mean absolute error of the count, fractions exact and
 #: within ±1, interval coverage, mean interval width, mean cost fraction; under ``regimes``, the same per value
@@ -107,20 +108,20 @@ MEASURED: dict[str, dict[str, Any]] = {
             "linear": {"n": 16, "mae": 1.8125, "exact": 0.25, "within1": 0.625, "coverage": 0.875, "width": 5.5, "cost": 0.0, "configurations": 8},
         },
     }},
-    "early": {"n": 76, "mae": 1.7105, "exact": 0.4211, "within1": 0.6053, "coverage": 0.7763, "width": 4.2632, "cost": 0.0395, "configurations": 38, "regimes": {
+    "early": {"n": 76, "mae": 1.7105, "exact": 0.4211, "within1": 0.6053, "coverage": 0.9737, "width": 6.0526, "cost": 0.0395, "configurations": 38, "regimes": {
         "arch": {
             "conv": {"n": 8, "mae": 1.625, "exact": 0.625, "within1": 0.625, "coverage": 1.0, "width": 7.0, "cost": 0.05, "configurations": 4},
-            "mlp": {"n": 68, "mae": 1.7206, "exact": 0.3971, "within1": 0.6029, "coverage": 0.75, "width": 3.9412, "cost": 0.0382, "configurations": 34},
+            "mlp": {"n": 68, "mae": 1.7206, "exact": 0.3971, "within1": 0.6029, "coverage": 0.9706, "width": 5.9412, "cost": 0.0382, "configurations": 34},
         },
         "likelihood": {
-            "bernoulli": {"n": 8, "mae": 4.125, "exact": 0.0, "within1": 0.0, "coverage": 0.5, "width": 4.875, "cost": 0.025, "configurations": 4},
-            "fixed": {"n": 38, "mae": 1.8158, "exact": 0.3947, "within1": 0.6053, "coverage": 0.7105, "width": 4.5, "cost": 0.0526, "configurations": 19},
-            "learned": {"n": 30, "mae": 0.9333, "exact": 0.5667, "within1": 0.7667, "coverage": 0.9333, "width": 3.8, "cost": 0.0267, "configurations": 15},
+            "bernoulli": {"n": 8, "mae": 4.125, "exact": 0.0, "within1": 0.0, "coverage": 0.75, "width": 6.0, "cost": 0.025, "configurations": 4},
+            "fixed": {"n": 38, "mae": 1.8158, "exact": 0.3947, "within1": 0.6053, "coverage": 1.0, "width": 7.0526, "cost": 0.0526, "configurations": 19},
+            "learned": {"n": 30, "mae": 0.9333, "exact": 0.5667, "within1": 0.7667, "coverage": 1.0, "width": 4.8, "cost": 0.0267, "configurations": 15},
         },
         "schedule": {
-            "constant": {"n": 28, "mae": 2.2143, "exact": 0.3571, "within1": 0.5357, "coverage": 0.5357, "width": 3.3214, "cost": 0.0857, "configurations": 14},
+            "constant": {"n": 28, "mae": 2.2143, "exact": 0.3571, "within1": 0.5357, "coverage": 1.0, "width": 7.4286, "cost": 0.0857, "configurations": 14},
             "cyclical": {"n": 26, "mae": 1.1154, "exact": 0.4231, "within1": 0.7692, "coverage": 1.0, "width": 4.9231, "cost": 0.0, "configurations": 13},
-            "free_bits": {"n": 6, "mae": 1.3333, "exact": 0.6667, "within1": 0.6667, "coverage": 0.6667, "width": 4.5, "cost": 0.1, "configurations": 3},
+            "free_bits": {"n": 6, "mae": 1.3333, "exact": 0.6667, "within1": 0.6667, "coverage": 1.0, "width": 8.0, "cost": 0.1, "configurations": 3},
             "linear": {"n": 16, "mae": 1.9375, "exact": 0.4375, "within1": 0.4375, "coverage": 0.875, "width": 4.75, "cost": 0.0, "configurations": 8},
         },
     }},

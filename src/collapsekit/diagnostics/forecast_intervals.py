@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CONFORMAL", "LEVEL", "MIN_CONFIGURATIONS", "calibrate", "conformal_interval", "conformal_quantile",
+__all__ = ["CONFORMAL", "LEVEL", "MIN_CONFIGURATIONS", "TUNED_AS", "calibrate", "conformal_interval", "conformal_quantile",
            "half_width", "regime_of"]
 
 #: The coverage the intervals are calibrated for.
@@ -30,13 +30,19 @@ LEVEL = 0.9
 #: is the largest score or infinite); regimes with fewer use the pooled quantile.
 MIN_CONFIGURATIONS = 19
 
-#: Per method, the conformal half-widths calibrated on the benchmark's tuning split (bench/forecast/score.py).
+#: Per method (by the name a forecast carries), the conformal half-widths calibrated on the benchmark's tuning split
+#: (bench/forecast/score.py). ``early`` is the early-training forecast the package runs (the trajectory alone,
+#: tuned.json's ``early_only``), calibrated on the tuning configurations where a 10 % prefix existed; where it falls
+#: back, the base closed form's interval stands.
 CONFORMAL: dict[str, dict[str, Any]] = {
     "closed_form": {"pooled": 4.0, "by": "arch", "regimes": {"mlp": 4.0}, "cv_coverage": 0.9423, "cv_width": 5.3846},
     "posthoc": {"pooled": 4.0, "by": "arch", "regimes": {"mlp": 4.0}, "cv_coverage": 0.9615, "cv_width": 5.3077},
     "adjusted": {"pooled": 4.0, "by": "likelihood", "regimes": {"fixed": 4.0, "learned": 3.0}, "cv_coverage": 0.9038, "cv_width": 5.3846},
     "shifted": {"pooled": 5.0, "by": "arch", "regimes": {"mlp": 4.0}, "cv_coverage": 0.9519, "cv_width": 5.0769},
+    "early": {"pooled": 8.0, "by": None, "regimes": {}, "cv_coverage": 1.0, "cv_width": 6.9565},
 }
+#: The benchmark's name (tuned.json) of the variant each method of :data:`CONFORMAL` ships, where they differ.
+TUNED_AS = {"early": "early_only"}
 
 
 def conformal_quantile(scores: Iterable[float], level: float = LEVEL) -> float:

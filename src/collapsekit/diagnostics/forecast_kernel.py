@@ -6,26 +6,30 @@ during training). They sit here, below both, because the monitor may not import 
   any likelihood treated as Gaussian; :func:`compact` — the same moments in fewer coordinates;
 * :func:`extrapolate` — each dimension's KL at the end of the run from its KL trajectory so far;
 * :func:`blend` — the extrapolation and the closed form combined;
-* :func:`interval_counts` — the stated interval of a forecast KL per rank;
+* :func:`early_interval` — the early forecast's stated interval: split-conformal, the count ± the half-width
+  calibrated on the benchmark's tuning split for the configuration's regime (:mod:`.forecast_intervals`);
+* :func:`interval_counts` — the older interval of a forecast KL per rank (the counts clearing the threshold times /
+  divided by a factor), kept for an explicit ``width``;
 * re-exported from :mod:`.forecast_accuracy` (the benchmark's numbers): :data:`EARLY_DEFAULTS`, the early-training
-  method's constants tuned on its tuning split (the closed forms' intervals are conformal:
-  :mod:`.forecast_intervals`).
+  method's constants tuned on its tuning split.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from collapsekit.activity import KL_ACTIVE_THRESHOLD
 from collapsekit.diagnostics.forecast_accuracy import EARLY_DEFAULTS
+from collapsekit.diagnostics.forecast_intervals import CONFORMAL, conformal_interval, half_width
 from collapsekit.diagnostics.theory_compare import TheorySetting, predict_for, unsupported_reason
 from collapsekit.errors import ParameterError
 from collapsekit.theory import Moments
 
-__all__ = ["COMPACT_MODES", "EARLY_DEFAULTS", "FLOOR", "blend", "closed_form_kl", "compact", "extrapolate",
-           "interval_counts"]
+__all__ = ["COMPACT_MODES", "EARLY_DEFAULTS", "FLOOR", "blend", "closed_form_kl", "compact", "early_interval",
+           "extrapolate", "interval_counts"]
 
 #: Smallest KL (nats) a trajectory is read at: log KL of a fully collapsed dimension stays finite.
 FLOOR = 1e-6
@@ -92,3 +96,10 @@ def interval_counts(kl: Any, width: float) -> tuple[int, int]:
     values = np.asarray(kl, float)
     return (int(np.count_nonzero(values >= KL_ACTIVE_THRESHOLD * width)),
             int(np.count_nonzero(values >= KL_ACTIVE_THRESHOLD / width)))
+
+
+def early_interval(n_active: int, latent_size: int, regime: Mapping[str, str] | None = None) -> tuple[int, int]:
+    """The early forecast's interval: ``n_active`` ± the conformal half-width ``CONFORMAL["early"]`` for the
+    configuration's regime (:func:`~.forecast_intervals.regime_of`; None: the pooled one), clipped to
+    ``[0, latent_size]`` — calibrated on the benchmark's tuning configurations where a prefix existed."""
+    return conformal_interval(n_active, latent_size, half_width(CONFORMAL["early"], regime))

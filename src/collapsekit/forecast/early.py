@@ -5,9 +5,11 @@ The trajectory is the per-epoch mean KL of each dimension of the summary level (
 linearly to the end of the run at ``gamma`` times its recent slope (``gamma`` < 1: collapse slows down as the
 KL nears zero); a rising or flat one keeps its last value. Where the closed form applies, the forecast KL of
 each rank is the geometric blend ``KL_early^w · KL_closed^(1−w)`` with the base closed form's (``closed_form`` or
-``adjusted``, whichever the tuning split chose: :func:`base`). The interval
-counts the dimensions whose forecast KL clears the threshold divided / multiplied by ``width``. The constants
-are tuned on the benchmark's tuning split (docs/forecast.md).
+``adjusted``, whichever the tuning split chose: :func:`base`). The interval is split-conformal: the count ± the
+half-width calibrated on the benchmark's tuning configurations where a prefix existed
+(:func:`~collapsekit.diagnostics.forecast_kernel.early_interval`); an explicit ``width`` c gives the older interval,
+the dimensions whose forecast KL clears the threshold divided / multiplied by c. The constants are tuned on the
+benchmark's tuning split (docs/forecast.md).
 
 A prefix is the run's own beginning only when nothing in the run depends on its length: a constant learning
 rate, and a schedule whose warm-up ends inside the prefix (a cyclical schedule never does). Otherwise
@@ -23,7 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from collapsekit.diagnostics.forecast_kernel import EARLY_DEFAULTS, blend, extrapolate, interval_counts
+from collapsekit.activity import count_active
+from collapsekit.diagnostics.forecast_intervals import regime_of
+from collapsekit.diagnostics.forecast_kernel import (EARLY_DEFAULTS, blend, early_interval, extrapolate,
+                                                      interval_counts)
 from collapsekit.errors import ParameterError
 from collapsekit.forecast.closed_form import adjusted, closed_form, total_steps
 from collapsekit.forecast.result import Forecast
@@ -88,14 +93,16 @@ def early(config: Any, data: Any, *, trajectory: Any = None, budget: float = 0.1
         Largest fraction of the run's steps to spend.
     run_dir : path, optional
         Where to train the prefix (``collapsekit train --out RUN --resume`` continues it).
-    gamma, weight, width : float, optional
+    gamma, weight : float, optional
         The constants (default :data:`DEFAULTS`).
+    width : float, optional
+        Interval factor c ≥ 1: the interval is the dimensions whose KL clears 0.01·c and 0.01/c nats. Default: the
+        split-conformal interval (calibrated for the default constants).
     closed : Forecast, optional
         The base closed form (:func:`base`), when already computed.
     """
     gamma = DEFAULTS["gamma"] if gamma is None else gamma
     weight = DEFAULTS["weight"] if weight is None else weight
-    width = DEFAULTS["width"] if width is None else width
     closed = base(config, data) if closed is None else closed
     k = prefix_epochs(config, budget)
     problem = prefix_problem(config, k, int(data.x.shape[0]) if hasattr(data, "x") else len(data[0]))
@@ -111,8 +118,15 @@ def early(config: Any, data: Any, *, trajectory: Any = None, budget: float = 0.1
         raise ParameterError(f"the trajectory has {prefix.shape[0]} epochs; the prefix needs {k}")
     ending = np.sort(extrapolate(prefix, config.train.epochs, gamma=gamma))[::-1]
     blended = blend(ending, closed.kl_per_rank, weight)
-    lo, hi = interval_counts(blended, width)
-    return Forecast.from_kl(blended, interval=(lo, hi), method="early", cost_fraction=k / config.train.epochs,
+    n = count_active(blended)
+    if width is None:
+        lo, hi = early_interval(n, blended.size, regime_of(config))
+    else:
+        if not width >= 1:
+            raise ParameterError(f"the interval factor must be ≥ 1, got {width:g}")
+        lo, hi = interval_counts(blended, width)
+    return Forecast.from_kl(blended, interval=(min(lo, n), max(hi, n)), method="early",
+                            cost_fraction=k / config.train.epochs,
                             notes=[f"trained {k} of {config.train.epochs} epochs"])
 
 

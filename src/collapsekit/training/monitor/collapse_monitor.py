@@ -63,7 +63,8 @@ class CollapseMonitor:
         Any field of :class:`MonitorOptions`: ``eta_enc``, ``patience``, ``recover_factor``,
         ``au_threshold``, ``mi_examples``, ``model_kind``, ``moments``, ``hyper``, ``schedule``,
         ``total_steps``, ``linear``, ``loss_reduction``, ``n_features``, ``warn``, ``log``, ``seed``,
-        ``total_epochs``, ``forecast_base``, ``min_active`` (each is also an attribute of the monitor).
+        ``total_epochs``, ``forecast_base``, ``min_active``, ``forecast_regime`` (each is also an attribute of
+        the monitor).
 
     Raises
     ------
@@ -92,6 +93,7 @@ class CollapseMonitor:
     total_epochs = _Option()
     forecast_base = _Option()
     min_active = _Option()
+    forecast_regime = _Option()
 
     def __init__(self, options: MonitorOptions | None = None, *, data: Any = None, **keywords: Any) -> None:
         if options is not None and not isinstance(options, MonitorOptions):
@@ -117,7 +119,8 @@ class CollapseMonitor:
         self._prior_var: dict[str, Tensor] = {}
         self._last: dict[str, Any] = {}
         total = self.options.total_epochs
-        self.forecaster = None if total is None else EndForecaster(total, self.options.forecast_base)
+        self.forecaster = (None if total is None else
+                           EndForecaster(total, self.options.forecast_base, self.options.forecast_regime))
 
     @classmethod
     def from_config(cls, config: Any, data: Any = None, *, total_steps: int | None = None,
@@ -139,6 +142,7 @@ class CollapseMonitor:
         **kwargs
             Any other :class:`CollapseMonitor` argument (``patience``, ``log``, ...).
         """
+        from collapsekit.diagnostics.forecast_intervals import regime_of
         from collapsekit.objectives import build_schedule
 
         model, objective = config.model, config.objective
@@ -160,6 +164,7 @@ class CollapseMonitor:
         schedule = build_schedule(config.schedule.name, **config.schedule.settings)
         kwargs.setdefault("total_epochs", config.train.epochs)
         kwargs.setdefault("min_active", config.train.min_active)
+        kwargs.setdefault("forecast_regime", regime_of(config))
         if "forecast_base" not in kwargs and moments is not None and closed_form_applies:
             kwargs["forecast_base"] = _closed_form_base(config, moments)
         return cls(model_kind=model.kind, moments=moments if theory_applies else None, hyper=hyper,

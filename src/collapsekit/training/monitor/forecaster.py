@@ -4,7 +4,8 @@ summary level (the top level of a hierarchy) at the configured last epoch, with 
 The method is the early-training forecast of :mod:`collapsekit.forecast` applied to the KL trajectory so far
 (:func:`~collapsekit.diagnostics.forecast_kernel.extrapolate` with the benchmark's tuned constants, one home
 for both): a falling dimension's log KL is extrapolated at its recent slope, a rising or flat one keeps its
-value. Where a trajectory says nothing about the end — the β warm-up has not ended, a cyclical schedule, a
+value; its interval is the same split-conformal one (the count ± the half-width calibrated on the benchmark's tuning
+split for the configuration's regime, :func:`~collapsekit.diagnostics.forecast_kernel.early_interval`). Where a trajectory says nothing about the end — the β warm-up has not ended, a cyclical schedule, a
 capacity schedule — the record carries the closed form from the configuration instead (the cost-0 method,
 computed once when the monitor is made) and says why. :class:`EndForecaster` keeps what it needs (the last
 epochs' KL, whether it warned) and saves it with the monitor's state.
@@ -18,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from collapsekit.activity import count_active
-from collapsekit.diagnostics.forecast_kernel import EARLY_DEFAULTS, blend, extrapolate, interval_counts
+from collapsekit.diagnostics.forecast_accuracy import comparable
+from collapsekit.diagnostics.forecast_kernel import EARLY_DEFAULTS, blend, early_interval, extrapolate
 from collapsekit.errors import ParameterError
 
 __all__ = ["EndForecaster", "check_base", "trajectory_problem"]
@@ -61,11 +63,17 @@ class EndForecaster:
     base : mapping, optional
         The closed form from the configuration (:func:`check_base`): the fallback where the trajectory cannot
         be extrapolated.
+    regime : mapping, optional
+        The configuration's regime labels (:func:`~collapsekit.diagnostics.forecast_intervals.regime_of`): which
+        conformal half-width the interval uses and which benchmark row the warning quotes (None: the pooled
+        half-width, the whole reporting split).
     """
 
-    def __init__(self, total_epochs: int, base: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, total_epochs: int, base: Mapping[str, Any] | None = None,
+                 regime: Mapping[str, str] | None = None) -> None:
         self.total_epochs = int(total_epochs)
         self.base = check_base(base)
+        self.regime = None if regime is None else {str(k): str(v) for k, v in regime.items()}
         self.tail: list[list[float]] = []
         self.warned_at: int | None = None
 
@@ -85,9 +93,9 @@ class EndForecaster:
             weight = EARLY_DEFAULTS["weight"]
             if weight < 1 and self.base is not None:
                 ending = blend(ending, self.base["kl_per_rank"], weight)
-            lo, hi = interval_counts(ending, EARLY_DEFAULTS["width"])
             n = count_active(ending)
-            found = {"n_active": n, "interval": [min(lo, n), max(hi, n)], "method": "early", "note": None}
+            found = {"n_active": n, "interval": list(early_interval(n, len(kl), self.regime)), "method": "early",
+                     "note": None}
         elif self.base is not None:
             found = {"n_active": self.base["n_active"], "interval": list(self.base["interval"]),
                      "method": "closed_form", "note": f"no early-training forecast: {problem}"}
@@ -103,9 +111,18 @@ class EndForecaster:
         lo, hi = record["interval"]
         how = ("extrapolated from the KL trajectory so far" if record["method"] == "early"
                else "the closed form from the configuration")
+        said = self.accuracy(record["method"])
+        how += "" if said is None else f"; {said}"
         return (f"epoch {record['epoch']} of {record['total_epochs']}, {level}: the forecast says the run ends with "
                 f"{record['n_active']} of {record['latent_size']} latent dimensions active (interval {lo}–{hi}; {how}), "
                 f"fewer than min_active = {min_active}: stop it and lower β (or lengthen its warm-up) to keep more")
+
+    def accuracy(self, method: str) -> str | None:
+        """The method's measured accuracy on the benchmark's reporting split, as a clause ("within ±1 on 61 % of
+        comparable benchmark runs"): the row of the configuration's likelihood where it has enough runs (None for a
+        linear model: the benchmark measured nonlinear ones)."""
+        regime = self.regime or {}
+        return comparable(method, regime.get("arch", "mlp"), self.regime)
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-ready: the last epochs' KL and the epoch of the warning (None: not warned)."""

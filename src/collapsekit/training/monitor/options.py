@@ -83,6 +83,10 @@ class MonitorOptions:
     min_active : int, optional
         Warn (one :class:`~collapsekit.training.monitor.CollapseWarning`) the first time the forecast says the
         run ends with fewer active dimensions than this; needs ``total_epochs``.
+    forecast_regime : dict, optional
+        The run's regime labels (``arch``, ``likelihood``, ``schedule``, ``kind``:
+        :func:`~collapsekit.diagnostics.forecast_intervals.regime_of`): the forecast interval's conformal
+        half-width and the benchmark row the warning quotes are that regime's (None: pooled, the whole split).
     """
 
     eta_enc: float | Mapping[str, float] = 1.0
@@ -104,6 +108,7 @@ class MonitorOptions:
     total_epochs: int | None = None
     forecast_base: Mapping[str, Any] | None = None
     min_active: int | None = None
+    forecast_regime: Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.eta_enc, Mapping):
@@ -133,6 +138,10 @@ class MonitorOptions:
         self.min_active = None if self.min_active is None else _count("min_active", self.min_active)
         if self.min_active is not None and self.total_epochs is None:
             raise ParameterError("min_active needs total_epochs: the forecast extrapolates to the run's last epoch")
+        if self.forecast_regime is not None:
+            if not isinstance(self.forecast_regime, Mapping):
+                raise ParameterError("forecast_regime must be a mapping of regime labels (regime_of(config))")
+            self.forecast_regime = {str(k): str(v) for k, v in self.forecast_regime.items()}
 
     def eta_enc_of(self, level: str) -> float:
         """η_enc of ``level`` (1 for a level a per-level dict does not name)."""
