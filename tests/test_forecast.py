@@ -228,9 +228,47 @@ def test_the_early_interval_is_the_conformal_quantile_of_the_tuning_splits_prefi
     assert CONFORMAL["early"]["pooled"] == want
 
 
+PACKAGED = ROOT / "src" / "collapsekit" / "diagnostics" / "forecast_accuracy.json"
+
+
+def test_the_measured_accuracy_is_package_data_written_by_the_scorer():
+    from importlib import resources
+
+    score = _score_module()
+    assert score.ACCURACY == PACKAGED and not (ROOT / "bench" / "forecast" / "results" / "accuracy.json").exists()
+    shipped = resources.files("collapsekit.diagnostics").joinpath("forecast_accuracy.json").read_text(encoding="utf-8")
+    assert fc.MEASURED == json.loads(shipped) == json.loads(PACKAGED.read_text(encoding="utf-8"))
+
+
+def test_the_measured_accuracy_is_the_reporting_splits_forecasts_scored_again():
+    """Each shipped method's numbers (and its per-likelihood rows) recomputed from the scorer's per-run forecasts
+    (results/forecasts.csv) and the measured counts' regimes (truth.jsonl)."""
+    import csv
+
+    truth = {}
+    for line in (ROOT / "bench" / "forecast" / "results" / "truth.jsonl").read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        truth[(row["id"], int(row["seed"]))] = row
+    with open(ROOT / "bench" / "forecast" / "results" / "forecasts.csv", encoding="utf-8") as stream:
+        rows = [r for r in csv.DictReader(stream) if r["split"] == "reporting"]
+    for name, method in {"closed_form": "closed_form", "posthoc": "posthoc", "adjusted": "adjusted",
+                         "shifted": "shifted", "early": "early_only"}.items():
+        mine = [r for r in rows if r["method"] == method]
+        groups = {None: mine} | {value: [r for r in mine if truth[(r["id"], int(r["seed"]))]["likelihood"] == value]
+                                 for value in ("fixed", "learned", "bernoulli")}
+        for value, group in groups.items():
+            want = fc.MEASURED[name] if value is None else fc.MEASURED[name]["regimes"]["likelihood"][value]
+            pred, lo, hi, real = (np.array([int(r[k]) for r in group]) for k in ("forecast", "lo", "hi", "measured"))
+            assert want["n"] == len(group) and want["configurations"] == len({r["id"] for r in group})
+            assert want["mae"] == pytest.approx(np.mean(np.abs(pred - real)), abs=1e-4)
+            assert want["exact"] == pytest.approx(np.mean(pred == real), abs=1e-4)
+            assert want["within1"] == pytest.approx(np.mean(np.abs(pred - real) <= 1), abs=1e-4)
+            assert want["coverage"] == pytest.approx(np.mean((lo <= real) & (real <= hi)), abs=1e-4)
+            assert want["width"] == pytest.approx(np.mean(hi - lo), abs=1e-4)
+
+
 def test_the_evidence_shipped_with_a_forecast_is_the_benchmarks_reporting_split():
-    measured = json.loads((ROOT / "bench" / "forecast" / "results" / "accuracy.json").read_text(encoding="utf-8"))
-    assert fc.MEASURED == measured
+    measured = json.loads(PACKAGED.read_text(encoding="utf-8"))
     assert fc.benchmark_accuracy("closed_form", "linear") is None          # exact: no benchmark to quote
     assert set(fc.MEASURED) == {"closed_form", "posthoc", "adjusted", "shifted", "early"}
     whole = {k: v for k, v in measured["adjusted"].items() if k != "regimes"}
@@ -242,7 +280,7 @@ def test_the_evidence_shipped_with_a_forecast_is_the_benchmarks_reporting_split(
 def test_the_evidence_quotes_the_configurations_likelihood_row_where_it_has_enough_runs():
     from collapsekit.diagnostics.forecast_accuracy import MIN_REGIME_RUNS, QUOTED_BY, comparable
 
-    measured = json.loads((ROOT / "bench" / "forecast" / "results" / "accuracy.json").read_text(encoding="utf-8"))
+    measured = json.loads(PACKAGED.read_text(encoding="utf-8"))
     assert QUOTED_BY == "likelihood" and MIN_REGIME_RUNS == 8
     for method, found in measured.items():
         rows = found["regimes"][QUOTED_BY]

@@ -103,8 +103,9 @@ def test_min_active_warns_once_when_the_forecast_falls_short():
     assert len(said) == 1 and said[0].message.epoch == 2          # the first epoch forecasting 3 < 4
     text = str(said[0].message)
     assert "\n" not in text and "3 of 4 latent dimensions" in text and "min_active = 4" in text
-    # the early method's measured accuracy (no configuration: the whole reporting split), as accuracy.json says
-    measured = json.loads((ROOT / "bench" / "forecast" / "results" / "accuracy.json").read_text(encoding="utf-8"))
+    # the early method's measured accuracy (no configuration: the whole reporting split), as the benchmark measured
+    measured = json.loads((ROOT / "src" / "collapsekit" / "diagnostics" / "forecast_accuracy.json").read_text(
+        encoding="utf-8"))
     assert f"; within ±1 on {100 * measured['early']['within1']:.0f} % of comparable benchmark runs)" in text
     assert [r["collapse_warnings"] for r in records] == [[], [text], []]
     # a threshold the forecast meets: no warning

@@ -3,8 +3,8 @@
     python bench/forecast/score.py          # from the repository root; reads results/truth.jsonl
 
 Writes ``results/forecasts.csv`` (each method's forecast of each (configuration, seed)), ``results/tuned.json``
-(the constants chosen on the tuning split), ``results/accuracy.json`` (the reporting split's numbers of the methods
-``collapsekit forecast`` ships), ``results/scores.md`` (the tables), the tables into
+(the constants chosen on the tuning split), ``src/collapsekit/diagnostics/forecast_accuracy.json`` (the reporting
+split's numbers of the methods ``collapsekit forecast`` ships: package data, read by ``forecast_accuracy.MEASURED``), ``results/scores.md`` (the tables), the tables into
 docs/forecast.md between its markers, and one forecast-vs-measured figure per method (docs/forecast_*.png).
 Closed-form curves (the count at β times each multiplier) are cached in ``results/curves.json``.
 """
@@ -25,6 +25,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 RESULTS = HERE / "results"
 DOC = ROOT / "docs" / "forecast.md"
+#: The reporting split's accuracy of the shipped methods: package data (its one home), read by MEASURED.
+ACCURACY = ROOT / "src" / "collapsekit" / "diagnostics" / "forecast_accuracy.json"
 BEGIN, END = "<!-- tables:begin (bench/forecast/score.py) -->", "<!-- tables:end -->"
 
 #: β multipliers of the cached closed-form curves: 2^(j/2), j = −12 … 12.
@@ -568,7 +570,7 @@ def main() -> int:
     accuracy = {name: {k: round(v, 4) for k, v in metrics(on_reporting[method]).items() if k != "log_kl"}
                 | {"configurations": configs(reporting)} | {"regimes": regime_accuracy(on_reporting[method], reporting)}
                 for name, method in shipped.items()}
-    (RESULTS / "accuracy.json").write_text(json.dumps(accuracy, indent=1) + "\n", encoding="utf-8")
+    ACCURACY.write_text(json.dumps(accuracy, indent=1) + "\n", encoding="utf-8")
     text = "\n".join(out)
     (RESULTS / "scores.md").write_text(text + "\n", encoding="utf-8")
     with open(RESULTS / "forecasts.csv", "w", newline="", encoding="utf-8") as stream:
