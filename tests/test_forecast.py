@@ -23,6 +23,9 @@ from collapsekit.training.builders import load_training_data
 from collapsekit.training.config import RunConfig
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The benchmark's tuned constants and measured accuracy: package data that bench/forecast/score.py writes.
+TUNED_FILE = ROOT / "src" / "collapsekit" / "diagnostics" / "forecast_tuned.json"
+PACKAGED = ROOT / "src" / "collapsekit" / "diagnostics" / "forecast_accuracy.json"
 SPEC = "gaussian:eigs=9:4:2:1:0.5:0.25,n=500,exact=1"
 
 
@@ -187,7 +190,7 @@ def test_the_shipped_constants_are_the_ones_tuned_on_the_benchmarks_tuning_split
 
     from collapsekit.diagnostics.forecast_intervals import TUNED_AS
 
-    tuned = json.loads((ROOT / "bench" / "forecast" / "results" / "tuned.json").read_text(encoding="utf-8"))
+    tuned = json.loads(TUNED_FILE.read_text(encoding="utf-8"))
     assert CONFORMAL == {m: tuned[TUNED_AS.get(m, m)]["conformal"] for m in CONFORMAL}
     assert set(CONFORMAL) == {"closed_form", "posthoc", "adjusted", "shifted", "early"}
     assert TUNED_AS == {"early": "early_only"}
@@ -205,7 +208,7 @@ def test_the_early_interval_is_the_conformal_quantile_of_the_tuning_splits_prefi
     half-width is the ⌈0.9(m + 1)⌉-th smallest of the m scores."""
     from collapsekit.diagnostics.forecast_intervals import CONFORMAL
 
-    tuned = json.loads((ROOT / "bench" / "forecast" / "results" / "tuned.json").read_text(encoding="utf-8"))
+    tuned = json.loads(TUNED_FILE.read_text(encoding="utf-8"))
     constants = tuned["early_only"]
     grid = {e["id"]: e for e in json.loads((ROOT / "bench" / "forecast" / "grid.json").read_text(encoding="utf-8"))}
     scores: dict[str, float] = {}
@@ -228,16 +231,17 @@ def test_the_early_interval_is_the_conformal_quantile_of_the_tuning_splits_prefi
     assert CONFORMAL["early"]["pooled"] == want
 
 
-PACKAGED = ROOT / "src" / "collapsekit" / "diagnostics" / "forecast_accuracy.json"
-
-
-def test_the_measured_accuracy_is_package_data_written_by_the_scorer():
+def test_the_measured_accuracy_and_the_tuned_constants_are_package_data_written_by_the_scorer():
     from importlib import resources
+
+    from collapsekit.diagnostics.forecast_accuracy import TUNED
 
     score = _score_module()
     assert score.ACCURACY == PACKAGED and not (ROOT / "bench" / "forecast" / "results" / "accuracy.json").exists()
+    assert score.TUNED == TUNED_FILE and not (ROOT / "bench" / "forecast" / "results" / "tuned.json").exists()
     shipped = resources.files("collapsekit.diagnostics").joinpath("forecast_accuracy.json").read_text(encoding="utf-8")
     assert fc.MEASURED == json.loads(shipped) == json.loads(PACKAGED.read_text(encoding="utf-8"))
+    assert TUNED == json.loads(TUNED_FILE.read_text(encoding="utf-8"))
 
 
 def test_the_measured_accuracy_is_the_reporting_splits_forecasts_scored_again():

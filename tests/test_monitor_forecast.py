@@ -42,8 +42,10 @@ def feed(monitor: CollapseMonitor, kl: list[float], step: int) -> dict:
 
 
 def _q(regime=None) -> int:
-    """The early forecast's conformal half-width, read from the benchmark's tuned.json (not from the package)."""
-    tuned = json.loads((ROOT / "bench" / "forecast" / "results" / "tuned.json").read_text(encoding="utf-8"))
+    """The early forecast's conformal half-width, read from the benchmark's tuned constants (not via the package's
+    CONFORMAL)."""
+    tuned = json.loads((ROOT / "src" / "collapsekit" / "diagnostics" / "forecast_tuned.json").read_text(
+        encoding="utf-8"))
     constants = tuned["early_only"]["conformal"]
     by = constants["by"]
     return int(constants["regimes"].get((regime or {}).get(by), constants["pooled"]) if by else constants["pooled"])

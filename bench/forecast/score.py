@@ -2,8 +2,9 @@
 
     python bench/forecast/score.py          # from the repository root; reads results/truth.jsonl
 
-Writes ``results/forecasts.csv`` (each method's forecast of each (configuration, seed)), ``results/tuned.json``
-(the constants chosen on the tuning split), ``src/collapsekit/diagnostics/forecast_accuracy.json`` (the reporting
+Writes ``results/forecasts.csv`` (each method's forecast of each (configuration, seed)),
+``src/collapsekit/diagnostics/forecast_tuned.json`` (the constants chosen on the tuning split: package data, the
+package's constants), ``src/collapsekit/diagnostics/forecast_accuracy.json`` (the reporting
 split's numbers of the methods ``collapsekit forecast`` ships: package data, read by ``forecast_accuracy.MEASURED``), ``results/scores.md`` (the tables), the tables into
 docs/forecast.md between its markers, and one forecast-vs-measured figure per method (docs/forecast_*.png).
 Closed-form curves (the count at β times each multiplier) are cached in ``results/curves.json``.
@@ -27,6 +28,8 @@ RESULTS = HERE / "results"
 DOC = ROOT / "docs" / "forecast.md"
 #: The reporting split's accuracy of the shipped methods: package data (its one home), read by MEASURED.
 ACCURACY = ROOT / "src" / "collapsekit" / "diagnostics" / "forecast_accuracy.json"
+#: The constants tuned on the tuning split: package data (their one home), read by forecast_accuracy.TUNED.
+TUNED = ROOT / "src" / "collapsekit" / "diagnostics" / "forecast_tuned.json"
 BEGIN, END = "<!-- tables:begin (bench/forecast/score.py) -->", "<!-- tables:end -->"
 
 #: β multipliers of the cached closed-form curves: 2^(j/2), j = −12 … 12.
@@ -512,7 +515,7 @@ def main() -> int:
     tuning = [r for r in rows if r["split"] == "tuning"]
     reporting = [r for r in rows if r["split"] == "reporting"]
     tuned = tune(tuning, grid, cache)
-    (RESULTS / "tuned.json").write_text(json.dumps(tuned, indent=1) + "\n", encoding="utf-8")
+    TUNED.write_text(json.dumps(tuned, indent=1) + "\n", encoding="utf-8")
     on_tuning = forecast_rows(tuning, grid, cache, tuned)
     on_reporting = forecast_rows(reporting, grid, cache, tuned)
     configs = lambda rs: len({r["id"] for r in rs})  # noqa: E731

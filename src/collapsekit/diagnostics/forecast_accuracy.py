@@ -7,9 +7,13 @@ The numbers are the reporting split's (configurations never used to tune anythin
 this module (package data, its one home), written by ``bench/forecast/score.py``; a test recomputes them from the
 scorer's per-run forecasts (``bench/forecast/results/forecasts.csv``).
 They describe the benchmark's nonlinear configurations, not every run: a configuration's clause quotes the row of
-its likelihood (:data:`QUOTED_BY`) where that has at least :data:`MIN_REGIME_RUNS` runs, else the whole split. The
-early-training method's constants tuned on the tuning split (``bench/forecast/results/tuned.json``) are here too;
-the closed forms' conformal interval half-widths are in :mod:`collapsekit.diagnostics.forecast_intervals`.
+its likelihood (:data:`QUOTED_BY`) where that has at least :data:`MIN_REGIME_RUNS` runs, else the whole split.
+
+Every constant tuned on the tuning split is :data:`TUNED`, read from ``forecast_tuned.json`` beside this module
+(package data written by ``bench/forecast/score.py``, their one home); the modules that use them name them:
+:data:`EARLY_DEFAULTS` here, the conformal half-widths (:data:`~.forecast_intervals.CONFORMAL`), the adjusted β
+factor and the shifted factors (:mod:`collapsekit.forecast.closed_form`), the early method's base
+(:mod:`collapsekit.forecast.early`).
 """
 
 from __future__ import annotations
@@ -19,12 +23,12 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
-__all__ = ["EARLY_DEFAULTS", "MEASURED", "MIN_REGIME_RUNS", "QUOTED_BY", "benchmark_accuracy", "comparable",
+__all__ = ["EARLY_DEFAULTS", "MEASURED", "TUNED", "MIN_REGIME_RUNS", "QUOTED_BY", "benchmark_accuracy", "comparable",
            "evidence", "quote"]
 
 #: The regime field whose reporting-split row is quoted for a configuration, fixed before looking at the rows:
 #: the likelihood, the field the tuning split chose for the adjusted closed form's conformal quantile and the
-#: shifted β factor (bench/forecast/results/tuned.json).
+#: shifted β factor (:data:`TUNED`).
 QUOTED_BY = "likelihood"
 #: Fewest reporting-split runs a regime's row needs to be quoted; with fewer the whole split's numbers are.
 MIN_REGIME_RUNS = 8
@@ -32,18 +36,26 @@ MIN_REGIME_RUNS = 8
 REGIME_WORDS = {"fixed": "with a fixed η_dec", "learned": "with a learned η_dec",
                 "bernoulli": "with a Bernoulli likelihood"}
 
+
+def _package_json(name: str) -> dict[str, Any]:
+    return json.loads(resources.files("collapsekit.diagnostics").joinpath(name).read_text(encoding="utf-8"))
+
+
+#: Every method's constants tuned on the benchmark's tuning split (bench/forecast/score.py's ``tune``), by the
+#: benchmark's method names (``early_only`` is the early forecast the package runs).
+TUNED: dict[str, dict[str, Any]] = _package_json("forecast_tuned.json")
+
 #: The early-training method's constants tuned on the tuning split: those of the trajectory-alone variant (w = 1),
-#: the forecast a user who spends a budget gets (bench/forecast/results/tuned.json, ``early_only``). Its interval is
+#: the forecast a user who spends a budget gets (:data:`TUNED` ``["early_only"]``). Its interval is
 #: split-conformal: :data:`collapsekit.diagnostics.forecast_intervals.CONFORMAL` ``["early"]``.
-EARLY_DEFAULTS: dict[str, float] = {"gamma": 1.0, "weight": 1.0}
+EARLY_DEFAULTS: dict[str, float] = {k: float(TUNED["early_only"][k]) for k in ("gamma", "weight")}
 
 #: Per method: rows (runs) and configurations scored, mean absolute error of the count, fractions exact and
 #: within ±1, interval coverage, mean interval width, mean cost fraction; under ``regimes``, the same per value
 #: of each regime field (``arch``, ``likelihood``, ``schedule``, as ``regime_of`` names them). ``adjusted``
 #: (``--budget 0``) and ``early`` are what ``collapsekit forecast`` returns; ``posthoc`` is the closed form of ``diagnose``'s theory
 #: column; ``closed_form`` and ``shifted`` are the package's other methods.
-MEASURED: dict[str, dict[str, Any]] = json.loads(
-    resources.files("collapsekit.diagnostics").joinpath("forecast_accuracy.json").read_text(encoding="utf-8"))
+MEASURED: dict[str, dict[str, Any]] = _package_json("forecast_accuracy.json")
 
 
 def benchmark_accuracy(method: str, arch: str = "mlp",

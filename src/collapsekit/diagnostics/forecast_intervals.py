@@ -9,8 +9,8 @@ score, the largest residual over its seeds, so the guarantee is per configuratio
 broken by the seeds' correlation. Nothing is guaranteed for a configuration unlike the calibration set — a new
 dataset, architecture or regime — and docs/forecast.md reports leave-one-dataset-out coverage, which may miss.
 
-Constants (``{"pooled": q, "by": field, "regimes": {value: q}}``) are written by bench/forecast/score.py into
-``bench/forecast/results/tuned.json``; :data:`CONFORMAL` ships them (a test keeps the two equal).
+Constants (``{"pooled": q, "by": field, "regimes": {value: q}}``) are written by bench/forecast/score.py into the
+package data file ``forecast_tuned.json`` (:data:`~.forecast_accuracy.TUNED`); :data:`CONFORMAL` names them.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from collapsekit.diagnostics.forecast_accuracy import TUNED
+
 __all__ = ["CONFORMAL", "LEVEL", "MIN_CONFIGURATIONS", "TUNED_AS", "calibrate", "conformal_interval", "conformal_quantile",
            "half_width", "regime_of"]
 
@@ -30,19 +32,15 @@ LEVEL = 0.9
 #: is the largest score or infinite); regimes with fewer use the pooled quantile.
 MIN_CONFIGURATIONS = 19
 
-#: Per method (by the name a forecast carries), the conformal half-widths calibrated on the benchmark's tuning split
-#: (bench/forecast/score.py). ``early`` is the early-training forecast the package runs (the trajectory alone,
-#: tuned.json's ``early_only``), calibrated on the tuning configurations where a 10 % prefix existed; where it falls
-#: back, the base closed form's interval stands.
-CONFORMAL: dict[str, dict[str, Any]] = {
-    "closed_form": {"pooled": 4.0, "by": "arch", "regimes": {"mlp": 4.0}, "cv_coverage": 0.9423, "cv_width": 5.3846},
-    "posthoc": {"pooled": 4.0, "by": "arch", "regimes": {"mlp": 4.0}, "cv_coverage": 0.9615, "cv_width": 5.3077},
-    "adjusted": {"pooled": 4.0, "by": "likelihood", "regimes": {"fixed": 4.0, "learned": 3.0}, "cv_coverage": 0.9038, "cv_width": 5.3846},
-    "shifted": {"pooled": 5.0, "by": "arch", "regimes": {"mlp": 4.0}, "cv_coverage": 0.9519, "cv_width": 5.0769},
-    "early": {"pooled": 8.0, "by": None, "regimes": {}, "cv_coverage": 1.0, "cv_width": 6.9565},
-}
-#: The benchmark's name (tuned.json) of the variant each method of :data:`CONFORMAL` ships, where they differ.
+#: The benchmark's name (score.py's, in the tuned constants) of the variant each method of :data:`CONFORMAL` ships,
+#: where they differ.
 TUNED_AS = {"early": "early_only"}
+#: Per method (by the name a forecast carries), the conformal half-widths calibrated on the benchmark's tuning split
+#: (bench/forecast/score.py, read from its tuned constants: :data:`~.forecast_accuracy.TUNED`). ``early`` is the
+#: early-training forecast the package runs (the trajectory alone, the benchmark's ``early_only``), calibrated on
+#: the tuning configurations where a 10 % prefix existed; where it falls back, the base closed form's interval stands.
+CONFORMAL: dict[str, dict[str, Any]] = {method: TUNED[TUNED_AS.get(method, method)]["conformal"]
+                                        for method in ("closed_form", "posthoc", "adjusted", "shifted", "early")}
 
 
 def conformal_quantile(scores: Iterable[float], level: float = LEVEL) -> float:

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from collapsekit.activity import count_active
+from collapsekit.diagnostics.forecast_accuracy import TUNED
 from collapsekit.diagnostics.forecast_kernel import COMPACT_MODES, closed_form_kl, compact
 from collapsekit.diagnostics.forecast_intervals import CONFORMAL, conformal_interval, half_width, regime_of
 from collapsekit.errors import ParameterError
@@ -40,11 +41,11 @@ __all__ = ["COMPACT_MODES", "adjusted", "bernoulli_eta", "centred_moments", "com
            "eta_reach", "posthoc", "shifted", "total_steps"]
 
 #: The adjusted method's factor on β (tuned on the benchmark's tuning split, bench/forecast/score.py; 1 = the
-#: linear optimum).
-DEFAULT_BETA_FACTOR = 0.7071067811865476
+#: linear optimum), from the tuned constants' one home, :data:`collapsekit.diagnostics.forecast_accuracy.TUNED`.
+DEFAULT_BETA_FACTOR = float(TUNED["adjusted"]["beta_factor"])
 #: :func:`shifted`'s factor on β: per value of the regime field ``by`` where the tuning split had that regime,
 #: else ``pooled`` (tuned likewise).
-DEFAULT_SHIFT: dict[str, Any] = {"base": "adjusted", "pooled": 0.7071067811865476, "by": "likelihood", "regimes": {"bernoulli": 2.8284271247461903, "fixed": 0.5, "learned": 1.0}}
+DEFAULT_SHIFT: dict[str, Any] = TUNED["shifted"]["shift"]
 
 
 def _arrays(data: Any) -> tuple[np.ndarray, np.ndarray | None]:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from collapsekit.activity import count_active
+from collapsekit.diagnostics.forecast_accuracy import TUNED
 from collapsekit.diagnostics.forecast_intervals import regime_of
 from collapsekit.diagnostics.forecast_kernel import (EARLY_DEFAULTS, blend, early_interval, extrapolate,
                                                       interval_counts)
@@ -40,7 +41,7 @@ __all__ = ["BASE", "DEFAULTS", "base", "early", "extrapolate", "prefix_epochs", 
 DEFAULTS = EARLY_DEFAULTS
 #: The cost-0 method the early forecast blends with and falls back to (tuned likewise): ``closed_form`` or
 #: ``adjusted``.
-BASE = "adjusted"
+BASE: str = TUNED["early_only"]["base"]
 
 
 def prefix_epochs(config: Any, budget: float) -> int:
