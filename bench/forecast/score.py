@@ -23,6 +23,9 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+from bench.forecast import pilot  # noqa: E402 — the pilot and free-bits methods (bench/forecast/pilot.py)
 RESULTS = HERE / "results"
 DOC = ROOT / "docs" / "forecast.md"
 BEGIN, END = "<!-- tables:begin (bench/forecast/score.py) -->", "<!-- tables:end -->"
@@ -346,6 +349,7 @@ def tune(rows: list[dict[str, Any]], grid: dict[str, dict[str, Any]], cache: dic
                                                          base=base), EARLY_WIDTHS)
     tuned["early_only"] = {"base": base, "gamma": gamma_only, "weight": 1.0, "width": width_only,
                            "beta_factor": base_factor}
+    tuned["early_pilot"] = pilot.tune(rows, grid, cache, tuned)
     return tuned
 
 
@@ -364,7 +368,8 @@ def forecast_rows(rows: list[dict[str, Any]], grid: dict[str, dict[str, Any]], c
                                 fallback=tuned[e["base"]]["conformal"], base=e["base"]),
             "early_only": early_rows(rows, grid, cache, budget=budget, gamma=o["gamma"], weight=1.0,
                                      width=o["width"], factor=o["beta_factor"],
-                                     fallback=tuned[o["base"]]["conformal"], base=o["base"])}
+                                     fallback=tuned[o["base"]]["conformal"], base=o["base"])} | pilot.forecast_rows(
+        rows, grid, cache, tuned)
 
 
 # -- tables ----------------------------------------------------------------------------------------------------
@@ -372,6 +377,8 @@ METHODS = ("closed_form", "posthoc", "adjusted", "shifted", "early", "early_only
 TITLES = {"closed_form": "closed form (configuration alone)", "posthoc": "post-hoc closed form (learned η_dec, final β)",
           "adjusted": "adjusted closed form", "shifted": "closed form, β shifted per regime (tuned)", "early": "early training (10 %) + base closed form",
           "early_only": "early training (10 %) alone (w = 1)"}
+METHODS += pilot.METHODS
+TITLES |= pilot.TITLES
 
 
 def _pct(v: float) -> str:
