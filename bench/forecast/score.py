@@ -350,6 +350,7 @@ def tune(rows: list[dict[str, Any]], grid: dict[str, dict[str, Any]], cache: dic
     tuned["early_only"] = {"base": base, "gamma": gamma_only, "weight": 1.0, "width": width_only,
                            "beta_factor": base_factor}
     tuned["early_pilot"] = pilot.tune(rows, grid, cache, tuned)
+    tuned["adjusted_std"] = pilot.tune_std(rows, grid, cache, tuned)
     return tuned
 
 
