@@ -24,6 +24,9 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+from bench.forecast import pilot  # noqa: E402 — the pilot and free-bits methods (bench/forecast/pilot.py)
 RESULTS = HERE / "results"
 DOC = ROOT / "docs" / "forecast.md"
 #: The reporting split's accuracy of the shipped methods: package data (its one home), read by MEASURED.
@@ -343,6 +346,8 @@ def tune(rows: list[dict[str, Any]], grid: dict[str, dict[str, Any]], cache: dic
         point = early_rows(rows, grid, cache, budget=0.1, gamma=g, weight=w, factor=base_factor, fallback=fallback,
                            base=base)
         tuned[name] = {"base": base, "gamma": g, "weight": w, "beta_factor": base_factor} | early_interval(point, rows)
+    tuned["early_pilot"] = pilot.tune(rows, grid, cache, tuned)
+    tuned["adjusted_std"] = pilot.tune_std(rows, grid, cache, tuned)
     return tuned
 
 
@@ -407,7 +412,8 @@ def forecast_rows(rows: list[dict[str, Any]], grid: dict[str, dict[str, Any]], c
             "shifted": closed_rows(rows, cache, "shifted", shift=tuned["shifted"]["shift"],
                                    conformal=tuned["shifted"]["conformal"]),
             "early": early_rows(rows, grid, cache, budget=budget, **_early_kwargs(e, tuned)),
-            "early_only": early_rows(rows, grid, cache, budget=budget, **_early_kwargs(o, tuned))}
+            "early_only": early_rows(rows, grid, cache, budget=budget, **_early_kwargs(o, tuned))} | pilot.forecast_rows(
+        rows, grid, cache, tuned)
 
 
 # -- tables ----------------------------------------------------------------------------------------------------
@@ -415,6 +421,8 @@ METHODS = ("closed_form", "posthoc", "adjusted", "shifted", "early", "early_only
 TITLES = {"closed_form": "closed form (configuration alone)", "posthoc": "post-hoc closed form (learned η_dec, final β)",
           "adjusted": "adjusted closed form", "shifted": "closed form, β shifted per regime (tuned)", "early": "early training (10 %) + base closed form",
           "early_only": "early training (10 %) alone (w = 1)"}
+METHODS += pilot.METHODS
+TITLES |= pilot.TITLES
 
 
 def _pct(v: float) -> str:
