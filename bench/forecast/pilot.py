@@ -1,20 +1,13 @@
-"""The benchmark's methods that build on a pilot run or on the free-bits floor (docs/forecast.md §2), scored by
+"""The benchmark's methods that build on a pilot run or on a β factor for standardised data (docs/forecast.md §2), scored by
 score.py beside the others; kept here so that score.py stays one file of the table's plumbing.
 
-* ``adjusted_fb`` — the adjusted closed form with the free-bits floor: a dimension whose batch-mean KL is below the
-  free-bits floor λ gets no gradient from the KL term (the objective is Σ max(KL_j, λ)), while the reconstruction
-  term still pays for any information it carries, so its KL rises until it meets λ; a dimension the closed form
-  collapses ends at KL ≈ λ instead of near 0. The forecast KL per rank is max(KL_closed, λ): with λ above the
-  0.01-nat activity threshold every dimension counts as active. Nothing is tuned; its interval is the adjusted
-  method's conformal half-width around the new count.
 * ``early_pilot`` — the early method alone (w = 1, its tuned constants) where the run's 10 % prefix is its own
   beginning; where it is not (the early method's fallbacks) a pilot of ⌊0.1 · steps⌋ steps
   (:mod:`collapsekit.forecast.pilot`, results/pilots.jsonl from run_pilots.py), its KL extrapolated to the run's end
   and blended with the base closed form; the pilot's schedule variant, γ and blend weight are chosen on the tuning
   split's rows that get a pilot. Where a pilot (or the closed form) stands, the interval is the base closed form's
   conformal one around its count (the early rows keep theirs).
-* ``early_pilot_fb`` — ``early_pilot`` with the free-bits floor.
-* ``adjusted_std`` — ``adjusted_fb`` with β multiplied by one factor in one regime fixed before tuning:
+* ``adjusted_std`` — the adjusted closed form with β multiplied by one factor in one regime fixed before tuning:
   standardised data (the ``*_std`` data sets) with η_dec near 1 (fixed at 1 or learned), where the tables showed the
   closed forms missing; the factor is chosen on the tuning split's rows of that regime.
 """
@@ -30,11 +23,9 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 PILOTS = HERE / "results" / "pilots.jsonl"
 
-METHODS = ("adjusted_fb", "adjusted_std", "early_pilot", "early_pilot_fb")
-TITLES = {"adjusted_fb": "adjusted closed form + free-bits floor",
-          "adjusted_std": "adjusted + free-bits floor, β tuned for standardised data with η_dec ≈ 1",
-          "early_pilot": "early training alone, a pilot where no prefix serves (10 %)",
-          "early_pilot_fb": "early training / pilot + free-bits floor"}
+METHODS = ("adjusted_std", "early_pilot")
+TITLES = {"adjusted_std": "adjusted, β tuned for standardised data with η_dec ≈ 1",
+          "early_pilot": "early training alone, a pilot where no prefix serves (10 %)"}
 
 _pilots: dict[tuple[str, int, str], dict[str, Any]] | None = None
 
@@ -55,35 +46,13 @@ def pilots() -> dict[tuple[str, int, str], dict[str, Any]]:
     return _pilots
 
 
-def free_bits_floor(kl: Any, entry: dict[str, Any]) -> np.ndarray:
-    """KL per rank floored at the configuration's free-bits λ (unchanged without free bits)."""
-    kl = np.asarray(kl, float)
-    floor = entry["config"]["objective"].get("free_bits")
-    return kl if not floor else np.maximum(kl, float(floor))
-
-
-def adjusted_fb_rows(rows: list[dict[str, Any]], grid: dict[str, Any], cache: dict[str, Any],
-                     tuned: dict[str, Any]) -> list[dict[str, Any]]:
-    from bench.forecast.score import _count, _regime, closed_rows
-    from collapsekit.diagnostics.forecast_intervals import conformal_interval, half_width
-
-    a = tuned["adjusted"]
-    out = []
-    for r, s in zip(rows, closed_rows(rows, cache, "adjusted", factor=a["beta_factor"], conformal=a["conformal"])):
-        kl = free_bits_floor(s["kl_pred"], grid[r["id"]])
-        pred = _count(kl)
-        lo, hi = conformal_interval(pred, len(kl), half_width(a["conformal"], _regime(r)))
-        out.append(s | {"method": "adjusted_fb", "pred": pred, "lo": lo, "hi": hi, "kl_pred": kl.tolist()})
-    return out
-
-
 def early_pilot_rows(rows: list[dict[str, Any]], grid: dict[str, Any], cache: dict[str, Any],
                      tuned: dict[str, Any], *, variant: str, gamma: float, weight: float,
-                     floor: bool = False, method: str = "early_pilot") -> list[dict[str, Any]]:
+                     method: str = "early_pilot") -> list[dict[str, Any]]:
     """Early alone where a prefix serves, else the pilot's forecast (the closed form where no pilot exists)."""
     from bench.forecast.score import _at, _count, _early_kwargs, _regime, early_rows
     from collapsekit.diagnostics.forecast_intervals import conformal_interval, half_width
-    from collapsekit.diagnostics.forecast_kernel import FLOOR, blend, interval_counts
+    from collapsekit.diagnostics.forecast_kernel import FLOOR, blend, free_bits_floor, interval_counts
     from collapsekit.forecast.pilot import pilot_ending
 
     o = tuned["early_only"]
@@ -102,8 +71,8 @@ def early_pilot_rows(rows: list[dict[str, Any]], grid: dict[str, Any], cache: di
                 ending = pilot_ending(p["trajectory"], p["steps"], p["total_steps"], gamma=gamma, variant=own)
                 s |= {"kl_pred": blend(ending, theory, weight).tolist(), "cost": p["steps"] / p["total_steps"],
                       "pilot": True}
-        if floor:
-            s["kl_pred"] = free_bits_floor(s["kl_pred"], entry).tolist()
+        # the free-bits floor, as the package's early forecast applies it (the early rows have it already)
+        s["kl_pred"] = free_bits_floor(s["kl_pred"], entry["config"]["objective"].get("free_bits")).tolist()
         n = _count(s["kl_pred"])
         if s["fallback"]:          # a pilot's count, or the closed form's: the base's conformal interval around it
             lo, hi = conformal_interval(n, len(s["kl_pred"]), half_width(tuned[o["base"]]["conformal"], _regime(r)))
@@ -142,11 +111,8 @@ def forecast_rows(rows: list[dict[str, Any]], grid: dict[str, Any], cache: dict[
                   tuned: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     p = tuned["early_pilot"]
     constants = {k: p[k] for k in ("variant", "gamma", "weight")}
-    return {"adjusted_fb": adjusted_fb_rows(rows, grid, cache, tuned),
-            "adjusted_std": adjusted_std_rows(rows, grid, cache, tuned),
-            "early_pilot": early_pilot_rows(rows, grid, cache, tuned, **constants),
-            "early_pilot_fb": early_pilot_rows(rows, grid, cache, tuned, **constants, floor=True,
-                                               method="early_pilot_fb")}
+    return {"adjusted_std": adjusted_std_rows(rows, grid, cache, tuned),
+            "early_pilot": early_pilot_rows(rows, grid, cache, tuned, **constants)}
 
 
 # -- standardised data with η_dec near 1 (docs/forecast.md §4) ----------------------------------------------------
@@ -159,18 +125,18 @@ def standardised_near_one(entry: dict[str, Any]) -> bool:
 
 def adjusted_std_rows(rows: list[dict[str, Any]], grid: dict[str, Any], cache: dict[str, Any],
                       tuned: dict[str, Any], factor: float | None = None) -> list[dict[str, Any]]:
-    """``adjusted_fb`` with β multiplied by ``factor`` (default: the tuned one) in the standardised, η_dec ≈ 1
+    """The adjusted closed form with β multiplied by ``factor`` (default: the tuned one) in the standardised, η_dec ≈ 1
     regime; its interval is the adjusted method's conformal half-width around the new count."""
-    from bench.forecast.score import _at, _count, _regime
+    from bench.forecast.score import _at, _count, _regime, closed_rows
     from collapsekit.diagnostics.forecast_intervals import conformal_interval, half_width
 
     a = tuned["adjusted"]
     factor = tuned["adjusted_std"]["factor"] if factor is None else factor
     out = []
-    for r, s in zip(rows, adjusted_fb_rows(rows, grid, cache, tuned)):
+    for r, s in zip(rows, closed_rows(rows, cache, "adjusted", factor=a["beta_factor"], conformal=a["conformal"])):
         entry = grid[r["id"]]
         if standardised_near_one(entry):
-            kl = free_bits_floor(_at(cache[r["id"]]["adjusted"], a["beta_factor"] * factor), entry)
+            kl = np.asarray(_at(cache[r["id"]]["adjusted"], a["beta_factor"] * factor), float)
             pred = _count(kl)
             lo, hi = conformal_interval(pred, len(kl), half_width(a["conformal"], _regime(r)))
             s = s | {"pred": pred, "lo": lo, "hi": hi, "kl_pred": kl.tolist()}

@@ -170,7 +170,7 @@ def early_rows(rows: list[dict[str, Any]], grid: dict[str, dict[str, Any]], cach
     interval (``conformal``) or the counts whose KL clears 0.01·c and 0.01/c nats (``width`` c); a row that falls
     back has the base closed form's conformal interval (``fallback``)."""
     from collapsekit.diagnostics.forecast_intervals import conformal_interval, half_width
-    from collapsekit.diagnostics.forecast_kernel import FLOOR, blend, interval_counts
+    from collapsekit.diagnostics.forecast_kernel import FLOOR, blend, free_bits_floor, interval_counts
     from collapsekit.forecast.early import extrapolate, prefix_epochs, prefix_problem
 
     out = []
@@ -189,7 +189,8 @@ def early_rows(rows: list[dict[str, Any]], grid: dict[str, dict[str, Any]], cach
         else:
             ending = np.sort(extrapolate(np.asarray(r["trajectory"], float)[:k], config.train.epochs,
                                          gamma=gamma))[::-1]
-            kl = blend(ending, theory, weight)          # the package's own kernels: what it ships is what is scored
+            kl = free_bits_floor(blend(ending, theory, weight),   # the package's own kernels: what it ships is
+                                 config.objective.free_bits)       # what is scored
             lo, hi = (interval_counts(kl, width) if conformal is None else
                       conformal_interval(_count(kl), len(kl), half_width(conformal, _regime(r))))
             cost = k / config.train.epochs

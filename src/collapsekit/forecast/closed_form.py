@@ -10,7 +10,8 @@ Three variants, each a function of a configuration and its data with the methods
   (every MLP/conv layer has a bias that absorbs the data's mean), the schedule's final β, a Gaussian stand-in
   η_dec² = mean p(1 − p) for a Bernoulli likelihood, and, where η_dec is learned, the η_dec the run reaches: the
   linear optimum's fixed point (reconstruction error = η_dec²) or, where Adam cannot get there in the run's steps,
-  the farthest it gets (:func:`eta_reach`), times a β factor tuned on the benchmark.
+  the farthest it gets (:func:`eta_reach`), times a β factor tuned on the benchmark; under free bits λ no
+  dimension's KL ends below λ (:func:`~collapsekit.diagnostics.forecast_kernel.free_bits_floor`).
 
 * :func:`shifted` — :func:`closed_form` with β multiplied by a factor per regime (the schedule: a cyclical
   schedule's effective β is lower, free bits keep every dimension above the threshold), the factors chosen on
@@ -31,7 +32,7 @@ import numpy as np
 
 from collapsekit.activity import count_active
 from collapsekit.diagnostics.forecast_accuracy import TUNED
-from collapsekit.diagnostics.forecast_kernel import COMPACT_MODES, closed_form_kl, compact
+from collapsekit.diagnostics.forecast_kernel import COMPACT_MODES, closed_form_kl, compact, free_bits_floor
 from collapsekit.diagnostics.forecast_intervals import CONFORMAL, conformal_interval, half_width, regime_of
 from collapsekit.errors import ParameterError
 from collapsekit.forecast.result import Forecast
@@ -179,12 +180,13 @@ def method_kl(method: str, config: Any, data: Any, *, eta_dec: float | None = No
         reach = eta_reach(config, x.shape[0])
         notes.append("learned η_dec estimated as the linear optimum's fixed point or, if larger, the farthest Adam "
                      f"gets from η₀ in the run: {max(learned_eta_estimate(config, spectrum, first * scale), reach):.3g}")
-    if config.objective.free_bits:
-        notes.append("free bits are not modelled: the forecast is the plain β-ELBO's")
+    free_bits = config.objective.free_bits
+    if free_bits:
+        notes.append(f"free bits of {free_bits:g} nats: no dimension's KL ends below them (a floor on the closed form)")
 
     def kl_at(m: float) -> np.ndarray:
         eta = stand_in if spectrum is None else max(learned_eta_estimate(config, spectrum, first * scale * m), reach)
-        return closed_form_kl(config, reduced, beta_scale=scale * m, eta_dec=eta)
+        return free_bits_floor(closed_form_kl(config, reduced, beta_scale=scale * m, eta_dec=eta), free_bits)
 
     return kl_at, notes
 

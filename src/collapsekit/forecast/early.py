@@ -29,7 +29,7 @@ from collapsekit.activity import count_active
 from collapsekit.diagnostics.forecast_accuracy import TUNED
 from collapsekit.diagnostics.forecast_intervals import regime_of
 from collapsekit.diagnostics.forecast_kernel import (EARLY_DEFAULTS, blend, early_interval, extrapolate,
-                                                      interval_counts)
+                                                      free_bits_floor, interval_counts)
 from collapsekit.errors import ParameterError
 from collapsekit.forecast.closed_form import adjusted, closed_form, total_steps
 from collapsekit.forecast.result import Forecast
@@ -118,7 +118,7 @@ def early(config: Any, data: Any, *, trajectory: Any = None, budget: float = 0.1
     if prefix.shape[0] < k:
         raise ParameterError(f"the trajectory has {prefix.shape[0]} epochs; the prefix needs {k}")
     ending = np.sort(extrapolate(prefix, config.train.epochs, gamma=gamma))[::-1]
-    blended = blend(ending, closed.kl_per_rank, weight)
+    blended = free_bits_floor(blend(ending, closed.kl_per_rank, weight), config.objective.free_bits)
     n = count_active(blended)
     if width is None:
         lo, hi = early_interval(n, blended.size, regime_of(config))
