@@ -126,6 +126,23 @@ def test_a_trained_prefix_is_the_runs_beginning_and_resume_finishes_the_run(tmp_
                                full.evaluation["levels"][-1]["kl_per_dim"], rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("free_bits", [None, 0.05])
+def test_free_bits_keep_every_dimension_above_the_floor_and_the_forecast_says_so(tmp_path, free_bits):
+    # β = 8 collapses every dimension of the plain β-ELBO; with free bits of 0.05 nats the KL term gives no
+    # gradient below 0.05, so every dimension ends above the 0.01-nat activity threshold — as the floor forecasts
+    from collapsekit.training.trainer import train
+
+    config = RunConfig.parse({"data": {"spec": "digits"},
+                              "model": {"kind": "vae", "arch": "mlp", "latent_dims": [4], "hidden": [32]},
+                              "objective": {"beta": 8.0, "free_bits": free_bits},
+                              "train": {"epochs": 10, "batch_size": 128, "progress": False, "monitor": False}})
+    measured = train(config, tmp_path / "run").evaluation["levels"][-1]["kl_per_dim"]
+    forecast = fc.adjusted(config, load_training_data(config))
+    assert count_active(measured) == forecast.n_active == (4 if free_bits else 0)
+    if free_bits:
+        assert min(forecast.kl_per_rank) == free_bits and "free bits" in " ".join(forecast.notes)
+
+
 def test_bad_budgets_are_one_line_errors(tmp_path):
     config = _tiny(tmp_path)
     with pytest.raises(ParameterError, match="between 0 and 1"):
