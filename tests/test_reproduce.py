@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -76,9 +77,56 @@ def test_preset_runs_at_quick_scale(name, tmp_path):
         check_theorem(rows)
         return
     check_measured(rows)
+    check_theory_column(tmp_path / name, rows, table, exact=preset.exact)
     if preset.exact:
         check_exact(rows)
     CLAIMS.get(name, lambda rows: None)(rows)
+
+
+def check_theory_column(out: Path, rows: list[dict], table: list[dict[str, str]], *, exact: bool) -> None:
+    """An estimated count (a nonlinear model) shows the post-hoc closed form's conformal interval for the run's
+    regime, in table.csv (n_active_predicted_lo/_hi) and table.md ("13 (9–16)"), and its theory cell the
+    benchmark's measured accuracy for that regime (MEASURED); an exact one neither."""
+    from collapsekit.diagnostics.forecast_accuracy import MEASURED, MIN_REGIME_RUNS, QUOTED_BY
+    from collapsekit.diagnostics.forecast_intervals import CONFORMAL, conformal_interval, half_width, regime_of
+    from collapsekit.diagnostics.theory_compare import ESTIMATE, EXACT
+    from collapsekit.training import RunConfig
+
+    markdown = (out / "table.md").read_text(encoding="utf-8")
+    for row, csv_row in zip(rows, table):
+        assert csv_row["n_active_predicted_lo"] == ("" if row["n_active_predicted_lo"] is None
+                                                    else str(row["n_active_predicted_lo"]))
+        assert csv_row["n_active_predicted_hi"] == ("" if row["n_active_predicted_hi"] is None
+                                                    else str(row["n_active_predicted_hi"]))
+    estimated = [row for row in rows if row["theory"] == ESTIMATE]
+    for row in rows:
+        if row["theory"] != ESTIMATE:
+            assert row["n_active_predicted_lo"] is None and row["n_active_predicted_hi"] is None, row
+            assert row["theory_accuracy"] is None, row
+    if exact:
+        assert not estimated and all(row["theory"] == EXACT for row in rows)
+        assert "within ±1" not in markdown and not re.search(r"\| \d+ \(\d+–\d+\) \|", markdown)
+        return
+    assert estimated, "a nonlinear preset's rows are estimates"
+    # every nonlinear run of a preset shares the regime quoted (its likelihood) and the interval's half-width (its
+    # arch's): read them from the run directories (E2 trains a linear arm beside its ReLU one)
+    regimes = {json.dumps(regime, sort_keys=True) for regime in
+               (regime_of(RunConfig.load(path)) for path in out.glob("runs/**/config.yaml"))
+               if regime["arch"] != "linear"}
+    assert regimes
+    quoted = {json.loads(r)[QUOTED_BY] for r in regimes}
+    widths = {half_width(CONFORMAL["posthoc"], json.loads(r)) for r in regimes}
+    assert len(quoted) == 1 and len(widths) == 1, regimes
+    (value,), (q,) = quoted, widths
+    measured = MEASURED["posthoc"]["regimes"][QUOTED_BY][value]
+    assert measured["n"] >= MIN_REGIME_RUNS
+    clause = f"within ±1 on {100 * measured['within1']:.0f} % of the {measured['n']} benchmark runs"
+    for row in estimated:
+        n, lo, hi = row["n_active_predicted"], row["n_active_predicted_lo"], row["n_active_predicted_hi"]
+        assert (lo, hi) == conformal_interval(n, row["latent_size"], q), row
+        assert f"| {n} ({lo}–{hi}) |" in markdown
+        assert row["theory_accuracy"].startswith(clause), row["theory_accuracy"]
+        assert f"{ESTIMATE}; {row['theory_accuracy']}" in markdown
 
 
 def check_theorem(rows: list[dict]) -> None:

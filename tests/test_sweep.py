@@ -240,8 +240,21 @@ def test_a_nonlinear_points_summary_row_has_the_reports_interval(tmp_path, capsy
     path = write_summary(tmp_path / SUMMARY_FILE, [row], ["beta"])
     (got,) = read_summary(path)
     assert got["format"] == 3 and (got["n_active_predicted_lo"], got["n_active_predicted_hi"]) == interval
-    print_result(SweepResult(out_dir=tmp_path, rows=[got]))
-    assert f"{count} ({interval[0]}–{interval[1]})" in capsys.readouterr().out
+    # under the table, the benchmark's measured accuracy for the point's regime, as the reports quote it
+    from collapsekit.diagnostics.forecast_accuracy import MEASURED
+    from collapsekit.experiments.sweep import estimate_accuracies
+
+    base = config.with_overrides({"objective.beta": 1.0})
+    accuracy = estimate_accuracies(base, {"beta": [2.0]}, [got])
+    assert accuracy == [report.levels[0].theory.qualifier.split("; ", 1)[1].rstrip(")")]
+    fixed = MEASURED["posthoc"]["regimes"]["likelihood"]["fixed"]             # base_config's η_dec is fixed
+    assert accuracy == [f"within ±1 on {100 * fixed['within1']:.0f} % of the {fixed['n']} benchmark runs with a "
+                        "fixed η_dec"]
+    assert estimate_accuracies(base, {"beta": [2.0]}, [got | {"theory": "exact"}]) == []
+    print_result(SweepResult(out_dir=tmp_path, rows=[got]), accuracy=accuracy)
+    printed = capsys.readouterr().out
+    assert f"{count} ({interval[0]}–{interval[1]})" in printed
+    assert accuracy[0] in " ".join(printed.split())
 
 
 def test_small_vaes_train_batched_and_match_one_process_per_point(reference, tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,27 +12,48 @@ from typing import Any
 from collapsekit._io import atomic_path, jsonable
 from collapsekit.experiments.reproduction.context import Context
 from collapsekit.experiments.reproduction.verdicts import Verdict
+from collapsekit.experiments.sweep.theory import predicted_cell
 from collapsekit.formatting import cell
 
 
 @dataclass(frozen=True)
 class Column:
-    """A column of a preset's table: row key, header (with units) and significant digits."""
+    """A column of a preset's table: row key, header (with units) and significant digits.
+
+    ``show`` gives the Markdown cell where it says more than the row's value (an estimated count with its
+    interval); ``table.csv`` keeps the value itself. A column with ``markdown`` False is in ``table.csv`` and
+    ``result.json`` only (machine-readable detail the Markdown cell of another column already shows)."""
 
     key: str
     header: str
     digits: int = 4
+    show: Callable[[Mapping[str, Any]], str] | None = None
+    markdown: bool = True
 
 
-#: Columns every training preset shows after its own.
+def theory_cell(row: Mapping[str, Any]) -> str:
+    """A row's theory column: the prediction's label, and for an estimate the benchmark's measured accuracy for
+    the run's regime (``theory_accuracy``, the clause the diagnose reports quote), e.g. "linear-theory estimate;
+    within ±1 on 40 % of the 30 benchmark runs with a learned η_dec"."""
+    label, accuracy = row.get("theory"), row.get("theory_accuracy")
+    if label is None:
+        return cell(None)
+    return f"{label}; {accuracy}" if accuracy else str(label)
+
+
+#: Columns every training preset shows after its own. An estimated count (a nonlinear model) shows its interval
+#: and its theory cell the benchmark's accuracy; an exact one the bare count and "exact".
 MEASURE_COLUMNS: tuple[Column, ...] = (
-    Column("n_active_predicted", "active dims predicted"),
+    Column("n_active_predicted", "active dims predicted", show=predicted_cell),
+    Column("n_active_predicted_lo", "predicted interval: low", markdown=False),
+    Column("n_active_predicted_hi", "predicted interval: high", markdown=False),
     Column("n_active_measured", "active dims measured (KL ≥ 0.01 nats)"),
     Column("latent_size", "latent size"),
     Column("kl_nats", "KL (nats)"),
     Column("nll_nats", "NLL (nats)"),
     Column("active_units", "AU (Burda)"),
-    Column("theory", "theory"),
+    Column("theory", "theory", show=theory_cell),
+    Column("theory_accuracy", "benchmark accuracy of the estimate", markdown=False),
 )
 
 
@@ -84,10 +105,17 @@ def for_preset(ctx: Context, *, data: str, rows: list[dict[str, Any]], columns: 
 def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[Column]) -> str:
     """A GitHub-flavoured Markdown table."""
     escape = lambda text: text.replace("|", "\\|")  # noqa: E731
-    lines = ["| " + " | ".join(escape(c.header) for c in columns) + " |",
-             "|" + "|".join("---" for _ in columns) + "|"]
-    lines += ["| " + " | ".join(escape(cell(row.get(c.key), c.digits)) for c in columns) + " |" for row in rows]
+    shown = [c for c in columns if c.markdown]
+    lines = ["| " + " | ".join(escape(c.header) for c in shown) + " |",
+             "|" + "|".join("---" for _ in shown) + "|"]
+    lines += ["| " + " | ".join(escape(_markdown_cell(row, c)) for c in shown) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def _markdown_cell(row: Mapping[str, Any], column: Column) -> str:
+    if column.show is None:
+        return cell(row.get(column.key), column.digits)
+    return column.show(row) or cell(None)                 # nothing to show reads as a missing value
 
 
 def markdown_body(result: PresetResult, figure_link: str | None) -> str:

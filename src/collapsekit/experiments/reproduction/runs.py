@@ -34,7 +34,8 @@ class TrainedRun:
     run_dir : Path
         Its run directory (``config.yaml``, ``metrics.jsonl``, ``checkpoints/``).
     row : dict
-        Its row of the sweep's ``summary.csv`` (``n_active_predicted``, ``theory``, ``loss_nats``, ...).
+        Its row of the sweep's ``summary.csv`` (``n_active_predicted``, ``n_active_predicted_lo``/``_hi``,
+        ``theory``, ``loss_nats``, ...).
     """
 
     label: str
@@ -97,7 +98,7 @@ def train_one(ctx: Context, label: str, config: RunConfig, *, settings: Mapping[
     A sweep would run a lone point in a worker process that takes every core, and a tiny model's
     steps on several threads of a busy machine are many times slower than on one.
     """
-    from collapsekit.experiments.sweep import predicted_active
+    from collapsekit.experiments.sweep import predicted_active, predicted_interval
     from collapsekit.training import Trainer
 
     run_dir = ctx.out_dir / "runs" / label
@@ -107,7 +108,11 @@ def train_one(ctx: Context, label: str, config: RunConfig, *, settings: Mapping[
     result = Trainer(config, run_dir, resume=True, data=data).fit()
     ctx.runs_trained(1)
     predicted, theory = predicted_active(config, data)
-    row = {"n_active_predicted": predicted, "theory": theory, "loss_nats": float(result.metrics[-1]["loss"])}
+    # the sweep summary's row (its worker's point_result), so that measure() reads both paths alike
+    interval = predicted_interval(config, predicted, theory, int(config.model.latent_dims[-1]))
+    row = {"n_active_predicted": predicted, "n_active_predicted_lo": None if interval is None else interval[0],
+           "n_active_predicted_hi": None if interval is None else interval[1], "theory": theory,
+           "loss_nats": float(result.metrics[-1]["loss"])}
     return TrainedRun(label=label, settings=dict(settings or {}), config=config, run_dir=run_dir, row=row)
 
 
@@ -135,9 +140,12 @@ def measure(ctx: Context, point: TrainedRun, *, max_examples: int | None = None)
         ``kl_per_dim`` (descending), ``nll_nats`` (importance-sampled −log p, S =
         ``ctx.importance_samples``), ``active_units`` (Burda et al., Var_x E[z_j] > 0.01),
         ``latent_size``, ``kl_levels_nats`` (KL of every level, bottom to top), ``evaluated_on``,
-        and from the sweep: ``n_active_predicted``, ``theory``, ``loss_nats`` (last epoch).
+        and from the sweep: ``n_active_predicted`` with ``n_active_predicted_lo``/``_hi`` (its interval where
+        it is an estimate), ``theory``, ``loss_nats`` (last epoch); and ``theory_accuracy``, the benchmark's
+        measured accuracy of an estimate for the run's regime (None for an exact one).
     """
     from collapsekit.diagnostics import diagnose_model
+    from collapsekit.experiments.sweep import estimate_accuracy
 
     data, where = ctx.eval_data(point.config, max_examples)
     model = load_model(point.config, point.run_dir, data)
@@ -148,7 +156,11 @@ def measure(ctx: Context, point: TrainedRun, *, max_examples: int | None = None)
     ctx.run_measured()
     top = report.levels[-1]
     kl = np.asarray(top.kl_per_dim, dtype=float)
-    return {"n_active_predicted": point.row.get("n_active_predicted"), "theory": point.row.get("theory"),
+    theory = point.row.get("theory")
+    return {"n_active_predicted": point.row.get("n_active_predicted"),
+            "n_active_predicted_lo": point.row.get("n_active_predicted_lo"),
+            "n_active_predicted_hi": point.row.get("n_active_predicted_hi"), "theory": theory,
+            "theory_accuracy": estimate_accuracy(point.config, theory),
             "n_active_measured": top.n_active, "latent_size": int(kl.size),
             "kl_nats": float(kl.sum()), "kl_per_dim": [float(v) for v in np.sort(kl)[::-1]],
             "nll_nats": -float(report.log_likelihood) if report.log_likelihood is not None else None,

@@ -82,16 +82,16 @@ from collapsekit.experiments.sweep.points import Point, expand_grid, point_confi
 from collapsekit.experiments.sweep.run import run_sweep
 from collapsekit.experiments.sweep.summary import (RESULT_COLUMNS, SweepResult, read_summary, summary_rows, what_ran,
                                                    write_summary)
-from collapsekit.experiments.sweep.theory import (CURVE_POINTS, fine_values, predicted_active, predicted_interval,
-                                                 theory_curve)
+from collapsekit.experiments.sweep.theory import (CURVE_POINTS, estimate_accuracies, estimate_accuracy, fine_values,
+                                                 predicted_active, predicted_cell, predicted_interval, theory_curve)
 from collapsekit.experiments.sweep.worker import (PointTask, batch_groups, point_result, read_status, run_point,
                                                   run_points)
 from collapsekit.experiments.values import format_value, parse_value
 
 __all__ = ["CURVE_POINTS", "LOCK_FILE", "POINTS_DIR", "RESULT_COLUMNS", "STATUS_FILE", "SUMMARY_FILE", "SWEEP_FILE",
            "SUMMARY_FORMAT", "SWEEP_FORMAT", "TRACEBACK_FILE", "ConfigKey", "Grid", "Point", "PointTask", "SweepResult", "batch_groups",
-           "expand_grid", "fine_values", "format_value", "integer_key", "load_sweep", "parse_grid",
+           "estimate_accuracies", "estimate_accuracy", "expand_grid", "fine_values", "format_value", "integer_key", "load_sweep", "parse_grid",
            "parse_grid_option", "parse_seeds", "parse_value", "plot_sweep", "point_config", "point_result",
-           "predicted_active", "predicted_interval", "read_status", "read_summary", "resolve_key", "run_point",
+           "predicted_active", "predicted_cell", "predicted_interval", "read_status", "read_summary", "resolve_key", "run_point",
            "run_points", "run_sweep",
            "seed_list", "summary_rows", "theory_curve", "what_ran", "write_summary"]

@@ -83,6 +83,50 @@ def predicted_interval(config: RunConfig, count: int | None, label: str, latent_
     return conformal_interval(count, latent_size, half_width(CONFORMAL["posthoc"], regime_of(config)))
 
 
+def predicted_cell(row: Mapping[str, Any]) -> str:
+    """A row's predicted count as every table prints it, with its interval where it is an estimate: ``2 (0–4)``
+    (``n_active_predicted`` and ``n_active_predicted_lo``/``_hi`` of a summary row); "" where there is none."""
+    count, lo, hi = row.get("n_active_predicted"), row.get("n_active_predicted_lo"), row.get("n_active_predicted_hi")
+    if count is None:
+        return ""
+    return f"{count}" if lo is None or hi is None else f"{count} ({lo}–{hi})"
+
+
+def estimate_accuracy(config: RunConfig, label: str | None) -> str | None:
+    """The benchmark's measured accuracy beside an estimated count, as the reports' theory column quotes it
+    (:func:`~collapsekit.diagnostics.forecast_accuracy.comparable` of the post-hoc closed form for the
+    configuration's regime), e.g. "within ±1 on 40 % of the 30 benchmark runs with a learned η_dec"; None for an
+    exact prediction or none at all."""
+    from collapsekit.diagnostics.forecast_accuracy import comparable
+    from collapsekit.diagnostics.forecast_intervals import regime_of
+    from collapsekit.diagnostics.theory_compare import ESTIMATE
+
+    if label != ESTIMATE:
+        return None
+    return comparable("posthoc", str(config.model.arch), regime_of(config))
+
+
+def estimate_accuracies(base: RunConfig, grid: Mapping[str, Sequence[Any]],
+                        rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The distinct :func:`estimate_accuracy` clauses of a sweep's estimated rows (one per regime its grid
+    spans, in row order); [] where every count is exact or missing. Each row's configuration is rebuilt from its
+    grid values and seed, since a grid key (``model.learn_eta_dec``) may change the regime quoted."""
+    from collapsekit.diagnostics.theory_compare import ESTIMATE
+
+    clauses: list[str] = []
+    for row in rows:
+        if row.get("theory") != ESTIMATE:
+            continue
+        try:
+            config = point_config(base, {key: row[key] for key in grid}, int(row["seed"]))
+        except (CollapsekitError, KeyError, TypeError, ValueError):   # a row this grid does not describe
+            continue
+        clause = estimate_accuracy(config, ESTIMATE)
+        if clause is not None and clause not in clauses:
+            clauses.append(clause)
+    return clauses
+
+
 def fine_values(key: str, values: Sequence[Any], log: bool, n: int = CURVE_POINTS) -> list[Any]:
     """Many x values spanning a grid key's ``values``: every integer for an integer key (latent sizes,
     epochs), else ``n`` values spaced evenly on the axis (geometrically when ``log``)."""
