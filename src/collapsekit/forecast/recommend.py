@@ -222,11 +222,11 @@ def _pilot(config: Any, keep: int, data: Any, budget: float, run_dir: str | Path
     best = max(ok) if ok else 0
     notes = [_spent(runs, len(factors), run_dir)]
     if not ok:
-        notes.append(f"no grid β was forecast to keep {keep}: the smallest ({_scaled(beta, factors[0])}) keeps "
+        notes.append(f"no grid β was forecast to keep {keep}: the smallest ({_words(_scaled(beta, factors[0]))}) keeps "
                      f"{forecasts[0].n_active}; give a grid below it")
     elif best == len(factors) - 1:
         notes.append(f"the largest grid β keeps {keep}: a larger one may too; give a grid above it")
-    notes.append(f"the cost-0 scan's answer was β = {scanned.beta} (forecast {scanned.forecast}, interval "
+    notes.append(f"the cost-0 scan's answer was β = {_words(scanned.beta)} (forecast {scanned.forecast}, interval "
                  f"{scanned.interval[0]}–{scanned.interval[1]})")
     notes.append("the β is the pilot's early forecasts'; the benchmark scored the early count forecast, not this β")
     chosen = forecasts[best]
@@ -237,6 +237,11 @@ def _pilot(config: Any, keep: int, data: Any, budget: float, run_dir: str | Path
         forecast=chosen.n_active, interval=chosen.interval, latent_size=chosen.latent_size, method="early",
         cost_fraction=len(factors) * epochs / config.train.epochs, benchmark=benchmark_accuracy(
             "early", config.model.arch, regime_of(config)), notes=notes, programs=runs.programs, pilot=table)
+
+
+def _words(beta: Any) -> str:
+    """A β (a list for a hierarchy) to 4 digits."""
+    return ", ".join(f"{b:.4g}" for b in beta) if isinstance(beta, list) else f"{beta:.4g}"
 
 
 def _checked(grid: Sequence[float]) -> list[float]:
