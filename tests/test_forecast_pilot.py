@@ -64,6 +64,17 @@ def test_a_rerun_reads_the_prefixes_and_another_configuration_is_refused(tmp_pat
         fc.recommend_beta(_config(**{"train.epochs": 20}), 2, budget=0.2, run_dir=run_dir, grid=[1.0, 4.0])
 
 
+def test_runs_the_batched_program_refuses_are_trained_one_after_another(tmp_path):
+    config = _config(**{"data.val_fraction": 0.2})            # the batched program has no validation part
+    rec = fc.recommend_beta(config, 2, budget=0.2, run_dir=tmp_path / "pilot", grid=[1.0, 4.0])
+    assert rec.programs == 2 and "one after another (data.val_fraction" in rec.notes[0]
+    assert rec.cost_fraction == pytest.approx(2 * 2 / 10) and len(rec.pilot) == 2
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(ParameterError, match="not empty and holds no pilot"):
+        fc.recommend_beta(config, 2, budget=0.2, run_dir=tmp_path / "other", grid=[1.0, 4.0])
+
+
 def test_where_no_prefix_is_the_runs_beginning_the_cost_0_answer_stands(tmp_path):
     cyclical = _config(**{"schedule.name": "cyclical", "schedule.settings": {"total_steps": 80, "n_cycles": 2}})
     rec = fc.recommend_beta(cyclical, 2, budget=0.2, run_dir=tmp_path / "pilot")

@@ -278,5 +278,6 @@ def _spent(runs: Any, points: int, run_dir: Path) -> str:
     if runs.trained == 0:
         return f"read all {points} prefixes from {run_dir}: nothing trained this time"
     how = ("as one batched program" if runs.programs == 1 and runs.trained > 1 else
-           f"one after another ({runs.unbatched})" if runs.unbatched else f"in {runs.programs} programs")
+           f"one after another ({runs.unbatched})" if runs.unbatched else
+           f"in {runs.programs} program{'s' * (runs.programs != 1)}")
     return f"trained {runs.trained} of {points} grid points {how}"
