@@ -7,7 +7,7 @@ long budget: the batched program takes it and a 10 % prefix is the run's beginni
 K its target (the count its β was chosen to sit at): ``recommend_beta`` at budget 0 (the closed form's scan) and
 at ``--budget`` (the pilot, into a scratch run directory), then the full run at each recommended β (``beta`` and,
 where there is one, ``beta_safe``) trained as one batched program, seed 0, and its measured headline count.
-Writes ``results/pilot_check_<budget>.json`` and prints a Markdown table (docs/forecast.md quotes it). Nothing is tuned.
+Writes ``results/pilot_check_<split>_<budget>.json`` and prints a Markdown table (docs/forecast.md quotes it). Nothing is tuned.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(check(entry, args.budget))
         print(json.dumps({k: rows[-1][k] for k in ("id", "keep", "betas", "measured", "pilot_seconds")}), flush=True)
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"pilot_check_{args.budget:g}.json"
+    out = RESULTS / f"pilot_check_{args.split}_{args.budget:g}.json"
     out.write_text(json.dumps({"budget": args.budget, "split": args.split, "rows": rows}, indent=1) + "\n",
                    encoding="utf-8")
     print(table(rows))
