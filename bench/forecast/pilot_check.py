@@ -7,7 +7,8 @@ long budget: the batched program takes it and a 10 % prefix is the run's beginni
 K its target (the count its β was chosen to sit at): ``recommend_beta`` at budget 0 (the closed form's scan) and
 at ``--budget`` (the pilot, into a scratch run directory), then the full run at each recommended β (``beta`` and,
 where there is one, ``beta_safe``) trained as one batched program, seed 0, and its measured headline count.
-Writes ``results/pilot_check_<split>_<budget>.json`` and prints a Markdown table (docs/forecast.md quotes it). Nothing is tuned.
+Writes ``results/pilot_check_<split>_<budget>.json`` and prints a Markdown table (docs/forecast.md quotes it).
+Nothing is tuned.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ def check(entry: dict[str, Any], budget: float) -> dict[str, Any]:
 def table(rows: list[dict[str, Any]]) -> str:
     """The Markdown table of the rows, and a line of totals."""
     fmt = lambda b: "—" if b is None else f"{b:.3g}"  # noqa: E731
-    lines = ["| id | data | K | cost-0 β → count | cost-0 β_safe → count | pilot β → count | pilot β_safe → count |",
+    lines = ["| id | data | K | cost-0 β → count | cost-0 β_safe → count | pilot β → count "
+             "| pilot β_safe → count |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for row in rows:
         cells = [f"{fmt(row['betas'][name])} → {row['measured'].get(name, '—')}"

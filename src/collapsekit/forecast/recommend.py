@@ -7,13 +7,13 @@ conformal interval, and returns two answers: the largest β whose *forecast* cou
 interval's *lower end* is ≥ K (kept with ≥ 90 % probability where the benchmark's coverage holds).
 
 At ``budget`` F > 0 it runs a *pilot*: the first ⌊F · epochs⌋ epochs of the run at each β of a small grid
-(:func:`pilot_grid`: :data:`PILOT_POINTS` factors spanning the cost-0 scan's bracket around its answer), trained
-as one batched program (:func:`~collapsekit.forecast.early.train_prefixes`, bit for bit the separate runs) into
+(:func:`pilot_grid`: :data:`PILOT_POINTS` factors spanning the cost-0 scan's bracket around its answer), trained as
+one batched program (:func:`~collapsekit.forecast.early.train_prefixes`, bit for bit the separate runs) into
 ``run_dir/beta-<factor>/``, each forecast with the early method (:func:`~collapsekit.forecast.early.early`, the
 same constants as ``collapsekit forecast --budget F``); the answers are the largest *grid* β whose early forecast
 keeps K and the largest whose early interval's lower end does. It costs ``points × ⌊F · epochs⌋ / epochs`` of a run
-in optimiser steps, in one program. Where a prefix is not the run's beginning (a cyclical schedule, a long
-warm-up, a cosine learning rate, a budget that buys no epoch) the cost-0 answer stands, with a note.
+in optimiser steps, in one program. Where a prefix is not the run's beginning (a cyclical schedule, a long warm-up,
+a cosine learning rate, a budget that buys no epoch) the cost-0 answer stands, with a note.
 
 The evidence is the count forecast's measured accuracy on the benchmark (docs/forecast.md: the base closed
 form's, or the early method's for a pilot); the β either recommends was not itself scored there.
@@ -156,13 +156,13 @@ def _scan(config: Any, keep: int, data: Any) -> tuple[BetaRecommendation, tuple[
         notes.append(f"no β makes the interval's lower end reach {keep}: the forecast is ± {q:g} here")
     notes.append("the β is the base closed form's; the benchmark scored its count forecast, not this β")
     beta = config.objective.beta
+    bracket = (factor_safe or MULTIPLIERS[0], MULTIPLIERS[int(np.flatnonzero(highs >= keep).max())])
     return BetaRecommendation(keep=keep, beta=_scaled(beta, factor), beta_safe=_scaled(beta, factor_safe),
                               factor=factor, factor_safe=factor_safe, forecast=int(counts[best]),
                               interval=conformal_interval(int(counts[best]), latent, q), latent_size=latent,
                               method=BASE,
                               benchmark=None if linear else benchmark_accuracy(BASE, regime=regime_of(config)),
-                              notes=notes), (factor_safe or MULTIPLIERS[0],
-                                             MULTIPLIERS[int(np.flatnonzero(highs >= keep).max())])
+                              notes=notes), bracket
 
 
 def pilot_grid(config: Any, keep: int, *, data: Any = None, points: int = PILOT_POINTS) -> tuple[float, ...]:
@@ -176,6 +176,8 @@ def pilot_grid(config: Any, keep: int, *, data: Any = None, points: int = PILOT_
     """
     from collapsekit.training.builders import load_training_data
 
+    if points < 2:
+        raise ParameterError(f"a pilot's grid needs at least 2 points, got {points}")
     data = load_training_data(config) if data is None else data
     scanned, ends = _scan(config, int(keep), data)
     return _grid(scanned.factor, ends, points)
@@ -222,7 +224,8 @@ def _pilot(config: Any, keep: int, data: Any, budget: float, run_dir: str | Path
     best = max(ok) if ok else 0
     notes = [_spent(runs, len(factors), run_dir)]
     if not ok:
-        notes.append(f"no grid β was forecast to keep {keep}: the smallest ({_words(_scaled(beta, factors[0]))}) keeps "
+        smallest = _words(_scaled(beta, factors[0]))
+        notes.append(f"no grid β was forecast to keep {keep}: the smallest ({smallest}) keeps "
                      f"{forecasts[0].n_active}; give a grid below it")
     elif best == len(factors) - 1:
         notes.append(f"the largest grid β keeps {keep}: a larger one may too; give a grid above it")
