@@ -101,6 +101,15 @@ def test_keep_k_with_a_budget_runs_the_pilot_and_prints_its_table(capsys, tmp_pa
     assert "nothing trained this time" in out
 
 
+def test_keep_k_with_a_budget_where_no_prefix_is_the_runs_beginning_is_the_cost_0_answer(capsys, tmp_path):
+    values = VALUES | {"schedule": {"name": "cyclical", "settings": {"total_steps": 12, "n_cycles": 2}}}
+    status, out, err = run(capsys, "forecast", str(_config(tmp_path, values)), "--keep", "2", "--budget", "0.5",
+                           "--out", str(tmp_path / "pilot"))
+    assert status == 0, err
+    assert out.startswith("Largest β forecast to keep 2") and "cost 0" in out       # no table: nothing trained
+    assert "note: no pilot: a cyclical schedule" in out and not (tmp_path / "pilot").exists()
+
+
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path):
     path = str(_config(tmp_path))
     for argv, words in ((["forecast", path, "--budget", "2"], "between 0 and 1"),
