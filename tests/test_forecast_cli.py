@@ -81,6 +81,35 @@ def test_keep_k_recommends_the_largest_beta(capsys, tmp_path):
     assert status == 0 and out.startswith("Largest β forecast to keep 2 of 4 dimensions active")
 
 
+def test_keep_k_with_a_budget_runs_the_pilot_and_prints_its_table(capsys, tmp_path):
+    path, out_dir = str(_config(tmp_path)), str(tmp_path / "pilot")
+    status, out, err = run(capsys, "forecast", path, "--keep", "2", "--budget", "0.5", "--out", out_dir, "--json")
+    assert status == 0, err
+    got = json.loads(out)
+    assert set(got) >= {"beta", "beta_safe", "forecast", "interval", "method", "cost_fraction", "programs", "pilot",
+                        "benchmark", "notes"}
+    assert got["method"] == "early" and got["programs"] == 1 and len(got["pilot"]) == 8
+    assert got["cost_fraction"] == 8 * 2 / 4                         # 8 grid points × 2 of 4 epochs
+    assert set(got["pilot"][0]) == {"factor", "beta", "forecast", "interval"}
+    kept = [row["beta"] for row in got["pilot"] if row["forecast"] >= 2]
+    assert got["beta"] == (max(kept) if kept else None)
+    status, out, err = run(capsys, "forecast", path, "--keep", "2", "--budget", "0.5", "--out", out_dir)
+    assert status == 0, err                                           # read back: nothing trained this time
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["factor", "β", "forecast"] and len(lines) >= 10
+    assert "a pilot of 8 β, 400 % of a run in optimiser steps, 0 training programs this time" in out
+    assert "nothing trained this time" in out
+
+
+def test_keep_k_with_a_budget_where_no_prefix_is_the_runs_beginning_is_the_cost_0_answer(capsys, tmp_path):
+    values = VALUES | {"schedule": {"name": "cyclical", "settings": {"total_steps": 12, "n_cycles": 2}}}
+    status, out, err = run(capsys, "forecast", str(_config(tmp_path, values)), "--keep", "2", "--budget", "0.5",
+                           "--out", str(tmp_path / "pilot"))
+    assert status == 0, err
+    assert out.startswith("Largest β forecast to keep 2") and "cost 0" in out       # no table: nothing trained
+    assert "note: no pilot: a cyclical schedule" in out and not (tmp_path / "pilot").exists()
+
+
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path):
     path = str(_config(tmp_path))
     for argv, words in ((["forecast", path, "--budget", "2"], "between 0 and 1"),
@@ -88,7 +117,9 @@ def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path):
                         (["forecast", str(tmp_path / "missing.yaml")], "not found"),
                         (["forecast", path, "--budget", "x"], "budget"),
                         (["forecast", path, "--keep", "9"], "latent size"),
-                        (["forecast", path, "--keep", "2", "--budget", "0.5"], "--budget 0")):
+                        (["forecast", path, "--keep", "0"], "latent size"),
+                        (["forecast", path, "--keep", "2", "--budget", "2"], "between 0 and 1"),
+                        (["forecast", path, "--keep", "2", "--budget", "0.5"], "--out DIR")):
         status, out, err = run(capsys, *argv)
         assert status == 2 and out == "", argv
         assert len(err.strip().splitlines()) == 1 and words in err and "Traceback" not in err, (argv, err)

@@ -22,10 +22,13 @@ def add_parser(verbs: Any) -> argparse.ArgumentParser:
     parser.add_argument("--budget", type=number, default=0.0, metavar="F",
                         help="largest fraction of the run's optimiser steps to spend, 0 … 1 (default 0: the closed "
                              "form only; docs/forecast.md compares the two on the benchmark)")
-    parser.add_argument("--out", metavar="RUN", help="run directory for the trained prefix (needed when F > 0)")
+    parser.add_argument("--out", metavar="RUN", help="run directory for the trained prefix (needed when F > 0; "
+                                                     "with --keep, one prefix per grid β under RUN/beta-<factor>/)")
     parser.add_argument("--keep", type=int, metavar="K",
                         help="instead: the largest β forecast to keep K dimensions active (and the largest whose "
-                             "interval's lower end keeps K), from the closed form (cost 0; --budget 0 only)")
+                             "interval's lower end keeps K): from the closed form at --budget 0 (cost 0), or at "
+                             "--budget F from a pilot that trains the first ⌊F·epochs⌋ epochs at each of a few β "
+                             "in one batched program (cost: points × F of a run)")
     parser.add_argument("--json", action="store_true", help="print the forecast as JSON")
     parser.set_defaults(handler=run)
     return parser
@@ -78,23 +81,27 @@ def print_forecast(result: Any, config: Any) -> None:
 
 
 def _recommend(config: Any, args: argparse.Namespace) -> int:
-    """``--keep K``: the largest β forecast to keep K dimensions (JSON or one sentence)."""
-    from collapsekit.errors import ParameterError
+    """``--keep K``: the largest β forecast to keep K dimensions (JSON, or the pilot's table and one sentence)."""
     from collapsekit.forecast import recommend_beta
     from collapsekit.diagnostics.forecast_intervals import regime_of
     from collapsekit.forecast.accuracy import evidence
 
-    if args.budget != 0:
-        raise ParameterError("--keep uses the closed form only: give --budget 0 (the default)")
-    rec = recommend_beta(config, args.keep)
+    rec = recommend_beta(config, args.keep, budget=args.budget, run_dir=args.out)
     if args.json:
         print(json.dumps(rec.to_dict(), indent=2, allow_nan=False))
         return 0
     fmt = lambda b: "—" if b is None else (", ".join(f"{v:.4g}" for v in b) if isinstance(b, list) else f"{b:.4g}")  # noqa: E731
+    if rec.pilot:
+        print(f"{'factor':>8}  {'β':>10}  {'forecast':>8}  interval")
+        for row in rec.pilot:
+            print(f"{row['factor']:>8.4g}  {fmt(row['beta']):>10}  {row['forecast']:>8}  "
+                  f"{row['interval'][0]}–{row['interval'][1]}")
     said = evidence(rec.method, config.model.arch, regime_of(config))
+    cost = ("cost 0" if not rec.pilot else f"a pilot of {len(rec.pilot)} β, {100 * rec.cost_fraction:.0f} % of a run "
+            f"in optimiser steps, {rec.programs} training program{'s' * (rec.programs != 1)} this time")
     print(f"Largest β forecast to keep {rec.keep} of {rec.latent_size} dimensions active: {fmt(rec.beta)} "
           f"(forecast {rec.forecast}, interval {rec.interval[0]}–{rec.interval[1]}); largest whose interval keeps "
-          f"{rec.keep}: {fmt(rec.beta_safe)} ({rec.method.replace('_', ' ')}, cost 0"
+          f"{rec.keep}: {fmt(rec.beta_safe)} ({rec.method.replace('_', ' ')}, {cost}"
           + (f"; its count forecast was {said}" if said else "") + ").")
     for note in rec.notes:
         print(f"  note: {note}")

@@ -13,8 +13,8 @@ from collapsekit.forecast.closed_form import (adjusted, bernoulli_eta, centred_m
                                               compact, final_beta_scale, learned_eta_estimate, method_kl, posthoc,
                                               shifted, total_steps)
 from collapsekit.diagnostics.forecast_intervals import conformal_interval, conformal_quantile
-from collapsekit.forecast.early import base, early, extrapolate, prefix_epochs, prefix_problem, train_prefix
-from collapsekit.forecast.recommend import BetaRecommendation, recommend_beta
+from collapsekit.forecast.early import base, early, extrapolate, prefix_epochs, prefix_problem, train_prefix, train_prefixes
+from collapsekit.forecast.recommend import BetaRecommendation, pilot_grid, recommend_beta
 from collapsekit.forecast.result import Forecast
 from collapsekit.forecast.run import forecast_config, needs_run_dir
 
@@ -22,4 +22,4 @@ __all__ = ["MEASURED", "BetaRecommendation", "Forecast", "adjusted", "base", "be
            "closed_form", "closed_form_kl", "compact", "conformal_interval", "conformal_quantile", "early", "evidence",
            "extrapolate", "final_beta_scale",
            "forecast_config", "learned_eta_estimate", "method_kl", "needs_run_dir", "posthoc", "prefix_epochs",
-           "prefix_problem", "recommend_beta", "shifted", "total_steps", "train_prefix"]
+           "pilot_grid", "prefix_problem", "recommend_beta", "shifted", "total_steps", "train_prefix", "train_prefixes"]

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,8 @@ from collapsekit.errors import ParameterError
 from collapsekit.forecast.closed_form import adjusted, closed_form, total_steps
 from collapsekit.forecast.result import Forecast
 
-__all__ = ["BASE", "DEFAULTS", "base", "early", "extrapolate", "prefix_epochs", "prefix_problem", "train_prefix"]
+__all__ = ["BASE", "DEFAULTS", "Prefixes", "base", "early", "extrapolate", "prefix_epochs", "prefix_problem",
+           "train_prefix", "train_prefixes"]
 
 #: Constants tuned on the benchmark's tuning split: :data:`collapsekit.diagnostics.forecast_kernel.EARLY_DEFAULTS`
 #: (their home, shared with the collapse monitor's forecast during training).
@@ -135,23 +138,92 @@ def train_prefix(config: Any, epochs: int, run_dir: str | Path) -> list[list[flo
     """Train the first ``epochs`` epochs of the run into ``run_dir`` (same seed and configuration, fewer epochs:
     ``collapsekit train --out RUN --resume --epochs N`` continues it) and return its KL trajectory. A run
     directory that already holds at least that prefix of the same configuration is read, not retrained."""
-    from collapsekit.training.resume import config_differences
+    return train_prefixes([config], epochs, [run_dir]).trajectories[0]
+
+
+@dataclass
+class Prefixes:
+    """What :func:`train_prefixes` returns: each run's KL trajectory and what this call spent on them."""
+
+    #: Per run: the prefix's per-epoch KL per dimension of the summary level.
+    trajectories: list[list[list[float]]]
+    #: Runs this call trained or extended (the others were read from their directories).
+    trained: int
+    #: Training programs this call ran: 1 for the new runs trained as one batched program, plus one per run
+    #: trained on its own (a run extended with ``--resume``, or every new run where they cannot be batched).
+    programs: int
+    #: Why the new runs were trained one after another (:func:`~collapsekit.training.batched.can_batch`'s reason);
+    #: None when they were batched, or when there were fewer than two.
+    unbatched: str | None = None
+
+
+def train_prefixes(configs: Sequence[Any], epochs: int, run_dirs: Sequence[str | Path], *,
+                   data: Any = None) -> Prefixes:
+    """Train the first ``epochs`` epochs of several runs, each into its run directory, and read their trajectories.
+
+    Parameters
+    ----------
+    configs : sequence of RunConfig
+        The full runs (each prefix is its configuration with ``train.epochs = epochs``, so ``collapsekit train
+        --out DIR --resume --epochs N`` continues it).
+    epochs : int
+        The prefix's epochs.
+    run_dirs : sequence of path
+        One directory per run. One that holds a prefix of the same configuration is read (and extended with
+        ``--resume`` where it is shorter); a new one is trained.
+    data : TrainingData, optional
+        The runs' rows, when already loaded (for the batched program).
+
+    Returns
+    -------
+    Prefixes
+        The new runs are trained as one batched program (:func:`~collapsekit.training.batched.train_batched`,
+        bit for bit the separate runs) where there are at least two and
+        :func:`~collapsekit.training.batched.can_batch` accepts them; otherwise one after another.
+
+    Raises
+    ------
+    ParameterError
+        A directory holds another run (a one-line list of the settings that differ).
+    """
+    from collapsekit.training.batched import can_batch, train_batched
     from collapsekit.training.trainer import train
 
-    run_dir = Path(run_dir)
-    metrics = run_dir / "metrics.jsonl"
-    prefix = config.with_overrides({"train.epochs": epochs})
-    if metrics.is_file() and (run_dir / "config.yaml").is_file():
-        from collapsekit.training.config import RunConfig
-
-        saved = RunConfig.load(run_dir / "config.yaml")
-        differences = config_differences(saved, prefix, ignore=("train.epochs", "train.progress", "train.loggers"))
-        if differences:
-            raise ParameterError(f"{run_dir} holds another run: {'; '.join(differences)}")
-        records = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
-        if len(records) < epochs:
-            train(prefix, run_dir, resume=True)
+    prefixes = [config.with_overrides({"train.epochs": epochs}) for config in configs]
+    dirs = [Path(d) for d in run_dirs]
+    done = [_recorded_epochs(prefix, run_dir) for prefix, run_dir in zip(prefixes, dirs)]
+    new = [i for i, n in enumerate(done) if n is None]
+    short = [i for i, n in enumerate(done) if n is not None and n < epochs]
+    for i in short:
+        train(prefixes[i], dirs[i], resume=True)
+    verdict = can_batch([prefixes[i] for i in new]) if len(new) > 1 else None
+    if verdict is True:
+        train_batched([prefixes[i] for i in new], [dirs[i] for i in new], data=data)
     else:
-        train(prefix, run_dir)
-    records = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [record["kl_per_dim"][-1] for record in records[:epochs]]
+        for i in new:
+            train(prefixes[i], dirs[i])
+    batched = verdict is True
+    return Prefixes(trajectories=[_trajectory(run_dir)[:epochs] for run_dir in dirs], trained=len(new) + len(short),
+                    programs=len(short) + (1 if batched else len(new)),
+                    unbatched=None if verdict is None or batched else str(verdict))
+
+
+def _trajectory(run_dir: Path) -> list[list[float]]:
+    """Per-epoch KL per dimension of the summary level, from the run's ``metrics.jsonl``."""
+    lines = (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line)["kl_per_dim"][-1] for line in lines if line.strip()]
+
+
+def _recorded_epochs(prefix: Any, run_dir: Path) -> int | None:
+    """Epochs ``run_dir`` holds of the run ``prefix`` describes (None: no run there yet); a one-line
+    :class:`ParameterError` where it holds another run."""
+    from collapsekit.training.config import RunConfig
+    from collapsekit.training.resume import config_differences
+
+    if not ((run_dir / "metrics.jsonl").is_file() and (run_dir / "config.yaml").is_file()):
+        return None
+    saved = RunConfig.load(run_dir / "config.yaml")
+    differences = config_differences(saved, prefix, ignore=("train.epochs", "train.progress", "train.loggers"))
+    if differences:
+        raise ParameterError(f"{run_dir} holds another run: {'; '.join(differences)}")
+    return len(_trajectory(run_dir))
