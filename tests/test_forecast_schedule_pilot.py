@@ -1,4 +1,4 @@
-"""The pilot run of the forecast benchmark (collapsekit.forecast.pilot): trained the way the trainer trains, with
+"""The pilot run of the forecast benchmark (collapsekit.forecast.schedule_pilot): trained the way the trainer trains, with
 the schedule it says, and extrapolated in chunks of steps."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 
 from collapsekit.errors import ParameterError
 from collapsekit.forecast.closed_form import total_steps
-from collapsekit.forecast.pilot import pilot_config, pilot_ending, pilot_steps, train_pilot
+from collapsekit.forecast.schedule_pilot import pilot_config, pilot_ending, pilot_steps, train_pilot
 from collapsekit.training.builders import load_training_data
 from collapsekit.training.config import RunConfig
 from collapsekit.training.trainer import train

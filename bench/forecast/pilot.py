@@ -3,7 +3,7 @@ score.py beside the others; kept here so that score.py stays one file of the tab
 
 * ``early_pilot`` — the early method alone (w = 1, its tuned constants) where the run's 10 % prefix is its own
   beginning; where it is not (the early method's fallbacks) a pilot of ⌊0.1 · steps⌋ steps
-  (:mod:`collapsekit.forecast.pilot`, results/pilots.jsonl from run_pilots.py), its KL extrapolated to the run's end
+  (:mod:`collapsekit.forecast.schedule_pilot`, results/pilots.jsonl from run_pilots.py), its KL extrapolated to the run's end
   and blended with the base closed form; the pilot's schedule variant, γ and blend weight are chosen on the tuning
   split's rows that get a pilot. Where a pilot (or the closed form) stands, the interval is the base closed form's
   conformal one around its count (the early rows keep theirs).
@@ -53,7 +53,7 @@ def early_pilot_rows(rows: list[dict[str, Any]], grid: dict[str, Any], cache: di
     from bench.forecast.score import _at, _count, _early_kwargs, _regime, early_rows
     from collapsekit.diagnostics.forecast_intervals import conformal_interval, half_width
     from collapsekit.diagnostics.forecast_kernel import FLOOR, blend, free_bits_floor, interval_counts
-    from collapsekit.forecast.pilot import pilot_ending
+    from collapsekit.forecast.schedule_pilot import pilot_ending
 
     o = tuned["early_only"]
     base_rows = early_rows(rows, grid, cache, budget=0.1, **_early_kwargs(o, tuned))
@@ -89,7 +89,7 @@ def tune(rows: list[dict[str, Any]], grid: dict[str, Any], cache: dict[str, Any]
     """The pilot's constants from ``rows`` (the tuning split, or the rest in leave-one-dataset-out): variant, γ and
     weight by MAE (then exact) on the rows that get a pilot; then the interval factor over all rows."""
     from bench.forecast.score import GAMMAS, WEIGHTS, metrics
-    from collapsekit.forecast.pilot import VARIANTS
+    from collapsekit.forecast.schedule_pilot import VARIANTS
 
     key = lambda m: (m["mae"], -m["exact"])  # noqa: E731
     best = None

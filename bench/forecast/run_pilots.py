@@ -4,7 +4,7 @@ train a pilot of ⌊0.1 · steps⌋ optimiser steps per seed and schedule varian
 
     nice -n 10 python bench/forecast/run_pilots.py [--seeds 0,1] [--budget 0.1]     # from the repository root
 
-Each pilot (:mod:`collapsekit.forecast.pilot`) appends one line to ``results/pilots.jsonl``: id, seed, variant
+Each pilot (:mod:`collapsekit.forecast.schedule_pilot`) appends one line to ``results/pilots.jsonl``: id, seed, variant
 (``compressed``, ``final``, ``mean``, ``fast_compressed``, ``fast_final``; a constant schedule has only
 ``compressed``, the run's own beginning in partial epochs, and ``fast_compressed``), the pilot's and the run's steps, its KL trajectory per chunk of steps and seconds. Pilots are
 trained in memory; nothing is written to a run directory. Killed and restarted, it skips the recorded triples.
@@ -49,7 +49,7 @@ def needs_pilot(entry: dict[str, Any], budget: float) -> str | None:
 
 
 def variants(entry: dict[str, Any]) -> tuple[str, ...]:
-    from collapsekit.forecast.pilot import VARIANTS
+    from collapsekit.forecast.schedule_pilot import VARIANTS
 
     if entry["config"]["schedule"]["name"] == "constant":
         return ("compressed", "fast_compressed")
@@ -60,7 +60,7 @@ def run_one(entry: dict[str, Any], seed: int, variant: str, budget: float, data:
     import torch
 
     from collapsekit.forecast.closed_form import total_steps
-    from collapsekit.forecast.pilot import pilot_config, pilot_steps, train_pilot
+    from collapsekit.forecast.schedule_pilot import pilot_config, pilot_steps, train_pilot
     from collapsekit.training.config import RunConfig
 
     values = json.loads(json.dumps(entry["config"]))

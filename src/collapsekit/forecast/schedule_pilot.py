@@ -1,4 +1,6 @@
-"""A pilot run for the early forecast where the run's own prefix says nothing about its end.
+"""A pilot run for the early forecast where the run's own prefix says nothing about its end (scored by the
+benchmark, not used by ``collapsekit forecast``: docs/forecast.md §4; not the β-grid pilot of
+:func:`~collapsekit.forecast.recommend.recommend_beta`, which trains the run's own prefixes).
 
 The early-training forecast (:mod:`.early`) reads the first epochs of the run itself, which works only where the
 prefix is the run's beginning. A cyclical schedule, a β warm-up longer than the prefix or a budget that buys no
