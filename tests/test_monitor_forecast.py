@@ -66,6 +66,17 @@ def test_a_planted_trajectory_gives_the_record_computed_by_hand():
                      "latent_size": 4, "epoch": 3, "total_epochs": 20}
 
 
+def test_free_bits_floor_the_extrapolated_kl():
+    # the planted third dimension falls to 0.025 · 2⁻¹⁷ nats by the end without free bits (collapsed, as above);
+    # with free bits of 0.05 nats no dimension's KL ends below 0.05, so all four stay
+    monitor = CollapseMonitor(warn=False, total_epochs=20, forecast_free_bits=0.05)
+    for step, kl in enumerate(PLANTED, start=1):
+        forecast = feed(monitor, kl, step=step)["forecast"]
+    assert forecast["n_active"] == 4
+    with pytest.raises(ParameterError, match="forecast_free_bits"):
+        CollapseMonitor(total_epochs=5, forecast_free_bits=-1)
+
+
 def test_the_interval_is_the_forecast_plus_minus_the_regimes_conformal_half_width():
     # 30 dimensions, 12 of them active and flat: the interval 12 ± q is clipped by neither end (q < 12)
     regime = {"arch": "mlp", "likelihood": "learned", "schedule": "constant", "kind": "vae"}
@@ -221,3 +232,17 @@ def test_the_monitors_closed_form_is_the_forecast_packages():
     expected = closed_form(config, data)
     assert (base["n_active"], base["interval"]) == (expected.n_active, list(expected.interval))
     assert base["kl_per_rank"] == pytest.approx(expected.kl_per_rank, rel=1e-6, abs=1e-9)
+
+
+def test_the_monitor_reads_free_bits_from_the_configuration_and_floors_its_closed_form():
+    from collapsekit.training.builders import load_training_data
+    from collapsekit.training.config import RunConfig
+
+    values = {"data": {"spec": DATA}, "model": {"kind": "vae", "arch": "mlp", "latent_dims": [4]},
+              "objective": {"beta": 20.0}, "train": {"epochs": 10}}
+    plain = RunConfig.parse(values)
+    data = load_training_data(plain)
+    assert CollapseMonitor.from_config(plain, data).forecast_base["n_active"] == 0     # β = 20: every mode is below
+    floored = CollapseMonitor.from_config(plain.with_overrides({"objective.free_bits": 0.05}), data)
+    assert floored.forecast_free_bits == 0.05 and floored.forecaster.free_bits == 0.05
+    assert floored.forecast_base["n_active"] == 4 and min(floored.forecast_base["kl_per_rank"]) == 0.05

@@ -63,8 +63,8 @@ class CollapseMonitor:
         Any field of :class:`MonitorOptions`: ``eta_enc``, ``patience``, ``recover_factor``,
         ``au_threshold``, ``mi_examples``, ``model_kind``, ``moments``, ``hyper``, ``schedule``,
         ``total_steps``, ``linear``, ``loss_reduction``, ``n_features``, ``warn``, ``log``, ``seed``,
-        ``total_epochs``, ``forecast_base``, ``min_active``, ``forecast_regime`` (each is also an attribute of
-        the monitor).
+        ``total_epochs``, ``forecast_base``, ``min_active``, ``forecast_regime``, ``forecast_free_bits`` (each is
+        also an attribute of the monitor).
 
     Raises
     ------
@@ -94,6 +94,7 @@ class CollapseMonitor:
     forecast_base = _Option()
     min_active = _Option()
     forecast_regime = _Option()
+    forecast_free_bits = _Option()
 
     def __init__(self, options: MonitorOptions | None = None, *, data: Any = None, **keywords: Any) -> None:
         if options is not None and not isinstance(options, MonitorOptions):
@@ -120,7 +121,8 @@ class CollapseMonitor:
         self._last: dict[str, Any] = {}
         total = self.options.total_epochs
         self.forecaster = (None if total is None else
-                           EndForecaster(total, self.options.forecast_base, self.options.forecast_regime))
+                           EndForecaster(total, self.options.forecast_base, self.options.forecast_regime,
+                                         self.options.forecast_free_bits))
 
     @classmethod
     def from_config(cls, config: Any, data: Any = None, *, total_steps: int | None = None,
@@ -165,6 +167,7 @@ class CollapseMonitor:
         kwargs.setdefault("total_epochs", config.train.epochs)
         kwargs.setdefault("min_active", config.train.min_active)
         kwargs.setdefault("forecast_regime", regime_of(config))
+        kwargs.setdefault("forecast_free_bits", objective.free_bits)
         if "forecast_base" not in kwargs and moments is not None and closed_form_applies:
             kwargs["forecast_base"] = _closed_form_base(config, moments)
         return cls(model_kind=model.kind, moments=moments if theory_applies else None, hyper=hyper,
@@ -472,14 +475,15 @@ class CollapseMonitor:
 
 def _closed_form_base(config: Any, moments: Moments) -> dict[str, Any] | None:
     """The closed form from the configuration (configured β and η_dec, raw moments, any likelihood read as a
-    Gaussian), as :func:`collapsekit.forecast.closed_form` computes it: the monitor's forecast where the KL
-    trajectory cannot be extrapolated. None where the closed form does not apply (e.g. an MHVAE with a learned σ₁)."""
+    Gaussian), as :func:`collapsekit.forecast.closed_form` computes it, with the free-bits floor of the run's
+    objective (as :func:`collapsekit.forecast.adjusted` applies it): the monitor's forecast where the KL trajectory
+    cannot be extrapolated. None where the closed form does not apply (e.g. an MHVAE with a learned σ₁)."""
     from collapsekit.activity import count_active
     from collapsekit.diagnostics.forecast_intervals import CONFORMAL, conformal_interval, half_width, regime_of
-    from collapsekit.diagnostics.forecast_kernel import closed_form_kl, compact
+    from collapsekit.diagnostics.forecast_kernel import closed_form_kl, compact, free_bits_floor
 
     try:
-        kl = closed_form_kl(config, compact(config, moments))
+        kl = free_bits_floor(closed_form_kl(config, compact(config, moments)), config.objective.free_bits)
     except (ParameterError, ValueError, np.linalg.LinAlgError):
         return None
     n = count_active(kl)

@@ -20,7 +20,7 @@ import numpy as np
 
 from collapsekit.activity import count_active
 from collapsekit.diagnostics.forecast_accuracy import comparable
-from collapsekit.diagnostics.forecast_kernel import EARLY_DEFAULTS, blend, early_interval, extrapolate
+from collapsekit.diagnostics.forecast_kernel import EARLY_DEFAULTS, blend, early_interval, extrapolate, free_bits_floor
 from collapsekit.errors import ParameterError
 
 __all__ = ["EndForecaster", "check_base", "trajectory_problem"]
@@ -67,13 +67,17 @@ class EndForecaster:
         The configuration's regime labels (:func:`~collapsekit.diagnostics.forecast_intervals.regime_of`): which
         conformal half-width the interval uses and which benchmark row the warning quotes (None: the pooled
         half-width, the whole reporting split).
+    free_bits : float, optional
+        The run's free bits λ (nats): the extrapolated KL per dimension is floored at λ
+        (:func:`~collapsekit.diagnostics.forecast_kernel.free_bits_floor`, as the early forecast does).
     """
 
     def __init__(self, total_epochs: int, base: Mapping[str, Any] | None = None,
-                 regime: Mapping[str, str] | None = None) -> None:
+                 regime: Mapping[str, str] | None = None, free_bits: float | None = None) -> None:
         self.total_epochs = int(total_epochs)
         self.base = check_base(base)
         self.regime = None if regime is None else {str(k): str(v) for k, v in regime.items()}
+        self.free_bits = free_bits
         self.tail: list[list[float]] = []
         self.warned_at: int | None = None
 
@@ -93,6 +97,7 @@ class EndForecaster:
             weight = EARLY_DEFAULTS["weight"]
             if weight < 1 and self.base is not None:
                 ending = blend(ending, self.base["kl_per_rank"], weight)
+            ending = free_bits_floor(ending, self.free_bits)
             n = count_active(ending)
             found = {"n_active": n, "interval": list(early_interval(n, len(kl), self.regime)), "method": "early",
                      "note": None}

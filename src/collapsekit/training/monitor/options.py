@@ -87,6 +87,9 @@ class MonitorOptions:
         The run's regime labels (``arch``, ``likelihood``, ``schedule``, ``kind``:
         :func:`~collapsekit.diagnostics.forecast_intervals.regime_of`): the forecast interval's conformal
         half-width and the benchmark row the warning quotes are that regime's (None: pooled, the whole split).
+    forecast_free_bits : float, optional
+        The run's free bits λ in nats (``objective.free_bits``): no dimension's forecast KL ends below it
+        (:func:`~collapsekit.diagnostics.forecast_kernel.free_bits_floor`). None or 0: no floor.
     """
 
     eta_enc: float | Mapping[str, float] = 1.0
@@ -109,6 +112,7 @@ class MonitorOptions:
     forecast_base: Mapping[str, Any] | None = None
     min_active: int | None = None
     forecast_regime: Mapping[str, str] | None = None
+    forecast_free_bits: float | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.eta_enc, Mapping):
@@ -142,6 +146,11 @@ class MonitorOptions:
             if not isinstance(self.forecast_regime, Mapping):
                 raise ParameterError("forecast_regime must be a mapping of regime labels (regime_of(config))")
             self.forecast_regime = {str(k): str(v) for k, v in self.forecast_regime.items()}
+        if self.forecast_free_bits is not None:
+            free_bits = self.forecast_free_bits
+            if isinstance(free_bits, bool) or not isinstance(free_bits, (int, float)) or not free_bits >= 0:
+                raise ParameterError(f"forecast_free_bits must be a number of nats ≥ 0, got {free_bits!r}")
+            self.forecast_free_bits = float(free_bits)
 
     def eta_enc_of(self, level: str) -> float:
         """η_enc of ``level`` (1 for a level a per-level dict does not name)."""
