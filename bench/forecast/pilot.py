@@ -14,7 +14,6 @@ score.py beside the others; kept here so that score.py stays one file of the tab
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -32,17 +31,12 @@ _pilots: dict[tuple[str, int, str], dict[str, Any]] | None = None
 
 def pilots() -> dict[tuple[str, int, str], dict[str, Any]]:
     """The recorded pilots at budget 0.1, by (id, seed, variant)."""
+    from bench.forecast.run_truth import read_jsonl
+
     global _pilots
     if _pilots is None:
-        _pilots = {}
-        if PILOTS.is_file():
-            for line in PILOTS.read_text(encoding="utf-8").splitlines():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if row.get("status") == "ok" and abs(row["budget"] - 0.1) < 1e-9:
-                    _pilots[(row["id"], int(row["seed"]), row["variant"])] = row
+        _pilots = {(row["id"], int(row["seed"]), row["variant"]): row for row in read_jsonl(PILOTS)
+                   if row.get("status") == "ok" and abs(row["budget"] - 0.1) < 1e-9}
     return _pilots
 
 

@@ -29,14 +29,9 @@ PILOTS = RESULTS / "pilots.jsonl"
 
 def read_pilots() -> list[dict[str, Any]]:
     """Every recorded pilot (lines cut by a kill are skipped)."""
-    rows = []
-    if PILOTS.is_file():
-        for line in PILOTS.read_text(encoding="utf-8").splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return rows
+    from bench.forecast.run_truth import read_jsonl
+
+    return read_jsonl(PILOTS)
 
 
 def needs_pilot(entry: dict[str, Any], budget: float) -> str | None:

@@ -45,16 +45,22 @@ def done() -> set[tuple[str, int]]:
     return pairs
 
 
-def read_rows() -> list[dict[str, Any]]:
-    """Every recorded row (lines cut by a kill are skipped)."""
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Every record of a results file the benchmark appends to, one JSON object a line (none where the file is
+    missing; a line cut by a kill is skipped: the resumable runners rerun what it held)."""
     rows = []
-    if TRUTH.is_file():
-        for line in TRUTH.read_text(encoding="utf-8").splitlines():
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError:
                 continue
     return rows
+
+
+def read_rows() -> list[dict[str, Any]]:
+    """Every recorded ground-truth row (:func:`read_jsonl` of results/truth.jsonl)."""
+    return read_jsonl(TRUTH)
 
 
 def run_one(entry: dict[str, Any], seed: int) -> dict[str, Any]:

@@ -7,7 +7,8 @@ Writes ``results/forecasts.csv`` (each method's forecast of each (configuration,
 package's constants), ``src/collapsekit/diagnostics/forecast_accuracy.json`` (the reporting
 split's numbers of the methods ``collapsekit forecast`` ships: package data, read by ``forecast_accuracy.MEASURED``), ``results/scores.md`` (the tables), the tables into
 docs/forecast.md between its markers, and one forecast-vs-measured figure per method (docs/forecast_*.png).
-Closed-form curves (the count at β times each multiplier) are cached in ``results/curves.json``.
+Closed-form curves (the count at β times each multiplier) are cached in ``results/curves.json``, valid while the
+package's closed-form code is unchanged (a changed file recomputes them all).
 """
 
 from __future__ import annotations
@@ -62,6 +63,23 @@ def _config(entry: dict[str, Any], seed: int = 0) -> Any:
     return RunConfig.parse(values)
 
 
+#: The package's files the cached closed-form curves are computed by (the theory and the forecasts' closed forms).
+CURVE_SOURCES = ("forecast/closed_form.py", "diagnostics/forecast_kernel.py", "diagnostics/theory_compare.py",
+                 "theory/*.py")
+
+
+def _curve_code() -> str:
+    """SHA-256 of :data:`CURVE_SOURCES` and the multipliers: the key under which results/curves.json is valid."""
+    import hashlib
+
+    package = ROOT / "src" / "collapsekit"
+    digest = hashlib.sha256(json.dumps(MULTIPLIERS).encode())
+    for pattern in CURVE_SOURCES:
+        for file in sorted(package.glob(pattern)):
+            digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
 def curves(grid: dict[str, dict[str, Any]], rows: list[dict[str, Any]]) -> dict[str, Any]:
     """For each configuration: the closed-form KL per rank at β × each multiplier, per closed-form method
     (the post-hoc one per seed where η_dec was learned); cached in results/curves.json."""
@@ -70,6 +88,8 @@ def curves(grid: dict[str, dict[str, Any]], rows: list[dict[str, Any]]) -> dict[
 
     path = RESULTS / "curves.json"
     cache = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    if cache.get("_code") != _curve_code():        # curves of an older closed form: recompute them all
+        cache = {"_code": _curve_code()}
     wanted = {(r["id"], r["seed"]) for r in rows}
     for cid in sorted({cid for cid, _ in wanted}):
         seeds = sorted(seed for c, seed in wanted if c == cid)
